@@ -1,0 +1,42 @@
+"""Models chosen by name, and the one function that assembles a network from config."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from cnnlab import registry
+from cnnlab.models import base_cnn, nin  # noqa: F401  (registers the models)
+
+
+def build_model(
+    model: Mapping[str, Any],
+    activation: Mapping[str, Any],
+    norm: Mapping[str, Any],
+    init: Mapping[str, Any],
+    in_channels: int = 3,
+    num_classes: int = 10,
+    image_size: int = 32,
+) -> nn.Module:
+    """Build ``model`` with the chosen activation and norm in every block, then initialise it.
+
+    Each mapping is a config node such as ``{name: elu, alpha: 1.0}``.
+    """
+    act = registry.factory("activation", activation)
+    norm_layer = registry.factory("norm", norm)
+    initialise = registry.factory("init", init)()
+    make = registry.factory("model", model)
+    net = make(
+        act=act,
+        norm=norm_layer,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        image_size=image_size,
+    )
+    net.apply(initialise)
+    return net
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Trainable parameters (BN running statistics are buffers and do not count)."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

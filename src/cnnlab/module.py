@@ -1,0 +1,79 @@
+"""The LightningModule: cross-entropy classification of whatever network the config names."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torchmetrics.classification import MulticlassAccuracy
+
+from cnnlab.models import build_model
+
+
+class Classifier(L.LightningModule):
+    """Trains ``build_model(**net)`` with ``optimizer`` and ``scheduler`` from config.
+
+    Everything it is given is a plain mapping, saved as hyperparameters, so
+    ``Classifier.load_from_checkpoint(path)`` rebuilds the network without Hydra.
+
+    Args:
+        net: the arguments of ``cnnlab.models.build_model`` (model, activation, norm, init, ...).
+        optimizer: a ``_partial_`` optimizer config, completed here with the parameters.
+        scheduler: ``{scheduler: <_partial_ config>, interval, monitor, ...}``; empty for none.
+        label_smoothing: passed to the cross-entropy loss (also applied to mixup's soft targets).
+    """
+
+    def __init__(
+        self,
+        net: Mapping[str, Any],
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_model(**net)
+        classes = net.get("num_classes", 10)
+        self.train_acc, self.val_acc, self.test_acc = (
+            MulticlassAccuracy(classes, average="micro") for _ in range(3)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against class indices (N,) or mixup's soft targets (N, classes)."""
+        return F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        logits = self(images)
+        loss = self.loss(logits, targets)
+        hard = targets.argmax(1) if targets.ndim == 2 else targets  # mixup: the larger share
+        self.train_acc(logits, hard)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_acc)
+
+    def _eval_step(self, batch, stage: str, accuracy: MulticlassAccuracy) -> None:
+        images, labels = batch
+        logits = self(images)
+        accuracy(logits, labels)
+        self.log(f"{stage}/loss", self.loss(logits, labels), prog_bar=stage == "val")
+        self.log(f"{stage}/acc", accuracy, prog_bar=True)
+
+    def configure_optimizers(self):
+        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
+        schedule = dict(self.hparams.scheduler or {})
+        if not schedule.get("scheduler"):
+            return optimizer
+        schedule["scheduler"] = instantiate(schedule["scheduler"])(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}

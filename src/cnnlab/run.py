@@ -1,0 +1,116 @@
+"""One training run from a composed config: build, fit, test, write metrics.json."""
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.syntax import Syntax
+
+from cnnlab.data import ImageDataModule
+from cnnlab.files import write_json
+from cnnlab.models import count_parameters
+from cnnlab.module import Classifier
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Train and test ``cfg``; return the best validation accuracy (for sweeps to rank by)."""
+    Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml"))
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    datamodule.setup()  # load now: a missing data set fails before anything is built
+    module = build_module(cfg)
+    trainer = build_trainer(cfg, validate=datamodule.has_validation)
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    best = trainer.checkpoint_callback
+    ckpt = best.best_model_path if isinstance(best, ModelCheckpoint) else ""
+    tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None)[0]
+    metrics = {
+        "best_val_acc": _score(best) if datamodule.has_validation else None,
+        "test_acc": tested["test/acc"],
+        "test_loss": tested["test/loss"],
+        "epochs": trainer.current_epoch,
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "params": count_parameters(module.net),
+        "checkpoint": ckpt or None,
+        "choices": _choices(),
+        "seed": cfg.seed,
+    }
+    write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+    return metrics["best_val_acc"]
+
+
+def build_datamodule(cfg: DictConfig) -> ImageDataModule:
+    data = _plain(cfg.data)
+    return ImageDataModule(
+        dataset=data["dataset"],
+        augment=_plain(cfg.augment),
+        mean=data["mean"],
+        std=data["std"],
+        num_classes=data["num_classes"],
+        batch_size=data["batch_size"],
+        val_split=data["val_split"],
+        num_workers=data["num_workers"],
+        seed=data["split_seed"],
+        train_subset=data["train_subset"],
+        test_subset=data["test_subset"],
+    )
+
+
+def build_module(cfg: DictConfig) -> Classifier:
+    net = {
+        "model": _plain(cfg.model),
+        "activation": _plain(cfg.activation),
+        "norm": _plain(cfg.norm),
+        "init": _plain(cfg.init),
+        "in_channels": cfg.data.in_channels,
+        "num_classes": cfg.data.num_classes,
+        "image_size": cfg.data.image_size,
+    }
+    return Classifier(
+        net=net,
+        optimizer=_plain(cfg.optimizer),
+        scheduler=_plain(cfg.scheduler),
+        label_smoothing=cfg.label_smoothing,
+    )
+
+
+def build_trainer(cfg: DictConfig, validate: bool = True) -> L.Trainer:
+    """The Trainer with the configured callbacks and loggers.
+
+    Without a validation split there is no 'best' epoch: checkpoints then track the last epoch
+    and the test runs on it.
+    """
+    callback_cfgs = _plain(cfg.callbacks)
+    if not validate:
+        for callback in callback_cfgs.values():
+            if "monitor" in callback:
+                callback["monitor"] = None
+    callbacks = [instantiate(c) for c in callback_cfgs.values() if c]
+    loggers = [instantiate(c) for c in _plain(cfg.logger).values() if c]
+    extra = {} if validate else {"limit_val_batches": 0}
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, **extra)
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
+
+
+def _score(checkpoint: Any) -> float | None:
+    score = getattr(checkpoint, "best_model_score", None)
+    return float(score) if score is not None else None
+
+
+def _choices() -> dict[str, str]:
+    """Which option of each config group this run used, e.g. {'model': 'nin', ...}."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}

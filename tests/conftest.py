@@ -1,0 +1,58 @@
+"""Compose the real config tree for tests, with every path inside the test's temp directory."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from disk_formats import write_cifar10, write_fashion_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# Small, quiet, single-process runs: a test composes these after its own choices.
+FAST = [
+    "data.num_workers=0",
+    "~callbacks.progress_bar",
+    "~callbacks.model_summary",
+]
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path):
+    """``make_cfg(["model=nin", ...])`` composes conf/train.yaml as `python src/train.py` would."""
+
+    def make(overrides: list[str]) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            cfg = compose(
+                "train",
+                overrides=[
+                    f"paths.root_dir={tmp_path}",
+                    f"paths.output_dir={tmp_path / 'run'}",
+                    *overrides,
+                ],
+                return_hydra_config=True,
+            )
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
+
+    yield make
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def cifar_dir(tmp_path: Path) -> Path:
+    """A generated CIFAR-10 in tmp_path/data, where data=cifar10 looks by default."""
+    write_cifar10(tmp_path / "data")
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def fashion_dir(tmp_path: Path) -> Path:
+    return write_fashion_mnist(tmp_path / "fashion")

@@ -1,0 +1,92 @@
+"""Tiny data sets written in the real on-disk formats, so tests read them with the users' code."""
+
+import gzip
+import pickle
+import struct
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+def learnable_images(labels: np.ndarray, channels: int, side: int, seed: int) -> np.ndarray:
+    """uint8 images (N, C, H, W) whose class is written in them: a bright band at a place set by
+    the label, on noise. A linear model separates the classes; chance is 1 / classes."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 120, size=(len(labels), channels, side, side), dtype=np.uint8)
+    rows = side // 10
+    for i, label in enumerate(labels):
+        images[i, :, label * rows : (label + 1) * rows, :] = 255
+    return images
+
+
+def write_cifar10(root: Path, per_batch: int = 20, test: int = 50, seed: int = 0) -> Path:
+    """``root/cifar-10-batches-py`` with five training batches, a test batch and the meta file."""
+    folder = root / CIFAR_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i, name in enumerate([*CIFAR_TRAIN, "test_batch"]):
+        n = test if name == "test_batch" else per_batch
+        labels = rng.integers(0, 10, size=n)
+        images = learnable_images(labels, 3, 32, seed + i)
+        batch = {
+            "batch_label": name,
+            "labels": labels.tolist(),
+            "data": images.reshape(n, 3072),
+            "filenames": [f"{name}_{j}.png" for j in range(n)],
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    meta = {
+        "label_names": [
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        ],
+        "num_cases_per_batch": per_batch,
+    }
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump(meta, f)
+    return folder
+
+
+def write_cifar10_archive(root: Path, **kwargs) -> Path:
+    """``root/cifar-10-python.tar.gz`` as the official archive is laid out, and nothing else."""
+    build = root / "build"
+    folder = write_cifar10(build, **kwargs)
+    archive = root / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=CIFAR_FOLDER)
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    build.rmdir()
+    return archive
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def write_fashion_mnist(root: Path, train: int = 200, test: int = 50, seed: int = 0) -> Path:
+    """The four idx ``.gz`` files of Fashion-MNIST, with learnable 28x28 images."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train), ("t10k", test)):
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        images = learnable_images(labels, 1, 28, seed)[:, 0]
+        _write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
+        _write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
+    return root

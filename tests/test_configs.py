@@ -1,0 +1,54 @@
+"""Every option of every config group composes and runs one batch of train, val and test."""
+
+import pytest
+import torch
+
+from cnnlab.run import run
+
+from conftest import CONF, FAST
+
+GROUPS = [
+    "data",
+    "model",
+    "activation",
+    "init",
+    "norm",
+    "optimizer",
+    "scheduler",
+    "augment",
+    "trainer",
+    "logger",
+    "callbacks",
+    "experiment",
+    "debug",
+]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+
+
+def small_data(name: str, fashion_dir) -> list[str]:
+    """Overrides that point each data set at a tiny generated copy."""
+    subset = ["data.train_subset=64", "data.test_subset=16", "data.batch_size=16"]
+    return {
+        "fake": ["data.dataset.train_size=64", "data.dataset.test_size=16", "data.batch_size=16"],
+        "cifar10": ["data.dataset.verify=false", *subset],  # cifar_dir sits in paths.data_dir
+        "fashion_mnist": [f"data.dataset.root={fashion_dir}", *subset],
+    }[name]
+
+
+def test_every_group_has_options():
+    assert {g for g, _ in OPTIONS} == set(GROUPS)
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_runs_fast_dev_run(group, option, make_cfg, cifar_dir, fashion_dir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    # base_cnn on fake data unless the option under test chooses otherwise.
+    choice = ["data=fake", "model=base_cnn", f"{group}={option}", *FAST]
+    run_length = ["trainer.fast_dev_run=true"]
+    if group == "debug":  # the debug options set their own run length; keep it short
+        run_length = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+    cfg = make_cfg(choice)
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+        pytest.skip("composes; running it needs a CUDA GPU")
+    dataset = cfg.data.dataset.name
+    run(make_cfg([*choice, *small_data(dataset, fashion_dir), *run_length]))

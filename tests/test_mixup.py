@@ -1,0 +1,60 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnlab.data import ImageDataModule
+from cnnlab.module import Classifier
+
+NET = {
+    "model": {"name": "base_cnn"},
+    "activation": {"name": "relu"},
+    "norm": {"name": "none"},
+    "init": {"name": "default"},
+}
+SGD = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}
+
+
+class _Training:
+    training = True
+
+
+def mixup_module(alpha: float) -> ImageDataModule:
+    dm = ImageDataModule(
+        dataset={"name": "fake"},
+        augment={"transforms": {}, "mixup_alpha": alpha},
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        num_classes=10,
+    )
+    dm.trainer = _Training()
+    return dm
+
+
+def test_mixup_mixes_images_and_targets_with_one_lambda():
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
+    mixed_x, soft = mixup_module(alpha=1.0).on_after_batch_transfer((x.clone(), y), 0)
+    lam = soft[0, y[0]].item()  # the pair of image 0 is image 7: a different class
+    assert 0 < lam < 1
+    assert torch.allclose(soft, lam * F.one_hot(y, 10) + (1 - lam) * F.one_hot(y.flip(0), 10))
+    assert torch.allclose(mixed_x, lam * x + (1 - lam) * x.flip(0), atol=1e-6)
+
+
+def test_mixup_loss_is_the_lambda_weighted_cross_entropy():
+    torch.manual_seed(1)
+    x, y = torch.randn(8, 3, 32, 32), torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])
+    mixed_x, soft = mixup_module(alpha=0.4).on_after_batch_transfer((x.clone(), y), 0)
+    lam = soft[0, y[0]].item()
+    module = Classifier(net=NET, optimizer=SGD)
+    logits = module(mixed_x)
+    by_hand = lam * F.cross_entropy(logits, y) + (1 - lam) * F.cross_entropy(logits, y.flip(0))
+    assert module.loss(logits, soft).item() == pytest.approx(by_hand.item(), rel=1e-5)
+
+
+def test_no_mixup_at_alpha_zero_or_outside_training():
+    x, y = torch.randn(4, 3, 32, 32), torch.arange(4)
+    out_x, out_y = mixup_module(alpha=0.0).on_after_batch_transfer((x, y), 0)
+    assert out_y is y and out_x is x
+    dm = mixup_module(alpha=1.0)
+    dm.trainer.training = False
+    assert dm.on_after_batch_transfer((x, y), 0)[1] is y

@@ -1,0 +1,93 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab import registry
+from cnnlab.models import build_model, count_parameters
+
+
+def net(model="nin", act="relu", norm="none", init="default", **kwargs):
+    return build_model({"name": model}, {"name": act}, {"name": norm}, {"name": init}, **kwargs)
+
+
+def conv_params(c_in, c_out, k):
+    return c_in * c_out * k * k + c_out
+
+
+def test_nin_matches_seed002_table1():
+    # Table 1 layer by layer: 5x5 192, 1x1 160, 1x1 96 | 5x5 192, 1x1 192, 1x1 192 | 3x3 192, 1x1
+    # 192, 1x1 10. About 0.97M in all.
+    expected = sum(
+        conv_params(*layer)
+        for layer in [
+            (3, 192, 5),
+            (192, 160, 1),
+            (160, 96, 1),
+            (96, 192, 5),
+            (192, 192, 1),
+            (192, 192, 1),
+            (192, 192, 3),
+            (192, 192, 1),
+            (192, 10, 1),
+        ]
+    )
+    assert expected == 966_986
+    assert count_parameters(net("nin")) == expected
+
+
+def test_nin_outputs_one_logit_per_class():
+    assert net("nin")(torch.randn(4, 3, 32, 32)).shape == (4, 10)
+    assert net("nin", num_classes=100)(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+
+
+def test_base_cnn_matches_seed001_summary_table():
+    assert count_parameters(net("base_cnn")) == 1_250_858
+
+
+@pytest.mark.parametrize("model", registry.names("model"))
+def test_models_take_grey_28px_images(model):
+    m = net(model, in_channels=1, image_size=28)
+    assert m(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("model", registry.names("model"))
+def test_bn_follows_every_convolution(model):
+    with_bn = net(model, norm="bn")
+    convs = sum(isinstance(m, nn.Conv2d) for m in with_bn.modules())
+    norms = sum(isinstance(m, nn.BatchNorm2d) for m in with_bn.modules())
+    assert convs == norms > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net(model, norm="none").modules())
+
+
+@pytest.mark.parametrize("model", registry.names("model"))
+def test_activation_choice_reaches_every_layer(model):
+    m = net(model, act="elu")
+    assert any(isinstance(x, nn.ELU) for x in m.modules())
+    assert not any(isinstance(x, nn.ReLU) for x in m.modules())
+
+
+def test_he_init_has_std_sqrt_2_over_n():
+    m = net("nin", init="he")
+    conv = m.features[5][0]  # the second 5x5 conv: n = 5*5*96
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (25 * 96)), rel=0.02)
+    assert conv.bias.abs().max().item() == 0
+
+
+def test_xavier_uniform_has_glorot_variance():
+    m = net("base_cnn", init="xavier")
+    fc = m.classifier[1]  # 2304 -> 512
+    expected = math.sqrt(2 / (2304 + 512))
+    assert fc.weight.std().item() == pytest.approx(expected, rel=0.02)
+
+
+def test_default_init_leaves_pytorch_init_alone():
+    torch.manual_seed(0)
+    a = net("base_cnn", init="default")
+    torch.manual_seed(0)
+    b = net("base_cnn", init="he")
+    torch.manual_seed(0)
+    c = net("base_cnn", init="default")
+    first = lambda m: m.features[0][0].weight  # noqa: E731
+    assert torch.equal(first(a), first(c)) and not torch.equal(first(a), first(b))

@@ -1,0 +1,149 @@
+"""Whole runs, in process and through the command line, as a user starts them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnlab.run import run
+
+from conftest import FAST, ROOT
+from disk_formats import write_cifar10
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_learns_a_separable_task_well_above_chance(make_cfg, tmp_path):
+    write_cifar10(tmp_path / "data", per_batch=200, test=200)
+    cfg = make_cfg(
+        [
+            "model=base_cnn",
+            "optimizer=adam",
+            "scheduler=none",
+            "augment=none",
+            "data.dataset.verify=false",
+            "data.batch_size=50",
+            "trainer.max_epochs=3",
+            *FAST,
+        ]
+    )
+    run(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test_acc"] >= 0.6  # chance is 0.1
+    assert metrics["best_val_acc"] >= 0.6
+    assert metrics["epochs"] == 3
+    assert metrics["params"] == 1_251_242  # base CNN + BN (default norm)
+    assert metrics["choices"]["model"] == "base_cnn"
+
+
+def test_run_directory_holds_config_checkpoints_and_metrics(make_cfg, tmp_path):
+    run(make_cfg(["data=fake", "model=base_cnn", "trainer.max_epochs=2", *FAST]))
+    out = tmp_path / "run"
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
+    rows = (out / "csv" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch") and "val/acc" in rows[0] and len(rows) > 4
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["checkpoint"].endswith("best.ckpt")
+    assert set(metrics) >= {"best_val_acc", "test_acc", "epochs", "wall_time_s", "params"}
+
+
+def test_same_seed_same_result(make_cfg, tmp_path):
+    def test_loss(seed):
+        run(
+            make_cfg(["data=fake", "model=base_cnn", "trainer.max_epochs=1", f"seed={seed}", *FAST])
+        )
+        return json.loads((tmp_path / "run" / "metrics.json").read_text())["test_loss"]
+
+    first = test_loss(1)
+    assert test_loss(1) == first
+    assert test_loss(2) != first
+
+
+def test_without_validation_the_last_epoch_is_tested(make_cfg, tmp_path):
+    run(
+        make_cfg(["data=fake", "model=base_cnn", "data.val_split=0", "trainer.max_epochs=2", *FAST])
+    )
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["best_val_acc"] is None and metrics["epochs"] == 2
+    assert metrics["test_acc"] is not None
+
+
+def test_wandb_offline_writes_a_run(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run(make_cfg(["data=fake", "model=base_cnn", "logger=wandb", "trainer.max_epochs=1", *FAST]))
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist")
+def test_fashion_mnist_base_cnn_reaches_80_percent_in_one_epoch(make_cfg, tmp_path):
+    cfg = make_cfg(
+        [
+            "experiment=fashion_base_cnn",
+            "trainer.max_epochs=1",
+            "data.train_subset=20000",
+            "data.test_subset=2000",
+            "data.batch_size=64",
+            *FAST,
+        ]
+    )
+    run(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test_acc"] >= 0.80
+
+
+def train_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_grid_from_the_command_line_runs_every_job(tmp_path):
+    result = train_cli(
+        "-m",
+        "model=nin",
+        "activation=elu,relu",
+        "norm=bn,none",
+        "data=fake",
+        "data.dataset.train_size=64",
+        "data.dataset.test_size=16",
+        "data.image_size=16",
+        "trainer.max_epochs=1",
+        "~callbacks.progress_bar",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = sorted((tmp_path / "logs" / "train" / "multiruns").glob("*/*/metrics.json"))
+    assert len(found) == 4
+    choices = {
+        (
+            json.loads(p.read_text())["choices"]["activation"],
+            json.loads(p.read_text())["choices"]["norm"],
+        )
+        for p in found
+    }
+    assert choices == {("elu", "bn"), ("elu", "none"), ("relu", "bn"), ("relu", "none")}
+
+
+def test_bad_option_fails_in_one_line(tmp_path):
+    result = train_cli("data=fake", "activation.name=elux", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "cnnlab: error: unknown activation 'elux'; choose from: elu, leaky_relu, relu"
+
+
+def test_help_lists_groups_and_choices(tmp_path):
+    result = train_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for line in ("activation: elu, leaky_relu, relu", "norm: bn, none", "model: base_cnn, nin"):
+        assert line in result.stdout
