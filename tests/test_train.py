@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from cnnlab.module import Classifier
 from cnnlab.run import run
 
 from conftest import FAST, ROOT
@@ -48,6 +50,16 @@ def test_run_directory_holds_config_checkpoints_and_metrics(make_cfg, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["checkpoint"].endswith("best.ckpt")
     assert set(metrics) >= {"best_val_acc", "test_acc", "epochs", "wall_time_s", "params"}
+
+
+def test_checkpoint_rebuilds_the_network_without_hydra(make_cfg, tmp_path):
+    run(make_cfg(["data=fake", "model=base_cnn", "activation=elu", "trainer.max_epochs=1", *FAST]))
+    path = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    module = Classifier.load_from_checkpoint(path).eval()
+    saved = torch.load(path, weights_only=False)["state_dict"]
+    assert any(isinstance(m, torch.nn.ELU) for m in module.modules())
+    assert all(torch.equal(v, saved[k]) for k, v in module.state_dict().items())
+    assert module(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_same_seed_same_result(make_cfg, tmp_path):

@@ -1,0 +1,124 @@
+"""The LightningDataModule: load a registered data set, split it, augment it, mix it."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from timm.data import Mixup
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+from cnnlab import registry
+from cnnlab.data.arrays import ImageArrays, ImageDataset
+from cnnlab.data.split import stratified_split
+from cnnlab.errors import ConfigError
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Train/val/test loaders for one data set of the ``data`` registry.
+
+    Args:
+        dataset: the registry entry and its options, e.g. ``{name: cifar10, root: data}``.
+        augment: ``transforms`` (torchvision v2 configs, applied in order to training images),
+            ``mixup_alpha`` (0 turns mixup off) and ``mixup_prob``.
+        mean, std: per-channel statistics of the data set, for normalisation.
+        val_split: fraction of the training set held out for validation; 0 means no validation.
+        train_subset, test_subset: keep only the first N images (quick runs); None keeps all.
+    """
+
+    def __init__(
+        self,
+        dataset: Mapping[str, Any],
+        augment: Mapping[str, Any],
+        mean: Sequence[float],
+        std: Sequence[float],
+        num_classes: int,
+        batch_size: int = 128,
+        val_split: float = 0.1,
+        num_workers: int = 2,
+        seed: int = 0,
+        train_subset: int | None = None,
+        test_subset: int | None = None,
+    ):
+        super().__init__()
+        if not 0 <= val_split < 1:
+            raise ConfigError(f"data.val_split must be in [0, 1), got {val_split}")
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be at least 1, got {batch_size}")
+        self.load = registry.factory("data", dataset)
+        self.save_hyperparameters(logger=False)
+        self.mixup = _mixup(augment, num_classes)
+        normalise = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+        self.train_transform = v2.Compose([*_augmentations(augment), *normalise])
+        self.eval_transform = v2.Compose(normalise)
+        self.arrays: ImageArrays | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.arrays is not None:
+            return
+        h = self.hparams
+        arrays = self.load()
+        arrays.train_images = arrays.train_images[: h.train_subset]
+        arrays.train_labels = arrays.train_labels[: h.train_subset]
+        arrays.test_images = arrays.test_images[: h.test_subset]
+        arrays.test_labels = arrays.test_labels[: h.test_subset]
+        self.arrays = arrays
+        train_idx, val_idx = stratified_split(arrays.train_labels, h.val_split, h.seed)
+        self.train_set = ImageDataset(
+            arrays.train_images[train_idx], arrays.train_labels[train_idx], self.train_transform
+        )
+        self.val_set = ImageDataset(
+            arrays.train_images[val_idx], arrays.train_labels[val_idx], self.eval_transform
+        )
+        self.test_set = ImageDataset(arrays.test_images, arrays.test_labels, self.eval_transform)
+
+    @property
+    def has_validation(self) -> bool:
+        return self.hparams.val_split > 0
+
+    def train_dataloader(self) -> DataLoader:
+        # Mixup pairs each image with its mirror in the batch, so batches must be even.
+        return self._loader(self.train_set, shuffle=True, drop_last=self.mixup is not None)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set) if self.has_validation else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        if self.mixup is not None and self.trainer is not None and self.trainer.training:
+            images, labels = self.mixup(images, labels)  # labels become (N, classes) soft targets
+        return images, labels
+
+    def _loader(self, dataset, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+
+def _augmentations(augment: Mapping[str, Any]) -> list:
+    transforms = augment.get("transforms") or {}
+    return [instantiate(t) for t in transforms.values() if t is not None]
+
+
+def _mixup(augment: Mapping[str, Any], num_classes: int) -> Mixup | None:
+    """timm's Mixup with Beta(alpha, alpha) (seed 004), or None when alpha is 0."""
+    alpha = augment.get("mixup_alpha", 0.0)
+    if alpha < 0:
+        raise ConfigError(f"augment.mixup_alpha must be >= 0, got {alpha}")
+    if alpha == 0:
+        return None
+    # Smoothing stays at 0 here: the loss applies label_smoothing to soft targets as well.
+    return Mixup(mixup_alpha=alpha, prob=augment.get("mixup_prob", 1.0), label_smoothing=0.0,
+                 num_classes=num_classes)
