@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from cnnlab import registry
 from cnnlab.run import run
 
 from conftest import CONF, FAST
@@ -33,6 +34,12 @@ def small_data(name: str, fashion_dir) -> list[str]:
         "cifar10": ["data.dataset.verify=false", *subset],  # cifar_dir sits in paths.data_dir
         "fashion_mnist": [f"data.dataset.root={fashion_dir}", *subset],
     }[name]
+
+
+@pytest.mark.parametrize("kind", ["model", "activation", "init", "norm", "data"])
+def test_every_registered_component_has_a_yaml(kind):
+    options = {p.stem for p in (CONF / kind).glob("*.yaml")}
+    assert set(registry.names(kind)) <= options
 
 
 def test_every_group_has_options():

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from cnnlab import registry
+from cnnlab.errors import ConfigError
 from cnnlab.models import build_model, count_parameters
 
 
@@ -77,7 +78,7 @@ def test_he_init_has_std_sqrt_2_over_n():
 
 def test_xavier_uniform_has_glorot_variance():
     m = net("base_cnn", init="xavier")
-    fc = m.classifier[1]  # 2304 -> 512
+    fc = m.classifier[1][0]  # 2304 -> 512
     expected = math.sqrt(2 / (2304 + 512))
     assert fc.weight.std().item() == pytest.approx(expected, rel=0.02)
 
@@ -91,3 +92,98 @@ def test_default_init_leaves_pytorch_init_alone():
     c = net("base_cnn", init="default")
     first = lambda m: m.features[0][0].weight  # noqa: E731
     assert torch.equal(first(a), first(c)) and not torch.equal(first(a), first(b))
+
+
+@pytest.mark.parametrize(
+    ("preset", "params"),
+    [
+        ("resnet10", 4_903_242),
+        ("resnet16", 4_909_642),
+        ("resnet24", 4_935_242),
+        ("resnet48", 4_994_378),
+    ],
+)
+def test_resnet_presets_match_seed004_table1(preset, params, make_cfg):
+    cfg = make_cfg([f"model={preset}", "norm=bn"])
+    m = build_model(cfg.model, cfg.activation, cfg.norm, cfg.init)
+    assert count_parameters(m) == params
+
+
+@pytest.mark.parametrize(
+    "order", ["original", "bn_after_add", "relu_before_add", "relu_preact", "preact"]
+)
+def test_resnet_block_orders_run_and_differ(order):
+    m = build_model(
+        {"name": "resnet", "blocks": [1, 1], "channels": [16, 32], "order": order},
+        {"name": "relu"},
+        {"name": "bn"},
+        {"name": "default"},
+    )
+    assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    block = m.features[-1] if not order.endswith("preact") else m.features[-3]
+    kinds = [type(x).__name__ for x in block.branch]
+    assert (
+        kinds[0]
+        == {
+            "original": "Conv2d",
+            "bn_after_add": "Conv2d",
+            "relu_before_add": "Conv2d",
+            "relu_preact": "ReLU",
+            "preact": "BatchNorm2d",
+        }[order]
+    )
+
+
+def test_resnet_projects_the_shortcut_only_where_the_shape_changes():
+    m = build_model(
+        {"name": "resnet", "blocks": [2, 1], "channels": [16, 32]},
+        {"name": "relu"},
+        {"name": "bn"},
+        {"name": "default"},
+    )
+    blocks = [b for b in m.features if type(b).__name__ == "BasicBlock"]
+    assert [isinstance(b.shortcut, nn.Identity) for b in blocks] == [True, True, False]
+
+
+MODELS = [m for m in registry.names("model") if m != "timm"]
+
+
+@pytest.mark.parametrize("activation", registry.names("activation"))
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_trains_with_every_activation(model, activation):
+    spec = {"name": model}
+    if model == "resnet":  # small, and the block order that takes maxout
+        spec |= {"blocks": [1, 1], "channels": [8, 16], "order": "relu_before_add"}
+    m = build_model(spec, {"name": activation}, {"name": "bn"}, {"name": "auto"}, num_classes=7)
+    out = m(torch.randn(2, 3, 32, 32))
+    out.sum().backward()
+    assert out.shape == (2, 7)
+    assert all(p.grad is not None for p in m.parameters())
+
+
+@pytest.mark.parametrize("order", ["original", "bn_after_add", "relu_preact", "preact"])
+def test_resnet_refuses_maxout_where_nothing_can_widen_for_it(order):
+    with pytest.raises(ConfigError, match="order=relu_before_add"):
+        build_model(
+            {"name": "resnet", "order": order}, {"name": "maxout"}, {"name": "bn"}, {"name": "he"}
+        )
+
+
+def test_differential_dropout_sets_one_rate_per_depth():
+    m = build_model(
+        {"name": "cnn_deep", "dropout": [0.1, 0.2, 0.3, 0.5]},
+        {"name": "relu"},
+        {"name": "none"},
+        {"name": "he"},
+    )
+    assert [d.p for d in m.modules() if isinstance(d, nn.Dropout)] == [0.1, 0.2, 0.3, 0.5]
+
+
+def test_wrong_number_of_dropout_rates_is_refused():
+    with pytest.raises(ConfigError, match="nin has 2 dropout layers; model.dropout gave 3 rates"):
+        build_model(
+            {"name": "nin", "dropout": [0.1, 0.2, 0.3]},
+            {"name": "relu"},
+            {"name": "none"},
+            {"name": "he"},
+        )

@@ -120,5 +120,9 @@ def _mixup(augment: Mapping[str, Any], num_classes: int) -> Mixup | None:
     if alpha == 0:
         return None
     # Smoothing stays at 0 here: the loss applies label_smoothing to soft targets as well.
-    return Mixup(mixup_alpha=alpha, prob=augment.get("mixup_prob", 1.0), label_smoothing=0.0,
-                 num_classes=num_classes)
+    return Mixup(
+        mixup_alpha=alpha,
+        prob=augment.get("mixup_prob", 1.0),
+        label_smoothing=0.0,
+        num_classes=num_classes,
+    )

@@ -1,4 +1,4 @@
-"""Random images of any shape, for smoke tests and benchmarks: nothing to learn, nothing to fetch."""
+"""Random images of any shape for smoke tests and benchmarks: nothing to learn or fetch."""
 
 import torch
 
@@ -18,8 +18,9 @@ def fake(
     gen = torch.Generator().manual_seed(seed)
 
     def images(n: int) -> torch.Tensor:
-        return torch.randint(0, 256, (n, in_channels, image_size, image_size), generator=gen,
-                             dtype=torch.uint8)
+        return torch.randint(
+            0, 256, (n, in_channels, image_size, image_size), generator=gen, dtype=torch.uint8
+        )
 
     def labels(n: int) -> torch.Tensor:
         return torch.randint(0, num_classes, (n,), generator=gen)

@@ -1,4 +1,4 @@
-"""Fashion-MNIST from its four idx ``.gz`` files (as Debian's dataset-fashion-mnist installs them)."""
+"""Fashion-MNIST from its four idx ``.gz`` files, as Debian's dataset-fashion-mnist has them."""
 
 import gzip
 from pathlib import Path
@@ -28,7 +28,9 @@ def read_idx(path: Path) -> np.ndarray:
     shape = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4)
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
-        raise ConfigError(f"{path} is truncated: header says {tuple(shape)}, found {data.size} bytes")
+        raise ConfigError(
+            f"{path} is truncated: header says {tuple(shape)}, found {data.size} bytes"
+        )
     return data.reshape(tuple(int(n) for n in shape))
 
 
@@ -41,7 +43,9 @@ def fashion_mnist(root: str = "/usr/share/datasets/fashion-mnist") -> ImageArray
             f"Fashion-MNIST files missing in {root}: {', '.join(missing)}; on Debian run "
             "'apt-get install dataset-fashion-mnist' or set data.dataset.root to their folder"
         )
-    arrays = {key: torch.from_numpy(read_idx(Path(root) / name).copy()) for key, name in FILES.items()}
+    arrays = {
+        key: torch.from_numpy(read_idx(Path(root) / name).copy()) for key, name in FILES.items()
+    }
     for key in ("train_images", "test_images"):
         arrays[key] = arrays[key].unsqueeze(1)  # (N, 28, 28) -> (N, 1, 28, 28)
     for key in ("train_labels", "test_labels"):

@@ -49,6 +49,20 @@ def he(
     return _for_weights(lambda w: fn(w, mode=mode, nonlinearity=nonlinearity))
 
 
+@register("init", "lecun")
+def lecun(distribution: str = "normal") -> Callable[[nn.Module], None]:
+    """LeCun: variance 1 / fan_in, what SELU's self-normalisation assumes."""
+    fns = {"uniform": nn.init.kaiming_uniform_, "normal": nn.init.kaiming_normal_}
+    fn = _choose("lecun", "distribution", distribution, fns)
+    return _for_weights(lambda w: fn(w, nonlinearity="linear"))
+
+
+@register("init", "small_normal")
+def small_normal(std: float = 0.001) -> Callable[[nn.Module], None]:
+    """Small random numbers, 0.001 * N(0, 1) (seed 003); they shrink the signal in deep nets."""
+    return _for_weights(lambda w: nn.init.normal_(w, 0.0, std))
+
+
 def _choose(init: str, option: str, value: str, choices: dict):
     if value not in choices:
         accepted = ", ".join(choices)

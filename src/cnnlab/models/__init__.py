@@ -6,7 +6,7 @@ from typing import Any
 from torch import nn
 
 from cnnlab import registry
-from cnnlab.models import base_cnn, nin  # noqa: F401  (registers the models)
+from cnnlab.models import base_cnn, nin, resnet, seed000  # noqa: F401  (registers the models)
 
 
 def build_model(
@@ -20,15 +20,20 @@ def build_model(
 ) -> nn.Module:
     """Build ``model`` with the chosen activation and norm in every block, then initialise it.
 
-    Each mapping is a config node such as ``{name: elu, alpha: 1.0}``.
+    Each mapping is a config node such as ``{name: elu, alpha: 1.0}``. ``init: {name: auto}``
+    takes the init the activation asks for (He for the ReLU family, LeCun for SELU, Xavier for
+    tanh and sigmoid); dropout layers are the kind the activation asks for (alpha for SELU).
     """
     act = registry.factory("activation", activation)
-    norm_layer = registry.factory("norm", norm)
+    chosen = registry.lookup("activation", activation["name"])
+    if init["name"] == "auto":
+        init = {"name": getattr(chosen, "init", "he")}
     initialise = registry.factory("init", init)()
     make = registry.factory("model", model)
     net = make(
         act=act,
-        norm=norm_layer,
+        norm=registry.factory("norm", norm),
+        drop=getattr(chosen, "dropout", nn.Dropout),
         in_channels=in_channels,
         num_classes=num_classes,
         image_size=image_size,

@@ -1,9 +1,18 @@
 """The base CNN of seed 001 (Keras' cifar10_cnn example): 4 convs, 2 dense layers."""
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-from cnnlab.models.blocks import ActFactory, NormFactory, conv_block
+from cnnlab.models.blocks import (
+    ActFactory,
+    DropFactory,
+    NormFactory,
+    conv_block,
+    dense_block,
+    dropout_rates,
+)
 from cnnlab.registry import register
 
 
@@ -18,32 +27,32 @@ class BaseCNN(nn.Module):
         self,
         act: ActFactory,
         norm: NormFactory,
+        drop: DropFactory,
         in_channels: int = 3,
         num_classes: int = 10,
         image_size: int = 32,
-        dropout: float = 0.25,
-        fc_dropout: float = 0.5,
+        dropout: float | Sequence[float] = (0.25, 0.25, 0.5),
         hidden: int = 512,
     ):
         super().__init__()
+        first, second, fc = dropout_rates(dropout, 3, "base_cnn")
         self.features = nn.Sequential(
             conv_block(in_channels, 32, 3, act, norm, padding=1),
             conv_block(32, 32, 3, act, norm),
             nn.MaxPool2d(2),
-            nn.Dropout(dropout),
+            drop(first),
             conv_block(32, 64, 3, act, norm, padding=1),
             conv_block(64, 64, 3, act, norm),
             nn.MaxPool2d(2),
-            nn.Dropout(dropout),
+            drop(second),
         )
         side = ((image_size - 2) // 2 - 2) // 2  # two valid convs and two pools: 32 -> 6
         if side < 1:
             raise ValueError(f"base_cnn needs images of at least 10 pixels, got {image_size}")
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(64 * side * side, hidden),
-            act(hidden),
-            nn.Dropout(fc_dropout),
+            dense_block(64 * side * side, hidden, act),
+            drop(fc),
             nn.Linear(hidden, num_classes),
         )
 
@@ -51,6 +60,4 @@ class BaseCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register("model", "base_cnn")
-def base_cnn(act: ActFactory, norm: NormFactory, **kwargs) -> BaseCNN:
-    return BaseCNN(act, norm, **kwargs)
+register("model", "base_cnn")(BaseCNN)

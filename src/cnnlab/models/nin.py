@@ -1,9 +1,11 @@
 """Network in Network, the ConvPool-CNN of seed 002, Table 1."""
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-from cnnlab.models.blocks import ActFactory, NormFactory, conv_block
+from cnnlab.models.blocks import ActFactory, DropFactory, NormFactory, conv_block, dropout_rates
 from cnnlab.registry import register
 
 
@@ -28,19 +30,22 @@ class NIN(nn.Module):
         self,
         act: ActFactory,
         norm: NormFactory,
+        drop: DropFactory,
         in_channels: int = 3,
         num_classes: int = 10,
         image_size: int = 32,
-        dropout: float = 0.5,
+        dropout: float | Sequence[float] = 0.5,
     ):
         super().__init__()
+        first, second = dropout_rates(dropout, 2, "nin")
         # padding=1 keeps Keras' 'same' pooling: 32 -> 16 -> 8, the 8x8 global pool of Table 1.
-        pool = [nn.MaxPool2d(3, stride=2, padding=1), nn.Dropout(dropout)]
         self.features = nn.Sequential(
             *mlpconv(in_channels, (192, 160, 96), 5, act, norm),
-            *pool,
+            nn.MaxPool2d(3, stride=2, padding=1),
+            drop(first),
             *mlpconv(96, (192, 192, 192), 5, act, norm),
-            *pool,
+            nn.MaxPool2d(3, stride=2, padding=1),
+            drop(second),
             *mlpconv(192, (192, 192, num_classes), 3, act, norm),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -49,6 +54,4 @@ class NIN(nn.Module):
         return self.pool(self.features(x)).flatten(1)  # (N, num_classes) logits
 
 
-@register("model", "nin")
-def nin(act: ActFactory, norm: NormFactory, **kwargs) -> NIN:
-    return NIN(act, norm, **kwargs)
+register("model", "nin")(NIN)
