@@ -187,3 +187,37 @@ def test_wrong_number_of_dropout_rates_is_refused():
             {"name": "none"},
             {"name": "he"},
         )
+
+
+def timm_net(**options):
+    return build_model(
+        {"name": "timm", **options}, {"name": "elu"}, {"name": "bn"}, {"name": "auto"}
+    )
+
+
+def test_timm_model_with_small_stem_keeps_4x4_maps_and_cnnlab_layers():
+    m = timm_net(arch="resnet18")
+    assert m.forward_features(torch.randn(2, 3, 32, 32)).shape == (2, 512, 4, 4)
+    assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    # timm's own resnet18 with a 3x3 instead of a 7x7 first conv, and a 10-class head.
+    assert count_parameters(m) == 11_181_642 - 64 * 3 * (49 - 9)
+    assert any(isinstance(x, nn.ELU) for x in m.modules())
+    assert not any(isinstance(x, nn.ReLU) for x in m.modules())
+
+
+def test_timm_model_can_keep_its_own_stem_and_layers():
+    m = timm_net(arch="resnet18", stem="imagenet", layers="timm")
+    assert m.forward_features(torch.randn(2, 3, 32, 32)).shape == (2, 512, 1, 1)
+    assert any(isinstance(x, nn.ReLU) for x in m.modules())
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"arch": "resnet_nonexistent"}, "unknown timm model"),
+        ({"arch": "convnext_atto"}, "model.stem=imagenet"),
+    ],
+)
+def test_timm_mistakes_fail_in_one_line(options, message):
+    with pytest.raises(ConfigError, match=message):
+        timm_net(**options)

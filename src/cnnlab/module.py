@@ -10,6 +10,10 @@ from hydra.utils import instantiate
 from torchmetrics.classification import MulticlassAccuracy
 
 from cnnlab.models import build_model
+from cnnlab.regularizers import apply_max_norm, param_groups, penalty
+from cnnlab.schedules import build_schedule
+
+NO_REGULARIZER = {"l1": 0.0, "l2": 0.0, "max_norm": None, "decay_norm_and_bias": True}
 
 
 class Classifier(L.LightningModule):
@@ -21,7 +25,9 @@ class Classifier(L.LightningModule):
     Args:
         net: the arguments of ``cnnlab.models.build_model`` (model, activation, norm, init, ...).
         optimizer: a ``_partial_`` optimizer config, completed here with the parameters.
-        scheduler: ``{scheduler: <_partial_ config>, interval, monitor, ...}``; empty for none.
+        scheduler: see ``cnnlab.schedules.build_schedule``; empty for a constant rate.
+        regularizer: ``l1`` and ``l2`` penalties on the loss, ``max_norm`` constraint after each
+            step, ``decay_norm_and_bias`` (false: weight decay only on conv/dense kernels).
         label_smoothing: passed to the cross-entropy loss (also applied to mixup's soft targets).
     """
 
@@ -30,11 +36,13 @@ class Classifier(L.LightningModule):
         net: Mapping[str, Any],
         optimizer: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
+        regularizer: Mapping[str, Any] | None = None,
         label_smoothing: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.net = build_model(**net)
+        self.reg = {**NO_REGULARIZER, **(regularizer or {})}
         classes = net.get("num_classes", 10)
         self.train_acc, self.val_acc, self.test_acc = (
             MulticlassAccuracy(classes, average="micro") for _ in range(3)
@@ -55,7 +63,15 @@ class Classifier(L.LightningModule):
         self.train_acc(logits, hard)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        extra = penalty(self.net, self.reg["l1"], self.reg["l2"])
+        if extra is not None:
+            self.log("train/penalty", extra, on_step=False, on_epoch=True)
+            loss = loss + extra
         return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.reg["max_norm"] is not None:
+            apply_max_norm(self.net, self.reg["max_norm"])
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_acc)
@@ -71,9 +87,11 @@ class Classifier(L.LightningModule):
         self.log(f"{stage}/acc", accuracy, prog_bar=True)
 
     def configure_optimizers(self):
-        optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
-        schedule = dict(self.hparams.scheduler or {})
-        if not schedule.get("scheduler"):
+        params = param_groups(self.net, self.reg["decay_norm_and_bias"])
+        optimizer = instantiate(self.hparams.optimizer)(params=params)
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        schedule = build_schedule(optimizer, self.hparams.scheduler or {}, total, per_epoch)
+        if schedule is None:
             return optimizer
-        schedule["scheduler"] = instantiate(schedule["scheduler"])(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": schedule}

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 
 from cnnlab.data import ImageDataModule
+from cnnlab.errors import ConfigError
 from cnnlab.files import write_json
 from cnnlab.models import count_parameters
 from cnnlab.module import Classifier
@@ -22,6 +23,7 @@ def run(cfg: DictConfig) -> float | None:
     """Train and test ``cfg``; return the best validation accuracy (for sweeps to rank by)."""
     Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml"))
     L.seed_everything(cfg.seed, workers=True)
+    check(cfg)
     datamodule = build_datamodule(cfg)
     datamodule.setup()  # load now: a missing data set fails before anything is built
     module = build_module(cfg)
@@ -45,6 +47,13 @@ def run(cfg: DictConfig) -> float | None:
     }
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics["best_val_acc"]
+
+
+def check(cfg: DictConfig) -> None:
+    """Mistakes that would otherwise surface only after the first epoch."""
+    monitor = cfg.scheduler.get("monitor") or ""
+    if monitor.startswith("val/") and not cfg.data.val_split:
+        raise ConfigError(f"the schedule watches {monitor}, which needs data.val_split > 0")
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
@@ -78,6 +87,7 @@ def build_module(cfg: DictConfig) -> Classifier:
         net=net,
         optimizer=_plain(cfg.optimizer),
         scheduler=_plain(cfg.scheduler),
+        regularizer=_plain(cfg.regularizer),
         label_smoothing=cfg.label_smoothing,
     )
 

@@ -6,7 +6,7 @@ from typing import Any
 from torch import nn
 
 from cnnlab import registry
-from cnnlab.models import base_cnn, nin, resnet, seed000  # noqa: F401  (registers the models)
+from cnnlab.models import base_cnn, nin, resnet, seed000, timm_models  # noqa: F401
 
 
 def build_model(
