@@ -61,6 +61,7 @@ def build_datamodule(cfg: DictConfig) -> ImageDataModule:
     return ImageDataModule(
         dataset=data["dataset"],
         augment=_plain(cfg.augment),
+        preprocess=_plain(cfg.preprocess),
         mean=data["mean"],
         std=data["std"],
         num_classes=data["num_classes"],

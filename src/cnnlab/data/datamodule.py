@@ -12,6 +12,7 @@ from torchvision.transforms import v2
 
 from cnnlab import registry
 from cnnlab.data.arrays import ImageArrays, ImageDataset
+from cnnlab.data.preprocess import Whitening, per_image
 from cnnlab.data.split import stratified_split
 from cnnlab.errors import ConfigError
 
@@ -19,11 +20,16 @@ from cnnlab.errors import ConfigError
 class ImageDataModule(L.LightningDataModule):
     """Train/val/test loaders for one data set of the ``data`` registry.
 
+    Each image becomes a float tensor in [0, 1], then (training only) goes through the
+    ``augment`` transforms, then the ``preprocess`` normalisation. Mixup/cutmix and ZCA
+    whitening work on whole batches, on the device.
+
     Args:
         dataset: the registry entry and its options, e.g. ``{name: cifar10, root: data}``.
-        augment: ``transforms`` (torchvision v2 configs, applied in order to training images),
-            ``mixup_alpha`` (0 turns mixup off) and ``mixup_prob``.
-        mean, std: per-channel statistics of the data set, for normalisation.
+        augment: ``transforms`` (torchvision v2 configs, in order), ``mixup_alpha``,
+            ``cutmix_alpha`` (0 turns each off), ``mix_prob``, ``switch_prob``.
+        preprocess: ``{name: standardize | minmax | zca, ...}``.
+        mean, std: per-channel statistics of the data set, for ``standardize``.
         val_split: fraction of the training set held out for validation; 0 means no validation.
         train_subset, test_subset: keep only the first N images (quick runs); None keeps all.
     """
@@ -35,6 +41,7 @@ class ImageDataModule(L.LightningDataModule):
         mean: Sequence[float],
         std: Sequence[float],
         num_classes: int,
+        preprocess: Mapping[str, Any] | None = None,
         batch_size: int = 128,
         val_split: float = 0.1,
         num_workers: int = 2,
@@ -49,10 +56,13 @@ class ImageDataModule(L.LightningDataModule):
             raise ConfigError(f"data.batch_size must be at least 1, got {batch_size}")
         self.load = registry.factory("data", dataset)
         self.save_hyperparameters(logger=False)
+        self.preprocess = dict(preprocess or {"name": "standardize"})
         self.mixup = _mixup(augment, num_classes)
-        normalise = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-        self.train_transform = v2.Compose([*_augmentations(augment), *normalise])
-        self.eval_transform = v2.Compose(normalise)
+        to_float = [v2.ToDtype(torch.float32, scale=True)]
+        finish = per_image(self.preprocess["name"], list(mean), list(std))
+        self.train_transform = v2.Compose([*to_float, *_augmentations(augment), *finish])
+        self.eval_transform = v2.Compose([*to_float, *finish])
+        self.whiten: Whitening | None = None
         self.arrays: ImageArrays | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -66,13 +76,17 @@ class ImageDataModule(L.LightningDataModule):
         arrays.test_labels = arrays.test_labels[: h.test_subset]
         self.arrays = arrays
         train_idx, val_idx = stratified_split(arrays.train_labels, h.val_split, h.seed)
+        train_images = arrays.train_images[train_idx]
         self.train_set = ImageDataset(
-            arrays.train_images[train_idx], arrays.train_labels[train_idx], self.train_transform
+            train_images, arrays.train_labels[train_idx], self.train_transform
         )
         self.val_set = ImageDataset(
             arrays.train_images[val_idx], arrays.train_labels[val_idx], self.eval_transform
         )
         self.test_set = ImageDataset(arrays.test_images, arrays.test_labels, self.eval_transform)
+        if self.preprocess["name"] == "zca":
+            fit = train_images[: self.preprocess.get("fit_images", 10_000)].float() / 255
+            self.whiten = Whitening(fit, self.preprocess.get("eps", 0.01))
 
     @property
     def has_validation(self) -> bool:
@@ -90,6 +104,8 @@ class ImageDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
+        if self.whiten is not None:
+            images = self.whiten.to(images.device)(images)
         if self.mixup is not None and self.trainer is not None and self.trainer.training:
             images, labels = self.mixup(images, labels)  # labels become (N, classes) soft targets
         return images, labels
@@ -109,20 +125,24 @@ class ImageDataModule(L.LightningDataModule):
 
 def _augmentations(augment: Mapping[str, Any]) -> list:
     transforms = augment.get("transforms") or {}
-    return [instantiate(t) for t in transforms.values() if t is not None]
+    return [instantiate(t, _convert_="all") for t in transforms.values() if t is not None]
 
 
 def _mixup(augment: Mapping[str, Any], num_classes: int) -> Mixup | None:
-    """timm's Mixup with Beta(alpha, alpha) (seed 004), or None when alpha is 0."""
-    alpha = augment.get("mixup_alpha", 0.0)
-    if alpha < 0:
-        raise ConfigError(f"augment.mixup_alpha must be >= 0, got {alpha}")
-    if alpha == 0:
+    """timm's Mixup: mixup with lambda ~ Beta(alpha, alpha) (seed 004) and/or cutmix, or None."""
+    mixup, cutmix = augment.get("mixup_alpha", 0.0), augment.get("cutmix_alpha", 0.0)
+    if mixup < 0 or cutmix < 0:
+        raise ConfigError(
+            f"augment.mixup_alpha and cutmix_alpha must be >= 0, got {mixup}, {cutmix}"
+        )
+    if mixup == 0 and cutmix == 0:
         return None
     # Smoothing stays at 0 here: the loss applies label_smoothing to soft targets as well.
     return Mixup(
-        mixup_alpha=alpha,
-        prob=augment.get("mixup_prob", 1.0),
+        mixup_alpha=mixup,
+        cutmix_alpha=cutmix,
+        prob=augment.get("mix_prob", 1.0),
+        switch_prob=augment.get("switch_prob", 0.5),
         label_smoothing=0.0,
         num_classes=num_classes,
     )
