@@ -23,7 +23,8 @@ GROUPS = [
     "experiment",
     "debug",
 ]
-OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+STUDIES = [f"study/{d.name}" for d in sorted((CONF / "study").iterdir())]
+OPTIONS = [(g, p.stem) for g in GROUPS + STUDIES for p in sorted((CONF / g).glob("*.yaml"))]
 
 
 def small_data(name: str, fashion_dir) -> list[str]:
@@ -43,14 +44,21 @@ def test_every_registered_component_has_a_yaml(kind):
 
 
 def test_every_group_has_options():
-    assert {g for g, _ in OPTIONS} == set(GROUPS)
+    assert {g for g, _ in OPTIONS} == set(GROUPS + STUDIES)
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_runs_fast_dev_run(group, option, make_cfg, cifar_dir, fashion_dir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     # base_cnn on fake data unless the option under test chooses otherwise.
-    choice = ["data=fake", "model=base_cnn", f"{group}={option}", *FAST]
+    # A study's rows are added with +study/NAME=ROW, as its experiment's sweep adds them.
+    picked = f"+{group}={option}" if group.startswith("study/") else f"{group}={option}"
+    # Experiments and studies pick their own model; elsewhere the small base CNN keeps it quick.
+    # A study's rows belong to the experiment of the same name.
+    own_model = group == "experiment" or group.startswith("study/")
+    setup = [f"experiment={group[len('study/') :]}"] if group.startswith("study/") else []
+    setup += [] if own_model else ["model=base_cnn"]
+    choice = ["data=fake", *setup, picked, *FAST]
     run_length = ["trainer.fast_dev_run=true"]
     if group == "debug":  # the debug options set their own run length; keep it short
         run_length = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]

@@ -162,3 +162,27 @@ def test_help_lists_groups_and_choices(tmp_path):
     for group in ("activation", "norm", "init", "model"):
         options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
         assert f"{group}: {', '.join(options)}" in result.stdout
+
+
+def test_seed002_grid_runs_the_reports_ten_models(tmp_path):
+    result = train_cli(
+        "-m",
+        "experiment=seed002_nin_grid",
+        "data=fake",
+        "data.image_size=16",
+        "data.dataset.train_size=16",
+        "data.dataset.test_size=8",
+        "data.batch_size=8",
+        "trainer.fast_dev_run=true",
+        "~callbacks.progress_bar",
+        "~callbacks.model_summary",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = (tmp_path / "logs" / "seed002_nin_grid" / "multiruns").glob("*/*/metrics.json")
+    runs = {
+        tuple(json.loads(p.read_text())["choices"][g] for g in ("activation", "norm", "init"))
+        for p in found
+    }
+    grid = {(a, n, i) for a in ("relu", "elu") for n in ("bn", "none") for i in ("he", "default")}
+    assert runs == grid | {("leaky_relu", "bn", "he"), ("maxout", "bn", "he")}
