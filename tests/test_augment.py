@@ -112,7 +112,7 @@ def test_zca_whitening_decorrelates_the_training_images():
 
 
 def test_zca_option_whitens_batches_on_transfer(make_cfg):
-    dm = datamodule(make_cfg, "preprocess=zca")
+    dm = datamodule(make_cfg, "preprocess=zca", "data.image_size=8")
     batch = next(iter(dm.test_dataloader()))
     white, _ = dm.on_after_batch_transfer(batch, 0)
     assert dm.whiten is not None and not torch.allclose(white, batch[0])

@@ -31,7 +31,12 @@ def small_data(name: str, fashion_dir) -> list[str]:
     """Overrides that point each data set at a tiny generated copy."""
     subset = ["data.train_subset=64", "data.test_subset=16", "data.batch_size=16"]
     return {
-        "fake": ["data.dataset.train_size=64", "data.dataset.test_size=16", "data.batch_size=16"],
+        "fake": [
+            "data.dataset.train_size=64",
+            "data.dataset.test_size=16",
+            "data.batch_size=16",
+            "data.image_size=16",
+        ],
         "cifar10": ["data.dataset.verify=false", *subset],  # cifar_dir sits in paths.data_dir
         "fashion_mnist": [f"data.dataset.root={fashion_dir}", *subset],
     }[name]

@@ -136,3 +136,17 @@ def test_group_and_layer_norm_follow_every_conv(norm, groups):
     for n in norms:
         assert n.num_channels % n.num_groups == 0
         assert groups is None or n.num_groups == groups
+
+
+def test_max_norm_projection_passes_gradcheck():
+    # The constraint is a projection of the weights; its gradient is what SGD sees next step.
+    x = (torch.rand(4, 5, dtype=torch.float64) + 0.1).requires_grad_()
+    assert gradcheck(lambda t: torch.renorm(t, 2, 0, 0.5), (x,))
+
+
+def test_zca_whitening_passes_gradcheck():
+    from cnnlab.data.preprocess import Whitening
+
+    white = Whitening(torch.rand(200, 2, 2, 2), eps=0.1).double()
+    x = torch.rand(3, 2, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(white, (x,))

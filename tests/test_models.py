@@ -221,3 +221,8 @@ def test_timm_model_can_keep_its_own_stem_and_layers():
 def test_timm_mistakes_fail_in_one_line(options, message):
     with pytest.raises(ConfigError, match=message):
         timm_net(**options)
+
+
+def test_a_timm_name_as_model_name_points_to_model_arch():
+    with pytest.raises(ConfigError, match="use model=timm model.arch=resnet18"):
+        build_model({"name": "resnet18"}, {"name": "relu"}, {"name": "bn"}, {"name": "he"})

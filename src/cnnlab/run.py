@@ -67,6 +67,7 @@ def build_datamodule(cfg: DictConfig) -> ImageDataModule:
         num_classes=data["num_classes"],
         batch_size=data["batch_size"],
         val_split=data["val_split"],
+        shuffle=data.get("shuffle", True),
         num_workers=data["num_workers"],
         seed=data["split_seed"],
         train_subset=data["train_subset"],

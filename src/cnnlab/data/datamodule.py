@@ -31,6 +31,7 @@ class ImageDataModule(L.LightningDataModule):
         preprocess: ``{name: standardize | minmax | zca, ...}``.
         mean, std: per-channel statistics of the data set, for ``standardize``.
         val_split: fraction of the training set held out for validation; 0 means no validation.
+        shuffle: reshuffle the training set every epoch (seed 000's "random shuffling").
         train_subset, test_subset: keep only the first N images (quick runs); None keeps all.
     """
 
@@ -44,6 +45,7 @@ class ImageDataModule(L.LightningDataModule):
         preprocess: Mapping[str, Any] | None = None,
         batch_size: int = 128,
         val_split: float = 0.1,
+        shuffle: bool = True,
         num_workers: int = 2,
         seed: int = 0,
         train_subset: int | None = None,
@@ -94,7 +96,8 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Mixup pairs each image with its mirror in the batch, so batches must be even.
-        return self._loader(self.train_set, shuffle=True, drop_last=self.mixup is not None)
+        shuffle = self.hparams.shuffle
+        return self._loader(self.train_set, shuffle=shuffle, drop_last=self.mixup is not None)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set) if self.has_validation else []

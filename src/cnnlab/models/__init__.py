@@ -3,9 +3,11 @@
 from collections.abc import Mapping
 from typing import Any
 
+import timm
 from torch import nn
 
 from cnnlab import registry
+from cnnlab.errors import ConfigError
 from cnnlab.models import base_cnn, nin, resnet, seed000, timm_models  # noqa: F401
 
 
@@ -29,7 +31,7 @@ def build_model(
     if init["name"] == "auto":
         init = {"name": getattr(chosen, "init", "he")}
     initialise = registry.factory("init", init)()
-    make = registry.factory("model", model)
+    make = _model_factory(model)
     net = make(
         act=act,
         norm=registry.factory("norm", norm),
@@ -40,6 +42,16 @@ def build_model(
     )
     net.apply(initialise)
     return net
+
+
+def _model_factory(model: Mapping[str, Any]):
+    try:
+        return registry.factory("model", model)
+    except ConfigError as err:
+        if timm.is_model(model["name"]):  # model=timm model.name=resnet18 reads naturally
+            hint = f"for timm's, use model=timm model.arch={model['name']}"
+            raise ConfigError(f"{err}; {hint}") from None
+        raise
 
 
 def count_parameters(net: nn.Module) -> int:
