@@ -17,7 +17,7 @@ def test_create_builds_a_registered_component():
 
 def test_factory_rejects_an_option_the_component_does_not_take():
     with pytest.raises(ConfigError, match=r"activation 'elu' has no option alpah; it takes: alpha"):
-        registry.factory("activation", {"name": "elu", "alpah": 2.0})
+        registry.factory("activation", {"name": "elu", "alpah": 2.0}, supplied=("channels",))
 
 
 def test_factory_binds_options():
@@ -30,3 +30,14 @@ def test_registering_a_name_twice_is_an_error():
     with pytest.raises(ValueError, match="registered twice"):
         registry.register("activation", "_test_once")(lambda channels: nn.ReLU())
     registry._REGISTRY["activation"].pop("_test_once")
+
+
+def test_model_options_exclude_what_the_data_config_supplies():
+    from cnnlab.models import build_model
+
+    with pytest.raises(
+        ConfigError, match=r"model 'nin' has no option num_classes; it takes: dropout$"
+    ):
+        build_model(
+            {"name": "nin", "num_classes": 5}, {"name": "relu"}, {"name": "bn"}, {"name": "he"}
+        )

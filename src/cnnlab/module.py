@@ -1,5 +1,6 @@
 """The LightningModule: cross-entropy classification of whatever network the config names."""
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -89,7 +90,8 @@ class Classifier(L.LightningModule):
     def configure_optimizers(self):
         params = param_groups(self.net, self.reg["decay_norm_and_bias"])
         optimizer = instantiate(self.hparams.optimizer)(params=params)
-        total = int(self.trainer.estimated_stepping_batches)
+        total = self.trainer.estimated_stepping_batches  # inf for a run without an end
+        total = int(total) if math.isfinite(total) else 0
         per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
         schedule = build_schedule(optimizer, self.hparams.scheduler or {}, total, per_epoch)
         if schedule is None:

@@ -47,19 +47,19 @@ def create(kind: str, name: str, *args, **kwargs) -> Any:
     return lookup(kind, name)(*args, **kwargs)
 
 
-def factory(kind: str, spec: Mapping[str, Any]) -> Callable:
+def factory(kind: str, spec: Mapping[str, Any], supplied: tuple[str, ...] = ()) -> Callable:
     """Turn a config node ``{name: elu, alpha: 1.0}`` into a factory with its options bound.
 
-    Checks the name and the option names now, so a typo fails at start-up in one line rather
-    than deep inside model construction.
+    ``supplied`` names the arguments the caller passes itself (a model's activation, an
+    activation's channel count); the config may not set them. Checks the name and the option
+    names now, so a typo fails at start-up in one line rather than deep inside a model.
     """
     options = {k: v for k, v in spec.items() if k != "name"}
     fn = lookup(kind, spec["name"])
-    params = inspect.signature(fn).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    params = [p for p in inspect.signature(fn).parameters if p not in ("self", *supplied)]
     unknown = sorted(set(options) - set(params))
-    if unknown and not takes_any:
-        accepted = ", ".join(p for p in params if p not in ("channels",)) or "no options"
+    if unknown:
+        accepted = ", ".join(params) or "no options"
         raise ConfigError(
             f"{kind} '{spec['name']}' has no option {', '.join(unknown)}; it takes: {accepted}"
         )

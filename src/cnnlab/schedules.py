@@ -27,6 +27,8 @@ def build_schedule(
     if not main_cfg and not warmup:
         return None
     if main_cfg.get("total_steps", 0) is None:
+        if not total_steps:
+            raise ConfigError("this schedule needs the run's length: set trainer.max_epochs")
         main_cfg["total_steps"] = total_steps
     main = instantiate(main_cfg)(optimizer) if main_cfg else None
     if warmup:

@@ -10,6 +10,9 @@ from cnnlab import registry
 from cnnlab.errors import ConfigError
 from cnnlab.models import base_cnn, nin, resnet, seed000, timm_models  # noqa: F401
 
+# What build_model passes every model; the rest of a model's arguments are its config options.
+MODEL_INPUTS = ("act", "norm", "drop", "in_channels", "num_classes", "image_size")
+
 
 def build_model(
     model: Mapping[str, Any],
@@ -26,7 +29,7 @@ def build_model(
     takes the init the activation asks for (He for the ReLU family, LeCun for SELU, Xavier for
     tanh and sigmoid); dropout layers are the kind the activation asks for (alpha for SELU).
     """
-    act = registry.factory("activation", activation)
+    act = registry.factory("activation", activation, supplied=("channels",))
     chosen = registry.lookup("activation", activation["name"])
     if init["name"] == "auto":
         init = {"name": getattr(chosen, "init", "he")}
@@ -34,7 +37,7 @@ def build_model(
     make = _model_factory(model)
     net = make(
         act=act,
-        norm=registry.factory("norm", norm),
+        norm=registry.factory("norm", norm, supplied=("channels",)),
         drop=getattr(chosen, "dropout", nn.Dropout),
         in_channels=in_channels,
         num_classes=num_classes,
@@ -46,7 +49,7 @@ def build_model(
 
 def _model_factory(model: Mapping[str, Any]):
     try:
-        return registry.factory("model", model)
+        return registry.factory("model", model, supplied=MODEL_INPUTS)
     except ConfigError as err:
         if timm.is_model(model["name"]):  # model=timm model.name=resnet18 reads naturally
             hint = f"for timm's, use model=timm model.arch={model['name']}"
