@@ -56,7 +56,7 @@ def factory(kind: str, spec: Mapping[str, Any], supplied: tuple[str, ...] = ()) 
     """
     options = {k: v for k, v in spec.items() if k != "name"}
     fn = lookup(kind, spec["name"])
-    params = [p for p in inspect.signature(fn).parameters if p not in ("self", *supplied)]
+    params = [p for p in inspect.signature(fn).parameters if p not in supplied]
     unknown = sorted(set(options) - set(params))
     if unknown:
         accepted = ", ".join(params) or "no options"
