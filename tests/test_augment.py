@@ -2,11 +2,10 @@
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from cnnlab.data import ImageDataModule
 from cnnlab.data.preprocess import Whitening
 from cnnlab.data.transforms import AdditiveNoise, CropSides, Multiply
+from cnnlab.run import build_datamodule
 
 from conftest import CONF
 
@@ -18,18 +17,17 @@ class _Training:
 
 
 def datamodule(make_cfg, *overrides):
-    cfg = make_cfg(["data=fake", "data.dataset.train_size=40", "data.val_split=0", *overrides])
-    plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
-    dm = ImageDataModule(
-        dataset=plain(cfg.data.dataset),
-        augment=plain(cfg.augment),
-        preprocess=plain(cfg.preprocess),
-        mean=list(cfg.data.mean),
-        std=list(cfg.data.std),
-        num_classes=10,
-        batch_size=8,
-        num_workers=0,
+    cfg = make_cfg(
+        [
+            "data=fake",
+            "data.dataset.train_size=40",
+            "data.val_split=0",
+            "data.batch_size=8",
+            "data.num_workers=0",
+            *overrides,
+        ]
     )
+    dm = build_datamodule(cfg)
     dm.setup()
     return dm
 

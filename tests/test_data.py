@@ -111,3 +111,66 @@ def test_standard_augment_crops_and_flips_each_image_differently():
     views = torch.stack([dm.train_set[0][0] for _ in range(8)])
     assert len({v.sum().item() for v in views}) > 1  # random per draw
     assert views.shape == (8, 3, 32, 32)
+
+
+CROP_FLIP = {
+    "transforms": {
+        "crop": {"_target_": "torchvision.transforms.v2.RandomCrop", "size": 32, "padding": 4},
+        "flip": {"_target_": "torchvision.transforms.v2.RandomHorizontalFlip"},
+    },
+    "mixup_alpha": 0.0,
+}
+
+
+def test_train_and_validation_images_never_overlap():
+    dm = datamodule(val_split=0.2, dataset={"name": "fake", "train_size": 500, "test_size": 20})
+    train = {img.numpy().tobytes() for img in dm.train_set.images}
+    val = {img.numpy().tobytes() for img in dm.val_set.images}
+    assert len(train) + len(val) == 500  # random images: all distinct
+    assert abs(len(val) - 100) <= 5  # 20% of each class, rounded per class
+    assert not train & val
+    assert train | val == {img.numpy().tobytes() for img in dm.arrays.train_images}
+
+
+def test_validation_and_test_images_are_not_augmented():
+    dm = datamodule(augment=CROP_FLIP, val_split=0.2)
+    for dataset in (dm.val_set, dm.test_set):
+        raw = dataset.images[:10].float() / 255
+        expected = (raw - 0.5) / 0.25
+        torch.manual_seed(0)
+        first = torch.stack([dataset[i][0] for i in range(10)])
+        torch.manual_seed(1)
+        second = torch.stack([dataset[i][0] for i in range(10)])
+        assert torch.allclose(first, expected, atol=1e-6) and torch.equal(first, second)
+    images, _ = next(iter(dm.val_dataloader()))
+    assert torch.allclose(images, (dm.val_set.images[:10].float() / 255 - 0.5) / 0.25, atol=1e-6)
+    augmented = torch.stack([dm.train_set[0][0] for _ in range(8)])
+    assert len({v.sum().item() for v in augmented}) > 1  # while training images are
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"in_channels": 1, "mean": [0.5], "std": [0.25]}, r"data.in_channels is 1 but fake's"),
+        ({"image_size": 28}, "data.image_size is 28 but fake's images are 32x32"),
+        ({"num_classes": 5}, "data.num_classes is 5 but fake has labels up to 9"),
+        ({"mean": [0.5], "std": [0.25]}, "one value per channel"),
+    ],
+)
+def test_data_that_disagrees_with_the_config_is_refused(options, message):
+    fixed = {"name": "fake", "train_size": 100, "test_size": 20, "num_classes": 10}
+    with pytest.raises(ConfigError, match=message):
+        datamodule(dataset=fixed, **options)
+
+
+def test_grey_images_with_three_channel_statistics_are_refused(fashion_dir):
+    with pytest.raises(ConfigError, match="data.in_channels is 3 but fashion_mnist's images"):
+        datamodule(dataset={"name": "fashion_mnist", "root": str(fashion_dir)})
+
+
+def test_validating_on_the_test_set_needs_no_held_out_split():
+    dm = datamodule(val_split=0.0, val_on_test=True)
+    assert not dm.has_validation and dm.val_set is dm.test_set
+    assert len(dm.val_dataloader().dataset) == 20
+    with pytest.raises(ConfigError, match="val_on_test=true needs data.val_split=0"):
+        datamodule(val_split=0.1, val_on_test=True)

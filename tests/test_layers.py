@@ -50,10 +50,9 @@ def test_maxout_takes_the_max_of_each_group_of_pieces():
 
 
 def test_maxout_widens_the_layer_before_it():
-    relu = build_model({"name": "nin"}, {"name": "relu"}, {"name": "bn"}, {"name": "he"})
-    maxout = build_model(
-        {"name": "nin"}, {"name": "maxout", "pieces": 3}, {"name": "bn"}, {"name": "he"}
-    )
+    nin = {"name": "nin", "final_norm_act": True}  # an activation after every conv
+    relu = build_model(nin, {"name": "relu"}, {"name": "bn"}, {"name": "he"})
+    maxout = build_model(nin, {"name": "maxout", "pieces": 3}, {"name": "bn"}, {"name": "he"})
     widths = lambda m: [c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)]  # noqa: E731
     assert widths(maxout) == [3 * w for w in widths(relu)]
     assert maxout(torch.randn(2, 3, 32, 32)).shape == (2, 10)
@@ -129,7 +128,8 @@ def test_selu_networks_get_alpha_dropout():
 
 @pytest.mark.parametrize(("norm", "groups"), [("group", None), ("layer", 1)])
 def test_group_and_layer_norm_follow_every_conv(norm, groups):
-    m = build_model({"name": "nin"}, {"name": "relu"}, {"name": norm}, {"name": "he"})
+    nin = {"name": "nin", "final_norm_act": True}  # a norm after every conv, the last too
+    m = build_model(nin, {"name": "relu"}, {"name": norm}, {"name": "he"})
     convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]
     norms = [n for n in m.modules() if isinstance(n, nn.GroupNorm)]
     assert len(norms) == len(convs)

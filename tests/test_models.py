@@ -6,6 +6,7 @@ from torch import nn
 
 from cnnlab import registry
 from cnnlab.errors import ConfigError
+from cnnlab.layers.activations import ElementwisePReLU
 from cnnlab.models import build_model, count_parameters
 
 
@@ -54,12 +55,88 @@ def test_models_take_grey_28px_images(model):
 
 
 @pytest.mark.parametrize("model", registry.names("model"))
-def test_bn_follows_every_convolution(model):
-    with_bn = net(model, norm="bn")
-    convs = sum(isinstance(m, nn.Conv2d) for m in with_bn.modules())
+def test_bn_follows_every_convolution_but_the_class_scores(model):
+    with_bn = net(model, norm="bn", num_classes=7)  # 7: the class-score conv stands out
+    convs = sum(isinstance(m, nn.Conv2d) and m.out_channels != 7 for m in with_bn.modules())
     norms = sum(isinstance(m, nn.BatchNorm2d) for m in with_bn.modules())
     assert convs == norms > 0
     assert not any(isinstance(m, nn.BatchNorm2d) for m in net(model, norm="none").modules())
+
+
+@pytest.mark.parametrize("model", ["nin", "nin9"])
+def test_nin_class_scores_are_plain_unless_the_seed_form_is_asked_for(model):
+    x = torch.randn(4, 3, 32, 32)
+    plain = net(model, act="sigmoid", norm="bn")
+    assert type(plain.features[-1]) is nn.Conv2d  # the logits come straight from the conv
+    with torch.no_grad():
+        plain.features[-1].bias.fill_(3.0)
+    assert plain(x).min() > 1  # unbounded: a sigmoid would keep them in (0, 1)
+    seed = build_model(
+        {"name": model, "final_norm_act": True},
+        {"name": "sigmoid"},
+        {"name": "bn"},
+        {"name": "xavier"},
+    )
+    kinds = [type(m) for m in seed.features[-1]]
+    assert kinds == [nn.Conv2d, nn.BatchNorm2d, nn.Sigmoid]
+    out = seed(x)
+    assert out.min() > 0 and out.max() < 1
+
+
+@pytest.mark.parametrize("model", registry.names("model"))
+def test_model_dropout_option_takes_effect(model):
+    """Every model builds its dropout at the configured rate, and it changes the output."""
+    x = torch.randn(4, 3, 32, 32)
+
+    def outputs(rate):
+        torch.manual_seed(0)
+        m = build_model(
+            {"name": model, "dropout": rate}, {"name": "relu"}, {"name": "none"}, {"name": "he"}
+        ).train()
+        return m, m(x), m(x)
+
+    m, a, b = outputs(0.3)
+    rates = [d.p for d in m.modules() if isinstance(d, nn.Dropout)]
+    if model == "timm":  # timm applies its drop_rate functionally before the classifier
+        rates = [m.drop_rate]
+    assert rates and all(p == 0.3 for p in rates)
+    assert not torch.allclose(a, b)  # two passes drop different units
+    _, a, b = outputs(0.0)
+    assert torch.allclose(a, b)
+
+
+def test_cnn_deep_has_two_hidden_dense_layers_after_six_convs():
+    m = net("cnn_deep", act="relu")
+    convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]
+    dense = [d.out_features for d in m.modules() if isinstance(d, nn.Linear)]
+    assert len(convs) == 6 and dense == [512, 512, 10]
+    assert sum(isinstance(d, nn.Dropout) for d in m.modules()) == 4  # one every two layers
+
+
+def test_prelu_per_element_reproduces_seed001_summary_table():
+    m = build_model(
+        {"name": "base_cnn"},
+        {"name": "prelu", "per": "element"},
+        {"name": "none"},
+        {"name": "xavier"},
+    )
+    slopes = [a.weight.numel() for a in m.modules() if isinstance(a, ElementwisePReLU)]
+    assert slopes == [32_768, 28_800, 14_400, 10_816, 512]
+    total = count_parameters(m)
+    assert total == 1_338_154
+    # The table's percentages: the first PReLU 2.4%, the big dense layer 88.2%.
+    assert round(100 * slopes[0] / total, 1) == 2.4
+    assert round(100 * 1_180_160 / total, 1) == 88.2
+    assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(("per", "slopes"), [("channel", 32), ("layer", 1)])
+def test_prelu_per_channel_or_layer(per, slopes):
+    m = build_model(
+        {"name": "base_cnn"}, {"name": "prelu", "per": per}, {"name": "none"}, {"name": "he"}
+    )
+    first = next(a for a in m.modules() if isinstance(a, nn.PReLU))
+    assert first.weight.numel() == slopes
 
 
 @pytest.mark.parametrize("model", registry.names("model"))
@@ -203,6 +280,19 @@ def test_timm_model_with_small_stem_keeps_4x4_maps_and_cnnlab_layers():
     assert count_parameters(m) == 11_181_642 - 64 * 3 * (49 - 9)
     assert any(isinstance(x, nn.ELU) for x in m.modules())
     assert not any(isinstance(x, nn.ReLU) for x in m.modules())
+
+
+def test_timm_init_auto_keeps_timms_own_and_an_explicit_init_replaces_it():
+    conv = lambda m: m.layer2[0].conv1.weight  # noqa: E731  3x3, 64 -> 128 channels
+    own = build_model(
+        {"name": "timm", "layers": "timm"}, {"name": "relu"}, {"name": "bn"}, {"name": "auto"}
+    )
+    assert conv(own).std().item() == pytest.approx(math.sqrt(2 / (9 * 128)), rel=0.05)  # fan_out
+    assert own.layer1[0].bn2.weight.abs().max() == 0  # timm zero-inits each block's last BN
+    he = build_model(
+        {"name": "timm", "layers": "timm"}, {"name": "relu"}, {"name": "bn"}, {"name": "he"}
+    )
+    assert conv(he).std().item() == pytest.approx(math.sqrt(2 / (9 * 64)), rel=0.05)  # fan_in
 
 
 def test_timm_model_can_keep_its_own_stem_and_layers():

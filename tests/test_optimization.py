@@ -110,10 +110,9 @@ def test_onecycle_is_stepped_per_batch_and_fills_total_steps(make_cfg):
     assert seen[0] < 0.05 and seen[-1] < seen[3]
 
 
-def test_warmup_ramps_then_hands_over(make_cfg):
+def test_warmup_scales_the_schedule_without_shifting_it(make_cfg):
     seen = lrs(make_cfg, "exponential", 6, "scheduler.warmup_epochs=2")
-    assert seen[0] == pytest.approx(0.1) and seen[1] == pytest.approx(0.55)
-    assert seen[2:] == pytest.approx([1.0, 0.9, 0.81, 0.729])
+    assert seen == pytest.approx([0.1, 0.55 * 0.9, 0.81, 0.729, 0.6561, 0.59049])
 
 
 def test_warmup_with_plateau_is_refused(make_cfg):
@@ -137,6 +136,37 @@ def test_l1_l2_penalty_is_lambda_times_the_norms():
     assert penalty(net, l2=1e-3).item() == pytest.approx(1e-3 * l2, rel=1e-5)
     assert penalty(net, l1=1e-4, l2=1e-3).item() == pytest.approx(1e-4 * l1 + 1e-3 * l2, rel=1e-5)
     assert penalty(net) is None
+
+
+def test_penalties_and_decay_reach_only_conv_and_dense_kernels():
+    """Not a ViT's position embedding or class token, not a PReLU's slopes (3-d per element)."""
+    vit = build_model(
+        {
+            "name": "timm",
+            "arch": "vit_tiny_patch16_224",
+            "stem": "imagenet",
+            "layers": "timm",
+            "extra": {"img_size": 32, "patch_size": 8, "depth": 2},
+        },
+        {"name": "relu"},
+        {"name": "none"},
+        {"name": "he"},
+    )
+    prelu = build_model(
+        {"name": "base_cnn"}, {"name": "prelu", "per": "element"}, {"name": "none"}, {"name": "he"}
+    )
+    for net, extra in ((vit, [vit.pos_embed, vit.cls_token]), (prelu, list(prelu.parameters()))):
+        kernels = {id(w) for w in weights(net)}
+        layers = [m for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+        assert kernels == {id(m.weight) for m in layers}
+        extra = [p for p in extra if p.ndim > 1 and id(p) not in kernels]
+        assert extra  # there are other tensors of 2+ dimensions, and they are left alone
+        decay, rest = param_groups(net, weight_decay_on_all=False)
+        assert {id(p) for p in decay["params"]} == kernels
+        assert all(any(p is q for q in rest["params"]) for p in extra)
+    before = vit.pos_embed.detach().clone()
+    apply_max_norm(vit, 1e-3)
+    assert torch.equal(vit.pos_embed, before)
 
 
 def test_max_norm_rescales_only_rows_above_c():
@@ -176,3 +206,26 @@ def test_l2_regulariser_adds_its_penalty_to_the_training_loss(make_cfg):
     assert module.training_step((x, y), 0).item() == pytest.approx(
         (plain_loss + penalty(module.net, l2=1e-3)).item(), rel=1e-5
     )
+
+
+def test_warmup_state_round_trips_through_a_checkpoint(make_cfg):
+    cfg = make_cfg(["scheduler=cosine", "scheduler.warmup_epochs=3", "trainer.max_epochs=10"])
+
+    def fresh():
+        opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+        return opt, build_schedule(opt, plain(cfg.scheduler), 10, 1)["scheduler"]
+
+    opt, schedule = fresh()
+    for _ in range(4):
+        opt.step()
+        schedule.step()
+    state = schedule.state_dict()
+    assert "optimizer" not in state and isinstance(state["main"], dict)
+    resumed_opt, resumed = fresh()
+    resumed_opt.load_state_dict(opt.state_dict())
+    resumed.load_state_dict(state)
+    for _ in range(3):
+        for o, s in ((opt, schedule), (resumed_opt, resumed)):
+            o.step()
+            s.step()
+        assert resumed_opt.param_groups[0]["lr"] == opt.param_groups[0]["lr"]

@@ -36,7 +36,8 @@ def test_model_options_exclude_what_the_data_config_supplies():
     from cnnlab.models import build_model
 
     with pytest.raises(
-        ConfigError, match=r"model 'nin' has no option num_classes; it takes: dropout$"
+        ConfigError,
+        match=r"model 'nin' has no option num_classes; it takes: dropout, final_norm_act$",
     ):
         build_model(
             {"name": "nin", "num_classes": 5}, {"name": "relu"}, {"name": "bn"}, {"name": "he"}

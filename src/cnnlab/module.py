@@ -30,6 +30,8 @@ class Classifier(L.LightningModule):
         regularizer: ``l1`` and ``l2`` penalties on the loss, ``max_norm`` constraint after each
             step, ``decay_norm_and_bias`` (false: weight decay only on conv/dense kernels).
         label_smoothing: passed to the cross-entropy loss (also applied to mixup's soft targets).
+        val_stage: the name validation metrics are logged under (``val_on_test`` when the
+            validation loop runs on the test set).
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class Classifier(L.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         regularizer: Mapping[str, Any] | None = None,
         label_smoothing: float = 0.0,
+        val_stage: str = "val",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -75,7 +78,7 @@ class Classifier(L.LightningModule):
             apply_max_norm(self.net, self.reg["max_norm"])
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_acc)
+        self._eval_step(batch, self.hparams.val_stage, self.val_acc)
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "test", self.test_acc)
@@ -84,15 +87,16 @@ class Classifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         accuracy(logits, labels)
-        self.log(f"{stage}/loss", self.loss(logits, labels), prog_bar=stage == "val")
+        self.log(f"{stage}/loss", self.loss(logits, labels), prog_bar=stage != "test")
         self.log(f"{stage}/acc", accuracy, prog_bar=True)
 
     def configure_optimizers(self):
         params = param_groups(self.net, self.reg["decay_norm_and_bias"])
         optimizer = instantiate(self.hparams.optimizer)(params=params)
-        total = self.trainer.estimated_stepping_batches  # inf for a run without an end
-        total = int(total) if math.isfinite(total) else 0
-        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        trainer = self.trainer
+        trainer.fit_loop.setup_data()  # the batch count, also for runs bounded by max_steps
+        per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        total = trainer.estimated_stepping_batches  # inf for a run without an end
         schedule = build_schedule(optimizer, self.hparams.scheduler or {}, total, per_epoch)
         if schedule is None:
             return optimizer

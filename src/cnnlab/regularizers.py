@@ -1,15 +1,19 @@
 """Penalties on the loss and constraints on the weights (seeds 001, 003, 004).
 
-"Weights" are the kernels of convolutions and dense layers (tensors with 2 or more dimensions);
-biases and norm parameters are never penalised.
+"Weights" are the kernels of convolutions and dense layers. Biases, norm parameters, learned
+activation slopes and other tensors (a ViT's position embedding, class token) are never
+penalised or constrained.
 """
 
 import torch
 from torch import nn
 
+from cnnlab.layers.inits import KERNEL_LAYERS
+
 
 def weights(net: nn.Module) -> list[torch.Tensor]:
-    return [p for p in net.parameters() if p.ndim > 1]
+    """The conv and dense kernels of ``net``."""
+    return [m.weight for m in net.modules() if isinstance(m, KERNEL_LAYERS)]
 
 
 def penalty(net: nn.Module, l1: float = 0.0, l2: float = 0.0) -> torch.Tensor | None:
@@ -30,10 +34,11 @@ def apply_max_norm(net: nn.Module, max_norm: float) -> None:
 
 
 def param_groups(net: nn.Module, weight_decay_on_all: bool) -> list[dict] | list[nn.Parameter]:
-    """All parameters, or two groups so the optimizer's weight decay skips biases and norms."""
+    """All parameters, or two groups so the optimizer's weight decay only reaches the kernels."""
     params = list(net.parameters())
     if weight_decay_on_all:
         return params
-    decay = [p for p in params if p.ndim > 1]
-    rest = [p for p in params if p.ndim <= 1]
+    kernels = {id(w) for w in weights(net)}
+    decay = [p for p in params if id(p) in kernels]
+    rest = [p for p in params if id(p) not in kernels]
     return [{"params": decay}, {"params": rest, "weight_decay": 0.0}]

@@ -27,15 +27,15 @@ def run(cfg: DictConfig) -> float | None:
     datamodule = build_datamodule(cfg)
     datamodule.setup()  # load now: a missing data set fails before anything is built
     module = build_module(cfg)
-    trainer = build_trainer(cfg, validate=datamodule.has_validation)
+    select = datamodule.has_validation  # a held-out split to pick the best epoch on
+    trainer = build_trainer(cfg, select_best=select)
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
-    best = trainer.checkpoint_callback
-    ckpt = best.best_model_path if isinstance(best, ModelCheckpoint) else ""
+    ckpt = _tested_checkpoint(trainer, select)
     tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None)[0]
     metrics = {
-        "best_val_acc": _score(best) if datamodule.has_validation else None,
+        "best_val_acc": _score(trainer.checkpoint_callback) if select else None,
         "test_acc": tested["test/acc"],
         "test_loss": tested["test/loss"],
         "epochs": trainer.current_epoch,
@@ -44,6 +44,7 @@ def run(cfg: DictConfig) -> float | None:
         "checkpoint": ckpt or None,
         "choices": _choices(),
         "seed": cfg.seed,
+        "reference": _plain(cfg.get("reference")) or None,
     }
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics["best_val_acc"]
@@ -57,21 +58,8 @@ def check(cfg: DictConfig) -> None:
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
-    data = _plain(cfg.data)
     return ImageDataModule(
-        dataset=data["dataset"],
-        augment=_plain(cfg.augment),
-        preprocess=_plain(cfg.preprocess),
-        mean=data["mean"],
-        std=data["std"],
-        num_classes=data["num_classes"],
-        batch_size=data["batch_size"],
-        val_split=data["val_split"],
-        shuffle=data.get("shuffle", True),
-        num_workers=data["num_workers"],
-        seed=data["split_seed"],
-        train_subset=data["train_subset"],
-        test_subset=data["test_subset"],
+        **_plain(cfg.data), augment=_plain(cfg.augment), preprocess=_plain(cfg.preprocess)
     )
 
 
@@ -91,24 +79,39 @@ def build_module(cfg: DictConfig) -> Classifier:
         scheduler=_plain(cfg.scheduler),
         regularizer=_plain(cfg.regularizer),
         label_smoothing=cfg.label_smoothing,
+        val_stage="val_on_test" if cfg.data.get("val_on_test") else "val",
     )
 
 
-def build_trainer(cfg: DictConfig, validate: bool = True) -> L.Trainer:
+def build_trainer(cfg: DictConfig, select_best: bool = True) -> L.Trainer:
     """The Trainer with the configured callbacks and loggers.
 
-    Without a validation split there is no 'best' epoch: checkpoints then track the last epoch
-    and the test runs on it.
+    Without a held-out split there is no 'best' epoch: checkpoints keep the last epoch only,
+    and the test runs on it. Validation still runs when it is on the test set (curves only).
     """
     callback_cfgs = _plain(cfg.callbacks)
-    if not validate:
-        for callback in callback_cfgs.values():
-            if "monitor" in callback:
-                callback["monitor"] = None
+    watching = {k: c for k, c in callback_cfgs.items() if c and "val/" in str(c.get("monitor"))}
+    if not select_best:
+        for name, callback in watching.items():
+            if "save_top_k" not in callback:  # not a checkpoint: it cannot do without its metric
+                raise ConfigError(
+                    f"callbacks.{name} watches {callback['monitor']}, which needs "
+                    "data.val_split > 0"
+                )
+            callback |= {"monitor": None, "save_top_k": 0}  # keep last.ckpt only
     callbacks = [instantiate(c) for c in callback_cfgs.values() if c]
     loggers = [instantiate(c) for c in _plain(cfg.logger).values() if c]
-    extra = {} if validate else {"limit_val_batches": 0}
+    validates = select_best or cfg.data.get("val_on_test", False)
+    extra = {} if validates else {"limit_val_batches": 0}
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, **extra)
+
+
+def _tested_checkpoint(trainer: L.Trainer, select_best: bool) -> str:
+    """The best checkpoint by validation, or without a held-out split the last; '' if none."""
+    saved = trainer.checkpoint_callback
+    if not isinstance(saved, ModelCheckpoint):
+        return ""
+    return saved.best_model_path if select_best else saved.last_model_path
 
 
 def _plain(node: Any) -> Any:

@@ -22,15 +22,20 @@ class ImageDataModule(L.LightningDataModule):
 
     Each image becomes a float tensor in [0, 1], then (training only) goes through the
     ``augment`` transforms, then the ``preprocess`` normalisation. Mixup/cutmix and ZCA
-    whitening work on whole batches, on the device.
+    whitening work on whole batches, on the device. The arguments are the keys of a
+    ``conf/data`` file, plus the ``augment`` and ``preprocess`` groups.
 
     Args:
         dataset: the registry entry and its options, e.g. ``{name: cifar10, root: data}``.
         augment: ``transforms`` (torchvision v2 configs, in order), ``mixup_alpha``,
             ``cutmix_alpha`` (0 turns each off), ``mix_prob``, ``switch_prob``.
         preprocess: ``{name: standardize | minmax | zca, ...}``.
+        in_channels, image_size, num_classes: what the images must be; checked when loaded.
         mean, std: per-channel statistics of the data set, for ``standardize``.
         val_split: fraction of the training set held out for validation; 0 means no validation.
+        split_seed: the seed of that split.
+        val_on_test: validate on the test set every epoch, as Keras' ``validation_data`` does in
+            seed 001 (curves only: needs ``val_split=0``, so nothing is selected on it).
         shuffle: reshuffle the training set every epoch (seed 000's "random shuffling").
         train_subset, test_subset: keep only the first N images (quick runs); None keeps all.
     """
@@ -42,20 +47,33 @@ class ImageDataModule(L.LightningDataModule):
         mean: Sequence[float],
         std: Sequence[float],
         num_classes: int,
+        in_channels: int = 3,
+        image_size: int = 32,
         preprocess: Mapping[str, Any] | None = None,
         batch_size: int = 128,
         val_split: float = 0.1,
+        split_seed: int = 0,
+        val_on_test: bool = False,
         shuffle: bool = True,
         num_workers: int = 2,
-        seed: int = 0,
         train_subset: int | None = None,
         test_subset: int | None = None,
     ):
         super().__init__()
         if not 0 <= val_split < 1:
             raise ConfigError(f"data.val_split must be in [0, 1), got {val_split}")
+        if val_on_test and val_split:
+            raise ConfigError(
+                "data.val_on_test=true needs data.val_split=0: validating on the test set "
+                "replaces a held-out split, it does not sit beside one"
+            )
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be at least 1, got {batch_size}")
+        if not len(mean) == len(std) == in_channels:
+            raise ConfigError(
+                f"data.mean and data.std need one value per channel (data.in_channels="
+                f"{in_channels}), got {len(mean)} and {len(std)}"
+            )
         self.load = registry.factory("data", dataset)
         self.save_hyperparameters(logger=False)
         self.preprocess = dict(preprocess or {"name": "standardize"})
@@ -76,8 +94,9 @@ class ImageDataModule(L.LightningDataModule):
         arrays.train_labels = arrays.train_labels[: h.train_subset]
         arrays.test_images = arrays.test_images[: h.test_subset]
         arrays.test_labels = arrays.test_labels[: h.test_subset]
+        self._check(arrays)
         self.arrays = arrays
-        train_idx, val_idx = stratified_split(arrays.train_labels, h.val_split, h.seed)
+        train_idx, val_idx = stratified_split(arrays.train_labels, h.val_split, h.split_seed)
         train_images = arrays.train_images[train_idx]
         self.train_set = ImageDataset(
             train_images, arrays.train_labels[train_idx], self.train_transform
@@ -86,9 +105,31 @@ class ImageDataModule(L.LightningDataModule):
             arrays.train_images[val_idx], arrays.train_labels[val_idx], self.eval_transform
         )
         self.test_set = ImageDataset(arrays.test_images, arrays.test_labels, self.eval_transform)
+        if h.val_on_test:
+            self.val_set = self.test_set
         if self.preprocess["name"] == "zca":
             fit = train_images[: self.preprocess.get("fit_images", 10_000)].float() / 255
             self.whiten = Whitening(fit, self.preprocess.get("eps", 0.01))
+
+    def _check(self, arrays: ImageArrays) -> None:
+        """The loaded images must be what the config says, or normalisation and the model's
+        first layer would quietly work on something else."""
+        h, name = self.hparams, self.hparams.dataset["name"]
+        _, channels, height, width = arrays.train_images.shape
+        if channels != h.in_channels:
+            raise ConfigError(
+                f"data.in_channels is {h.in_channels} but {name}'s images have {channels} "
+                f"channel(s); set data.in_channels={channels} (and one data.mean/std each)"
+            )
+        if height != h.image_size or width != h.image_size:
+            raise ConfigError(
+                f"data.image_size is {h.image_size} but {name}'s images are {height}x{width}"
+            )
+        top = int(max(arrays.train_labels.max(), arrays.test_labels.max()))
+        if top >= h.num_classes:
+            raise ConfigError(
+                f"data.num_classes is {h.num_classes} but {name} has labels up to {top}"
+            )
 
     @property
     def has_validation(self) -> bool:
@@ -100,7 +141,8 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader(self.train_set, shuffle=shuffle, drop_last=self.mixup is not None)
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_set) if self.has_validation else []
+        validates = self.has_validation or self.hparams.val_on_test
+        return self._loader(self.val_set) if validates else []
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set)

@@ -8,6 +8,8 @@ get He init and ordinary dropout.
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedParameter
 
 from cnnlab.errors import ConfigError
 from cnnlab.registry import register
@@ -55,6 +57,27 @@ class RandomizedReLU(nn.Module):
         return torch.where(x >= 0, x, x / a)
 
 
+class ElementwisePReLU(LazyModuleMixin, nn.Module):
+    """PReLU with a slope for every element of the feature map (C, H, W), as Keras' PReLU.
+
+    The shape is only known from the first input; build_model runs one dry forward for it.
+    """
+
+    def __init__(self, init: float = 0.25):
+        super().__init__()
+        self.init = init
+        self.weight = UninitializedParameter()
+
+    def initialize_parameters(self, x: torch.Tensor) -> None:
+        if self.has_uninitialized_params():
+            with torch.no_grad():
+                self.weight.materialize(x.shape[1:])
+                self.weight.fill_(self.init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x >= 0, x, self.weight * x)
+
+
 class Swish(nn.Module):
     """x * sigmoid(beta * x) (seed 004); beta = 1 is SiLU."""
 
@@ -78,9 +101,14 @@ def leaky_relu(channels: int, negative_slope: float = 0.01) -> nn.Module:
 
 
 @register("activation", "prelu")
-def prelu(channels: int, init: float = 0.25) -> nn.Module:
-    """Leaky ReLU whose slope is learned, one per channel (He et al. 2015)."""
-    return nn.PReLU(channels, init=init)
+def prelu(channels: int, init: float = 0.25, per: str = "channel") -> nn.Module:
+    """Leaky ReLU whose slope is learned (He et al. 2015): one slope per channel (seed 003),
+    one for the whole layer, or one per element as Keras' PReLU has (seed 001's table)."""
+    if per == "element":
+        return ElementwisePReLU(init)
+    if per not in ("channel", "layer"):
+        raise ConfigError(f"prelu: unknown per '{per}'; choose from: channel, layer, element")
+    return nn.PReLU(channels if per == "channel" else 1, init=init)
 
 
 @register("activation", "rrelu")

@@ -1,7 +1,8 @@
 """Weight initialisation, selected with ``init=NAME``.
 
 Each factory returns a function for ``model.apply``: it sets the weights of every convolution
-and linear layer and zeroes their biases. Norm layers keep PyTorch's (gamma 1, beta 0).
+and linear layer and zeroes their biases. Norm layers keep PyTorch's (gamma 1, beta 0), and so
+does everything else (learned activation slopes, a ViT's position embedding).
 """
 
 from collections.abc import Callable
@@ -11,12 +12,13 @@ from torch import nn
 from cnnlab.errors import ConfigError
 from cnnlab.registry import register
 
-_WEIGHTED = (nn.Conv2d, nn.Linear)
+# The layers whose kernels inits and regularisers act on (timm's conv variants subclass these).
+KERNEL_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 def _for_weights(set_weight: Callable) -> Callable[[nn.Module], None]:
     def apply(module: nn.Module) -> None:
-        if isinstance(module, _WEIGHTED):
+        if isinstance(module, KERNEL_LAYERS):
             set_weight(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)

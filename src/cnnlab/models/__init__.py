@@ -1,16 +1,19 @@
 """Models chosen by name, and the one function that assembles a network from config."""
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
 import timm
+import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from cnnlab import registry
 from cnnlab.errors import ConfigError
-from cnnlab.models import base_cnn, nin, resnet, seed000, timm_models  # noqa: F401
+from cnnlab.models import base_cnn, cnn, nin, resnet, timm_models  # noqa: F401
 
-# What build_model passes every model; the rest of a model's arguments are its config options.
+# What build_model passes a model that takes it; the rest of its arguments are config options.
 MODEL_INPUTS = ("act", "norm", "drop", "in_channels", "num_classes", "image_size")
 
 
@@ -26,25 +29,39 @@ def build_model(
     """Build ``model`` with the chosen activation and norm in every block, then initialise it.
 
     Each mapping is a config node such as ``{name: elu, alpha: 1.0}``. ``init: {name: auto}``
-    takes the init the activation asks for (He for the ReLU family, LeCun for SELU, Xavier for
-    tanh and sigmoid); dropout layers are the kind the activation asks for (alpha for SELU).
+    takes the init the model asks for (timm's keep their own), else the one the activation asks
+    for (He for the ReLU family, LeCun for SELU, Xavier for tanh and sigmoid); dropout layers are
+    the kind the activation asks for (alpha for SELU).
     """
-    act = registry.factory("activation", activation, supplied=("channels",))
     chosen = registry.lookup("activation", activation["name"])
-    if init["name"] == "auto":
-        init = {"name": getattr(chosen, "init", "he")}
-    initialise = registry.factory("init", init)()
     make = _model_factory(model)
-    net = make(
-        act=act,
-        norm=registry.factory("norm", norm, supplied=("channels",)),
-        drop=getattr(chosen, "dropout", nn.Dropout),
-        in_channels=in_channels,
-        num_classes=num_classes,
-        image_size=image_size,
-    )
+    if init["name"] == "auto":
+        own = getattr(registry.lookup("model", model["name"]), "init", None)
+        init = {"name": own or getattr(chosen, "init", "he")}
+    initialise = registry.factory("init", init)()
+    inputs = {
+        "act": registry.factory("activation", activation, supplied=("channels",)),
+        "norm": registry.factory("norm", norm, supplied=("channels",)),
+        "drop": getattr(chosen, "dropout", nn.Dropout),
+        "in_channels": in_channels,
+        "num_classes": num_classes,
+        "image_size": image_size,
+    }
+    takes = inspect.signature(make).parameters
+    net = make(**{k: v for k, v in inputs.items() if k in takes})
+    _materialise(net, in_channels, image_size)
     net.apply(initialise)
     return net
+
+
+def _materialise(net: nn.Module, in_channels: int, image_size: int) -> None:
+    """Give lazy layers (PReLU with a slope per element) their shapes with one dry forward."""
+    if not any(isinstance(m, LazyModuleMixin) for m in net.modules()):
+        return
+    mode = net.training
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, in_channels, image_size, image_size))
+    net.train(mode)
 
 
 def _model_factory(model: Mapping[str, Any]):

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from cnnlab.errors import ConfigError
 from cnnlab.models.blocks import (
     ActFactory,
     DropFactory,
@@ -48,7 +49,7 @@ class BaseCNN(nn.Module):
         )
         side = ((image_size - 2) // 2 - 2) // 2  # two valid convs and two pools: 32 -> 6
         if side < 1:
-            raise ValueError(f"base_cnn needs images of at least 10 pixels, got {image_size}")
+            raise ConfigError(f"base_cnn needs images of at least 10 pixels, got {image_size}")
         self.classifier = nn.Sequential(
             nn.Flatten(),
             dense_block(64 * side * side, hidden, act),

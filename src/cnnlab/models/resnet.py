@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models.blocks import ActFactory, DropFactory, NormFactory, expansion
+from cnnlab.models.blocks import ActFactory, DropFactory, NormFactory, dropout_rates, expansion
 from cnnlab.registry import register
 
 # The residual branch and what follows the addition, for each block order of He et al. 2016,
@@ -77,7 +77,7 @@ class ResNet(nn.Module):
         blocks: residual blocks per stage, e.g. (3, 3, 2, 3) for seed 004's ResNet24.
         channels: width of each stage, e.g. (64, 128, 128, 256).
         order: block order, one of ORDERS.
-        dropout: before the dense layer (0 in seed 004).
+        dropout: before the dense layer (none in seed 004).
     """
 
     def __init__(
@@ -90,7 +90,6 @@ class ResNet(nn.Module):
         order: str = "original",
         in_channels: int = 3,
         num_classes: int = 10,
-        image_size: int = 32,
         dropout: float = 0.0,
     ):
         super().__init__()
@@ -119,8 +118,9 @@ class ResNet(nn.Module):
         # Pre-activation stacks end on a convolution: normalise and activate before pooling.
         tail = [norm(width), act(width)] if order.endswith("preact") else []
         self.features = nn.Sequential(stem, *stages, *tail)
+        (rate,) = dropout_rates(dropout, 1, "resnet")
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes)
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), drop(rate), nn.Linear(width, num_classes)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ import timm
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models.blocks import ActFactory, DropFactory, NormFactory, expansion
+from cnnlab.models.blocks import ActFactory, DropFactory, NormFactory, dropout_rates, expansion
 from cnnlab.registry import register
 
 
@@ -31,6 +31,7 @@ def _small_stem(net: nn.Module, arch: str) -> None:
             "use model.stem=imagenet"
         )
     net.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, 3, 1, 1, bias=False)
+    nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # as timm's
     net.maxpool = nn.Identity()
 
 
@@ -44,7 +45,6 @@ def timm_model(
     layers: str = "cnnlab",
     in_channels: int = 3,
     num_classes: int = 10,
-    image_size: int = 32,
     dropout: float = 0.0,
     extra: dict | None = None,
 ) -> nn.Module:
@@ -53,14 +53,15 @@ def timm_model(
     Args:
         stem: ``small`` (3x3/1 stem without max-pool, for 32x32 inputs) or ``imagenet`` (as is).
         layers: ``cnnlab`` (activation and norm from the config groups) or ``timm`` (its own).
-        dropout: before the classifier (timm's drop_rate).
+        dropout: before the classifier (timm's drop_rate; plain dropout even with SELU).
         extra: more keyword arguments for ``timm.create_model``, e.g. ``{img_size: 32}`` for ViTs.
     """
     if not timm.is_model(arch):
         raise ConfigError(f"unknown timm model '{arch}'; timm.list_models() lists them")
     if stem not in ("small", "imagenet") or layers not in ("cnnlab", "timm"):
         raise ConfigError("model.stem takes small | imagenet and model.layers cnnlab | timm")
-    kwargs = {"num_classes": num_classes, "in_chans": in_channels, "drop_rate": dropout}
+    (rate,) = dropout_rates(dropout, 1, "timm")
+    kwargs = {"num_classes": num_classes, "in_chans": in_channels, "drop_rate": rate}
     kwargs |= extra or {}
     if layers == "cnnlab":
         # timm also passes device/dtype (and for norms, other options) that cnnlab's take not.
@@ -74,3 +75,8 @@ def timm_model(
     if stem == "small":
         _small_stem(net, arch)
     return net
+
+
+# init=auto leaves timm's own initialisation (per architecture: zero-init last BN gammas,
+# truncated normals for ViTs, ...) in place; an explicit init= replaces it on conv/dense kernels.
+timm_model.init = "default"
