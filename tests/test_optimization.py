@@ -113,6 +113,7 @@ def test_onecycle_is_stepped_per_batch_and_fills_total_steps(make_cfg):
 def test_warmup_scales_the_schedule_without_shifting_it(make_cfg):
     seen = lrs(make_cfg, "exponential", 6, "scheduler.warmup_epochs=2")
     assert seen == pytest.approx([0.1, 0.55 * 0.9, 0.81, 0.729, 0.6561, 0.59049])
+    assert lrs(make_cfg, "none", 4, "scheduler.warmup_epochs=2") == pytest.approx([0.1, 0.55, 1, 1])
 
 
 def test_warmup_with_plateau_is_refused(make_cfg):
