@@ -153,7 +153,9 @@ def test_validation_and_test_images_are_not_augmented():
     [
         ({"in_channels": 1, "mean": [0.5], "std": [0.25]}, r"data.in_channels is 1 but fake's"),
         ({"image_size": 28}, "data.image_size is 28 but fake's images are 32x32"),
-        ({"num_classes": 5}, "data.num_classes is 5 but fake has labels up to 9"),
+        ({"num_classes": 5}, r"data.num_classes is 5 but fake has labels 0\.\.9"),
+        ({"test_subset": 0}, "fake has no test images"),
+        ({"val_split": 0.001}, "data.val_split=0.001 leaves no validation image"),
         ({"mean": [0.5], "std": [0.25]}, "one value per channel"),
     ],
 )

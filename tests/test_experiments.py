@@ -81,7 +81,7 @@ def test_seed001_final_is_adam_0_0005_bn_and_keras_prelu(make_cfg):
 @pytest.mark.parametrize(
     ("row", "check"),
     [
-        ("prelu", lambda a: a.name == "prelu" and a.per == "element"),
+        ("prelu", lambda a: a.name == "prelu" and a.per == "element" and a.init == 0),
         ("leaky_relu", lambda a: a.negative_slope == 0.1),
         ("maxout", lambda a: a.name == "maxout"),
     ],
@@ -140,8 +140,20 @@ def test_seed000_ladder_rows(row, model, filters, batch, activation, init, acc, 
 
 def test_seed000_nin9_keeps_the_relu_on_its_class_scores(make_cfg):
     cfg = make_cfg(["experiment=seed000_nin9"])
-    assert cfg.model.final_norm_act and cfg.reference.test_acc == 0.8981
-    assert list(cfg.scheduler.scheduler.milestones) == [81] and cfg.optimizer.lr == 1e-3
+    assert (
+        cfg.model.final_norm_act and cfg.reference.test_acc == 0.8981 and cfg.optimizer.lr == 1e-3
+    )
+
+
+def test_seed000_nin9_trains_as_many_images_as_the_seeds_offline_augmentation(make_cfg):
+    # 164 epochs of 450,000 images (45,000 and nine augmented copies), decay at 81: here the
+    # 45,000 are augmented on the fly, ten times as many epochs.
+    cfg = make_cfg(["experiment=seed000_nin9"])
+    assert cfg.trainer.max_epochs * 45_000 == 164 * 450_000
+    assert list(cfg.scheduler.scheduler.milestones) == [810]
+    for sweep in ("seed000_lr_sweep", "seed000_batch_sweep"):  # not augmented: 45,000 an epoch
+        cfg = make_cfg([f"experiment={sweep}"])
+        assert cfg.trainer.max_epochs == 164 and list(cfg.scheduler.scheduler.milestones) == [81]
 
 
 @pytest.mark.parametrize(

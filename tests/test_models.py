@@ -316,3 +316,13 @@ def test_timm_mistakes_fail_in_one_line(options, message):
 def test_a_timm_name_as_model_name_points_to_model_arch():
     with pytest.raises(ConfigError, match="use model=timm model.arch=resnet18"):
         build_model({"name": "resnet18"}, {"name": "relu"}, {"name": "bn"}, {"name": "he"})
+
+
+def test_timm_refuses_a_prelu_it_cannot_give_one_slope_per_channel():
+    prelu = {"name": "prelu", "per": "channel"}
+    with pytest.raises(ConfigError, match="activation.per=layer or activation.per=element"):
+        build_model({"name": "timm"}, prelu, {"name": "bn"}, {"name": "auto"})
+    per_layer = build_model(
+        {"name": "timm"}, {**prelu, "per": "layer"}, {"name": "bn"}, {"name": "auto"}
+    )
+    assert all(a.weight.numel() == 1 for a in per_layer.modules() if isinstance(a, nn.PReLU))

@@ -123,6 +123,17 @@ def test_max_steps_run_counts_its_epochs_and_steps(make_cfg):
     assert lrs == pytest.approx([ramp(s, STEPS_PER_EPOCH) * cosine(s, 10) for s in range(10)])
 
 
+def test_a_fractional_warmup_with_interval_step_is_rounded_to_steps(make_cfg):
+    lrs = used_lrs(
+        make_cfg,
+        "scheduler=none",
+        "scheduler.interval=step",
+        "scheduler.warmup_epochs=0.3",  # 1.2 steps of 4: one step
+        "trainer.max_epochs=1",
+    ).steps
+    assert lrs == pytest.approx([0.1, 1.0, 1.0, 1.0])
+
+
 def test_onecycle_peaks_at_30_percent_and_ends_near_zero(make_cfg):
     lrs = used_lrs(make_cfg, "scheduler=onecycle", "trainer.max_epochs=5").steps
     steps = 5 * STEPS_PER_EPOCH
@@ -151,8 +162,9 @@ def test_plateau_halves_after_patience_epochs_without_improvement(make_cfg):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["scheduler=cosine", "scheduler.warmup_epochs=0.5"], "interval=step to warm up"),
-        (["scheduler=plateau", "scheduler.interval=step"], "use interval=epoch"),
+        (["scheduler=cosine", "scheduler.warmup_epochs=0.5"], "interval=step it may be a fraction"),
+        (["scheduler=cosine", "trainer.limit_train_batches=0"], "an epoch has no training batch"),
+        (["scheduler=plateau", "scheduler.interval=step"], "plateau watches a metric of each"),
         (["scheduler=onecycle", "scheduler.warmup_epochs=1"], "has its own warmup"),
         (
             [

@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from cnnlab import registry
+from cnnlab.errors import ConfigError
 from cnnlab.module import Classifier
 from cnnlab.run import build_datamodule, run
 
+import wandb_records
 from conftest import CONF, FAST, ROOT
 from disk_formats import write_cifar10
 
@@ -137,11 +139,42 @@ def test_validating_on_the_test_set_draws_test_curves_and_selects_nothing(make_c
     assert metrics["reference"] == {"test_acc": 0.9167, "source": "seed 002, Table 2"}
 
 
-def test_wandb_offline_writes_a_run(make_cfg, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["reference=0.9"], "reference must be a mapping"),
+        (
+            [
+                "data.val_split=0",
+                "data.val_on_test=true",
+                "callbacks.model_checkpoint.monitor=val_on_test/acc",
+            ],
+            "nothing may be chosen or scheduled on the test set",
+        ),
+        (["scheduler=plateau", "data.val_split=0"], "the schedule watches val/loss, which needs"),
+        (["+data.colour=1"], "data has no option colour; it takes: dataset, mean, std"),
+    ],
+)
+def test_config_mistakes_stop_the_run_before_it_trains(overrides, message, make_cfg, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        run(make_cfg(["data=fake", "model=base_cnn", *overrides, *FAST]))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_failed_job_closes_its_wandb_run_as_failed(make_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    run(make_cfg(["data=fake", "model=base_cnn", "logger=wandb", "trainer.max_epochs=1", *FAST]))
-    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("out of memory, say")
+
+    monkeypatch.setattr("cnnlab.run.fit_and_test", crash)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run(make_cfg(["data=fake", "model=base_cnn", "logger=wandb", *FAST]))
+    import wandb
+
+    assert wandb.run is None  # the next job of a sweep starts its own
+    (path,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
+    assert wandb_records.summary(path)["exit_code"] == 1
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist")
@@ -187,8 +220,8 @@ def test_the_default_nin_without_bn_trains_on_real_images(activation, make_cfg, 
     assert metrics["test_acc"] >= 0.25  # chance is 0.1; 0.33 (relu) and 0.41 (elu) here
 
 
-def train_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+def train_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", **env}
     return subprocess.run(
         [sys.executable, str(ROOT / "src" / "train.py"), *args],
         cwd=cwd,
@@ -217,12 +250,27 @@ def sweep_choices(tmp_path: Path, task: str, groups: tuple[str, ...]) -> list[tu
     return [tuple(json.loads(p.read_text())["choices"][g] for g in groups) for p in found]
 
 
-def test_grid_from_the_command_line_runs_every_job(tmp_path):
-    grid = ["-m", "model=nin", "activation=elu,relu", "norm=bn,none", "trainer.max_epochs=1"]
-    result = train_cli(*grid, *TINY, cwd=tmp_path)
+def test_grid_from_the_command_line_runs_every_job_as_its_own_wandb_run(tmp_path):
+    grid = ["-m", "model=nin", "activation=elu,relu", "norm=bn,none", "trainer.max_epochs=2"]
+    result = train_cli(*grid, *TINY, "logger=wandb", cwd=tmp_path, WANDB_MODE="offline")
     assert result.returncode == 0, result.stderr[-2000:]
     runs = sweep_choices(tmp_path, "train", ("activation", "norm"))
     assert sorted(runs) == [("elu", "bn"), ("elu", "none"), ("relu", "bn"), ("relu", "none")]
+
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    files = sorted(sweep.glob("*/wandb/offline-run-*/run-*.wandb"))
+    found = [wandb_records.summary(path) for path in files]
+    assert len(found) == 4 and len({r["id"] for r in found}) == 4  # one W&B run per job
+    assert {r["group"] for r in found} == {f"train/{sweep.name}"}  # one group per sweep
+    names = sorted(r["name"] for r in found)
+    assert names == [f"activation={a},norm={n}" for a in ("elu", "relu") for n in ("bn", "none")]
+    for r in found:
+        activation, norm = (part.split("=")[1] for part in r["name"].split(","))
+        assert r["config"]["activation"]["name"] == activation and r["job_type"] == "train"
+        assert {f"norm={norm}", "model=nin"} <= set(r["tags"]) and r["exit_code"] == 0
+        # Its own rows only: one job's steps (2 epochs of 4 batches), counted from 0 once.
+        assert [row["_step"] for row in r["history"]] == list(range(len(r["history"])))
+        assert max(row.get("trainer/global_step", 0) for row in r["history"]) == 8
 
 
 def test_bad_option_fails_in_one_line(tmp_path):

@@ -95,7 +95,10 @@ class Classifier(L.LightningModule):
         optimizer = instantiate(self.hparams.optimizer)(params=params)
         trainer = self.trainer
         trainer.fit_loop.setup_data()  # the batch count, also for runs bounded by max_steps
-        per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        batches = trainer.num_training_batches  # inf where Lightning skips training
+        per_epoch = (
+            math.ceil(batches / trainer.accumulate_grad_batches) if batches < math.inf else 0
+        )
         total = trainer.estimated_stepping_batches  # inf for a run without an end
         schedule = build_schedule(optimizer, self.hparams.scheduler or {}, total, per_epoch)
         if schedule is None:

@@ -1,11 +1,14 @@
 """One training run from a composed config: build, fit, test, write metrics.json."""
 
+import inspect
+import os
+import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -17,6 +20,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.files import write_json
 from cnnlab.models import count_parameters
 from cnnlab.module import Classifier
+from cnnlab.sweep import group_choices
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -29,38 +33,73 @@ def run(cfg: DictConfig) -> float | None:
     module = build_module(cfg)
     select = datamodule.has_validation  # a held-out split to pick the best epoch on
     trainer = build_trainer(cfg, select_best=select)
+    try:
+        metrics = fit_and_test(cfg, trainer, module, datamodule, select)
+    except BaseException:
+        _end_runs(failed=True)
+        raise
+    _end_runs(failed=False)
+    return metrics["best_val_acc"]
 
-    start = time.perf_counter()
+
+def fit_and_test(cfg: DictConfig, trainer, module, datamodule, select_best: bool) -> dict:
+    """Fit, test the chosen checkpoint, and write metrics.json."""
+    start, started_at = time.perf_counter(), _now()
     trainer.fit(module, datamodule=datamodule)
-    ckpt = _tested_checkpoint(trainer, select)
+    ckpt = _tested_checkpoint(trainer, select_best)
     tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None)[0]
     metrics = {
-        "best_val_acc": _score(trainer.checkpoint_callback) if select else None,
+        "best_val_acc": _score(trainer.checkpoint_callback) if select_best else None,
         "test_acc": tested["test/acc"],
         "test_loss": tested["test/loss"],
         "epochs": trainer.current_epoch,
         "wall_time_s": round(time.perf_counter() - start, 2),
         "params": count_parameters(module.net),
         "checkpoint": ckpt or None,
-        "choices": _choices(),
+        "choices": group_choices(),
         "seed": cfg.seed,
-        "reference": _plain(cfg.get("reference")) or None,
+        "reference": _plain(cfg.reference) if cfg.get("reference") else None,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "started_at": started_at,
+        "finished_at": _now(),
     }
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
-    return metrics["best_val_acc"]
+    return metrics
 
 
 def check(cfg: DictConfig) -> None:
-    """Mistakes that would otherwise surface only after the first epoch."""
-    monitor = cfg.scheduler.get("monitor") or ""
-    if monitor.startswith("val/") and not cfg.data.val_split:
-        raise ConfigError(f"the schedule watches {monitor}, which needs data.val_split > 0")
+    """Mistakes that would otherwise surface only after the first epoch, or after the run."""
+    reference = cfg.get("reference")
+    if reference is not None and not isinstance(reference, DictConfig):
+        raise ConfigError(
+            f"reference must be a mapping such as {{test_acc: 0.9167, source: 'seed 002, "
+            f"Table 2'}}, got {reference!r}"
+        )
+    callbacks = {name: c for name, c in cfg.callbacks.items() if c}
+    watchers = {f"callbacks.{name}": c.get("monitor") for name, c in callbacks.items()}
+    watchers["the schedule"] = cfg.scheduler.get("monitor")
+    for where, monitor in watchers.items():
+        monitor = str(monitor or "")
+        if monitor.startswith("val_on_test/"):
+            raise ConfigError(
+                f"{where} watches {monitor}: nothing may be chosen or scheduled on the test set"
+            )
+        # Checkpoints adapt (they keep the last epoch); the rest cannot do without the metric.
+        checkpoint = "save_top_k" in callbacks.get(where.removeprefix("callbacks."), {})
+        if monitor.startswith("val/") and not cfg.data.val_split and not checkpoint:
+            raise ConfigError(f"{where} watches {monitor}, which needs data.val_split > 0")
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
-    return ImageDataModule(
-        **_plain(cfg.data), augment=_plain(cfg.augment), preprocess=_plain(cfg.preprocess)
-    )
+    data = _plain(cfg.data)
+    accepted = inspect.signature(ImageDataModule).parameters
+    unknown = sorted(set(data) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"data has no option {', '.join(unknown)}; it takes: "
+            f"{', '.join(k for k in accepted if k not in ('augment', 'preprocess'))}"
+        )
+    return ImageDataModule(**data, augment=_plain(cfg.augment), preprocess=_plain(cfg.preprocess))
 
 
 def build_module(cfg: DictConfig) -> Classifier:
@@ -90,20 +129,18 @@ def build_trainer(cfg: DictConfig, select_best: bool = True) -> L.Trainer:
     and the test runs on it. Validation still runs when it is on the test set (curves only).
     """
     callback_cfgs = _plain(cfg.callbacks)
-    watching = {k: c for k, c in callback_cfgs.items() if c and "val/" in str(c.get("monitor"))}
-    if not select_best:
-        for name, callback in watching.items():
-            if "save_top_k" not in callback:  # not a checkpoint: it cannot do without its metric
-                raise ConfigError(
-                    f"callbacks.{name} watches {callback['monitor']}, which needs "
-                    "data.val_split > 0"
-                )
-            callback |= {"monitor": None, "save_top_k": 0}  # keep last.ckpt only
+    if not select_best:  # check() lets only checkpoints watch val/ without a held-out split
+        for callback in callback_cfgs.values():
+            if callback and str(callback.get("monitor")).startswith("val/"):
+                callback |= {"monitor": None, "save_top_k": 0}  # keep last.ckpt only
     callbacks = [instantiate(c) for c in callback_cfgs.values() if c]
     loggers = [instantiate(c) for c in _plain(cfg.logger).values() if c]
     validates = select_best or cfg.data.get("val_on_test", False)
     extra = {} if validates else {"limit_val_batches": 0}
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, **extra)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, **extra)
+    for logger in trainer.loggers:  # the whole config, beside the module's hyperparameters
+        logger.log_hyperparams(_plain(cfg))  # (fast_dev_run's stand-in loggers drop it)
+    return trainer
 
 
 def _tested_checkpoint(trainer: L.Trainer, select_best: bool) -> str:
@@ -114,6 +151,17 @@ def _tested_checkpoint(trainer: L.Trainer, select_best: bool) -> str:
     return saved.best_model_path if select_best else saved.last_model_path
 
 
+def _end_runs(failed: bool) -> None:
+    """Close the W&B run, marked failed if the job failed. Lightning's WandbLogger leaves it
+    open, and the next job of a sweep in this process would log into it."""
+    if "wandb" in sys.modules:  # imported by a WandbLogger that started a run
+        sys.modules["wandb"].finish(exit_code=int(failed))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if node is not None else {}
 
@@ -121,11 +169,3 @@ def _plain(node: Any) -> Any:
 def _score(checkpoint: Any) -> float | None:
     score = getattr(checkpoint, "best_model_score", None)
     return float(score) if score is not None else None
-
-
-def _choices() -> dict[str, str]:
-    """Which option of each config group this run used, e.g. {'model': 'nin', ...}."""
-    if not HydraConfig.initialized():
-        return {}
-    choices = HydraConfig.get().runtime.choices
-    return {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}

@@ -13,7 +13,7 @@ from typing import Any
 
 from hydra.utils import instantiate
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import ConstantLR, LRScheduler, ReduceLROnPlateau
+from torch.optim.lr_scheduler import ConstantLR, LRScheduler
 
 from cnnlab.errors import ConfigError
 
@@ -33,8 +33,8 @@ RUN_LENGTH_ARGS = ("T_max", "total_steps")
 
 class Warmup(LRScheduler):
     """Scale the first ``steps`` rates of ``main`` by a factor rising linearly from ``start``
-    to 1. ``main`` counts from the first step as if there were no warmup, as timm's schedulers
-    do by default, so only the start of the run changes."""
+    to 1. ``main`` counts from the first step as if there were no warmup (timm's schedulers do
+    not shift theirs either), so only the start of the run changes."""
 
     def __init__(self, optimizer: Optimizer, main: LRScheduler, steps: int, start: float):
         self.main, self.steps, self.start = main, steps, start
@@ -77,11 +77,24 @@ def build_schedule(
     interval = cfg.get("interval", "epoch")
     if interval not in ("epoch", "step"):
         raise ConfigError(f"scheduler.interval must be epoch or step, got '{interval}'")
+    if steps_per_epoch < 1:
+        raise ConfigError(
+            "an epoch has no training batch: the training set is smaller than one batch "
+            "(with mixup, batches must be full) or trainer.limit_train_batches is 0"
+        )
     per_unit = steps_per_epoch if interval == "step" else 1
     warmup = _warmup_length(cfg.get("warmup_epochs", 0) or 0, per_unit, interval)
     main_cfg = dict(cfg.get("scheduler") or {})
     if not main_cfg and not warmup:
         return None
+    plateau = main_cfg.get("_target_", "").endswith("ReduceLROnPlateau")
+    if plateau and interval == "step":
+        raise ConfigError("scheduler=plateau watches a metric of each epoch: use interval=epoch")
+    if warmup and (plateau or "total_steps" in main_cfg):
+        raise ConfigError(
+            "scheduler.warmup_epochs works with every schedule but plateau and "
+            "onecycle (which has its own warmup)"
+        )
     if main_cfg:
         run_length = total_steps
         if interval == "epoch" and math.isfinite(total_steps):
@@ -89,14 +102,7 @@ def build_schedule(
         main_cfg = _in_units(main_cfg, per_unit, run_length)
     main = instantiate(main_cfg)(optimizer) if main_cfg else ConstantLR(optimizer, 1.0, 0)
     if warmup:
-        if isinstance(main, ReduceLROnPlateau) or "total_steps" in main_cfg:
-            raise ConfigError(
-                "scheduler.warmup_epochs works with every schedule but plateau and "
-                "onecycle (which has its own warmup)"
-            )
         main = Warmup(optimizer, main, warmup, cfg.get("warmup_start", 0.1))
-    if isinstance(main, ReduceLROnPlateau) and interval == "step":
-        raise ConfigError("scheduler=plateau watches a metric of each epoch: use interval=epoch")
     schedule = {"scheduler": main, "interval": interval}
     if cfg.get("monitor"):
         schedule["monitor"] = cfg["monitor"]
@@ -104,15 +110,17 @@ def build_schedule(
 
 
 def _warmup_length(epochs: float, per_unit: int, interval: str) -> int:
+    """The warmup in the schedule's own steps."""
     if epochs < 0:
         raise ConfigError(f"scheduler.warmup_epochs must be >= 0, got {epochs}")
-    length = epochs * per_unit
-    if length != int(length):
+    if interval == "step":
+        return max(1, round(epochs * per_unit)) if epochs else 0
+    if not math.isclose(epochs, round(epochs)):
         raise ConfigError(
             f"scheduler.warmup_epochs={epochs} is not a whole number of epochs: "
-            "use scheduler.interval=step to warm up over part of an epoch"
+            "with scheduler.interval=step it may be a fraction"
         )
-    return int(length)
+    return round(epochs)
 
 
 def _in_units(cfg: dict[str, Any], per_unit: int, run_length: float) -> dict[str, Any]:

@@ -97,6 +97,11 @@ class ImageDataModule(L.LightningDataModule):
         self._check(arrays)
         self.arrays = arrays
         train_idx, val_idx = stratified_split(arrays.train_labels, h.val_split, h.split_seed)
+        if h.val_split and not len(val_idx):
+            raise ConfigError(
+                f"data.val_split={h.val_split} leaves no validation image "
+                f"({len(train_idx)} training images); raise it or set it to 0"
+            )
         train_images = arrays.train_images[train_idx]
         self.train_set = ImageDataset(
             train_images, arrays.train_labels[train_idx], self.train_transform
@@ -115,21 +120,25 @@ class ImageDataModule(L.LightningDataModule):
         """The loaded images must be what the config says, or normalisation and the model's
         first layer would quietly work on something else."""
         h, name = self.hparams, self.hparams.dataset["name"]
-        _, channels, height, width = arrays.train_images.shape
-        if channels != h.in_channels:
-            raise ConfigError(
-                f"data.in_channels is {h.in_channels} but {name}'s images have {channels} "
-                f"channel(s); set data.in_channels={channels} (and one data.mean/std each)"
-            )
-        if height != h.image_size or width != h.image_size:
-            raise ConfigError(
-                f"data.image_size is {h.image_size} but {name}'s images are {height}x{width}"
-            )
-        top = int(max(arrays.train_labels.max(), arrays.test_labels.max()))
-        if top >= h.num_classes:
-            raise ConfigError(
-                f"data.num_classes is {h.num_classes} but {name} has labels up to {top}"
-            )
+        for split in ("train", "test"):
+            images, labels = getattr(arrays, f"{split}_images"), getattr(arrays, f"{split}_labels")
+            if len(labels) == 0:
+                raise ConfigError(f"{name} has no {split} images (data.{split}_subset?)")
+            _, channels, height, width = images.shape
+            if channels != h.in_channels:
+                raise ConfigError(
+                    f"data.in_channels is {h.in_channels} but {name}'s images have {channels} "
+                    f"channel(s); set data.in_channels={channels} (and one data.mean/std each)"
+                )
+            if height != h.image_size or width != h.image_size:
+                raise ConfigError(
+                    f"data.image_size is {h.image_size} but {name}'s images are {height}x{width}"
+                )
+            low, top = int(labels.min()), int(labels.max())
+            if low < 0 or top >= h.num_classes:
+                raise ConfigError(
+                    f"data.num_classes is {h.num_classes} but {name} has labels {low}..{top}"
+                )
 
     @property
     def has_validation(self) -> bool:

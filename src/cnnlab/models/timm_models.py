@@ -4,18 +4,24 @@ import timm
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models.blocks import ActFactory, DropFactory, NormFactory, dropout_rates, expansion
+from cnnlab.models.blocks import ActFactory, NormFactory, dropout_rates, expansion
 from cnnlab.registry import register
 
 
 def _act_layer(act: ActFactory):
-    """timm builds activations as ``act_layer(inplace=...)`` without a channel count, so
-    per-channel ones (PReLU) get a single shared parameter and maxout cannot be used."""
+    """timm builds activations as ``act_layer(inplace=...)`` without a channel count, so an
+    activation that needs one (PReLU per channel, maxout) is refused rather than built wrong.
+    The factory is called with 0 channels: a per-channel PReLU then has no slope at all."""
 
     def make(*args, **kwargs) -> nn.Module:
-        a = act(1)
+        a = act(0)
         if expansion(a) > 1:
             raise ConfigError("maxout needs to widen the layer before it; timm models cannot")
+        if isinstance(a, nn.PReLU) and a.weight.numel() == 0:
+            raise ConfigError(
+                "timm models do not tell an activation its channel count: use "
+                "activation.per=layer or activation.per=element with prelu"
+            )
         return a
 
     return make
@@ -39,7 +45,6 @@ def _small_stem(net: nn.Module, arch: str) -> None:
 def timm_model(
     act: ActFactory,
     norm: NormFactory,
-    drop: DropFactory,
     arch: str = "resnet18",
     stem: str = "small",
     layers: str = "cnnlab",

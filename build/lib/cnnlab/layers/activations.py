@@ -1,0 +1,166 @@
+"""Activation functions, selected with ``activation=NAME``.
+
+Every factory takes the number of channels it acts on first, so per-channel activations (PReLU)
+and channel-reducing ones (maxout) have the same call shape as plain ones. An activation can
+state the initialisation and dropout that suit it (``init=auto`` follows the first); the rest
+get He init and ordinary dropout.
+"""
+
+import torch
+from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedParameter
+
+from cnnlab.errors import ConfigError
+from cnnlab.registry import register
+
+
+def suits(init: str, dropout: type[nn.Module] = nn.Dropout):
+    """Record the init and dropout layer an activation works best with."""
+
+    def deco(fn):
+        fn.init, fn.dropout = init, dropout
+        return fn
+
+    return deco
+
+
+class Maxout(nn.Module):
+    """max over ``pieces`` consecutive channels: (N, k*C, ...) -> (N, C, ...) (Goodfellow 2013).
+
+    The layer before must produce k times the channels; the models ask ``expansion`` for k.
+    """
+
+    def __init__(self, pieces: int):
+        super().__init__()
+        self.expansion = pieces
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(1, (-1, self.expansion)).amax(dim=2)
+
+
+class RandomizedReLU(nn.Module):
+    """RReLU as seed 003 states it: x / a below zero, a ~ U(lower, upper) drawn per element in
+    training, a = (lower + upper) / 2 at test time (Xu et al. 2015 use 3 and 8)."""
+
+    def __init__(self, lower: float = 3.0, upper: float = 8.0):
+        super().__init__()
+        if not 0 < lower <= upper:
+            raise ConfigError(f"rrelu needs 0 < lower <= upper, got {lower}, {upper}")
+        self.lower, self.upper = lower, upper
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            a = torch.empty_like(x).uniform_(self.lower, self.upper)
+        else:
+            a = torch.full_like(x, (self.lower + self.upper) / 2)
+        return torch.where(x >= 0, x, x / a)
+
+
+class ElementwisePReLU(LazyModuleMixin, nn.Module):
+    """PReLU with a slope for every element of the feature map (C, H, W), as Keras' PReLU.
+
+    The shape is only known from the first input; build_model runs one dry forward for it.
+    """
+
+    def __init__(self, init: float = 0.25):
+        super().__init__()
+        self.init = init
+        self.weight = UninitializedParameter()
+
+    def initialize_parameters(self, x: torch.Tensor) -> None:
+        if self.has_uninitialized_params():
+            with torch.no_grad():
+                self.weight.materialize(x.shape[1:])
+                self.weight.fill_(self.init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x >= 0, x, self.weight * x)
+
+
+class Swish(nn.Module):
+    """x * sigmoid(beta * x) (seed 004); beta = 1 is SiLU."""
+
+    def __init__(self, beta: float = 1.0):
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.beta * x)
+
+
+@register("activation", "relu")
+def relu(channels: int) -> nn.Module:
+    return nn.ReLU(inplace=True)
+
+
+@register("activation", "leaky_relu")
+def leaky_relu(channels: int, negative_slope: float = 0.01) -> nn.Module:
+    """max(slope * x, x); seed 002 uses slope 0.01, seed 001 0.1."""
+    return nn.LeakyReLU(negative_slope, inplace=True)
+
+
+@register("activation", "prelu")
+def prelu(channels: int, init: float = 0.25, per: str = "channel") -> nn.Module:
+    """Leaky ReLU whose slope is learned (He et al. 2015): one slope per channel (seed 003),
+    one for the whole layer, or one per element as Keras' PReLU has (seed 001's table)."""
+    if per == "element":
+        return ElementwisePReLU(init)
+    if per not in ("channel", "layer"):
+        raise ConfigError(f"prelu: unknown per '{per}'; choose from: channel, layer, element")
+    return nn.PReLU(channels if per == "channel" else 1, init=init)
+
+
+@register("activation", "rrelu")
+def rrelu(channels: int, lower: float = 3.0, upper: float = 8.0) -> nn.Module:
+    return RandomizedReLU(lower, upper)
+
+
+@register("activation", "elu")
+def elu(channels: int, alpha: float = 1.0) -> nn.Module:
+    """alpha * (exp(x) - 1) below zero; seed 002 uses alpha = 1."""
+    return nn.ELU(alpha=alpha, inplace=True)
+
+
+@register("activation", "selu")
+@suits(init="lecun", dropout=nn.AlphaDropout)
+def selu(channels: int) -> nn.Module:
+    """lambda * (x if x > 0 else alpha * (exp(x) - 1)) with seed 000's constants
+    lambda = 1.0507009873554804934193349852946, alpha = 1.6732632423543772848170429916717
+    (PyTorch's). Self-normalising only with LeCun init and alpha dropout, which it asks for."""
+    return nn.SELU()
+
+
+@register("activation", "maxout")
+def maxout(channels: int, pieces: int = 2) -> nn.Module:
+    if pieces < 1:
+        raise ConfigError(f"maxout needs pieces >= 1, got {pieces}")
+    return Maxout(pieces)
+
+
+@register("activation", "swish")
+def swish(channels: int, beta: float = 1.0) -> nn.Module:
+    return Swish(beta)
+
+
+@register("activation", "silu")
+def silu(channels: int) -> nn.Module:
+    return nn.SiLU(inplace=True)
+
+
+@register("activation", "relu6")
+def relu6(channels: int) -> nn.Module:
+    """min(max(0, x), 6) (seed 004)."""
+    return nn.ReLU6(inplace=True)
+
+
+@register("activation", "tanh")
+@suits(init="xavier")
+def tanh(channels: int) -> nn.Module:
+    return nn.Tanh()
+
+
+@register("activation", "sigmoid")
+@suits(init="xavier")
+def sigmoid(channels: int) -> nn.Module:
+    return nn.Sigmoid()

@@ -1,0 +1,79 @@
+"""Models chosen by name, and the one function that assembles a network from config."""
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+
+from cnnlab import registry
+from cnnlab.errors import ConfigError
+from cnnlab.models import base_cnn, cnn, nin, resnet, timm_models  # noqa: F401
+
+# What build_model passes a model that takes it; the rest of its arguments are config options.
+MODEL_INPUTS = ("act", "norm", "drop", "in_channels", "num_classes", "image_size")
+
+
+def build_model(
+    model: Mapping[str, Any],
+    activation: Mapping[str, Any],
+    norm: Mapping[str, Any],
+    init: Mapping[str, Any],
+    in_channels: int = 3,
+    num_classes: int = 10,
+    image_size: int = 32,
+) -> nn.Module:
+    """Build ``model`` with the chosen activation and norm in every block, then initialise it.
+
+    Each mapping is a config node such as ``{name: elu, alpha: 1.0}``. ``init: {name: auto}``
+    takes the init the model asks for (timm's keep their own), else the one the activation asks
+    for (He for the ReLU family, LeCun for SELU, Xavier for tanh and sigmoid); dropout layers are
+    the kind the activation asks for (alpha for SELU).
+    """
+    chosen = registry.lookup("activation", activation["name"])
+    make = _model_factory(model)
+    if init["name"] == "auto":
+        own = getattr(registry.lookup("model", model["name"]), "init", None)
+        init = {"name": own or getattr(chosen, "init", "he")}
+    initialise = registry.factory("init", init)()
+    inputs = {
+        "act": registry.factory("activation", activation, supplied=("channels",)),
+        "norm": registry.factory("norm", norm, supplied=("channels",)),
+        "drop": getattr(chosen, "dropout", nn.Dropout),
+        "in_channels": in_channels,
+        "num_classes": num_classes,
+        "image_size": image_size,
+    }
+    takes = inspect.signature(make).parameters
+    net = make(**{k: v for k, v in inputs.items() if k in takes})
+    _materialise(net, in_channels, image_size)
+    net.apply(initialise)
+    return net
+
+
+def _materialise(net: nn.Module, in_channels: int, image_size: int) -> None:
+    """Give lazy layers (PReLU with a slope per element) their shapes with one dry forward."""
+    if not any(isinstance(m, LazyModuleMixin) for m in net.modules()):
+        return
+    mode = net.training
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, in_channels, image_size, image_size))
+    net.train(mode)
+
+
+def _model_factory(model: Mapping[str, Any]):
+    try:
+        return registry.factory("model", model, supplied=MODEL_INPUTS)
+    except ConfigError as err:
+        if timm.is_model(model["name"]):  # model=timm model.name=resnet18 reads naturally
+            hint = f"for timm's, use model=timm model.arch={model['name']}"
+            raise ConfigError(f"{err}; {hint}") from None
+        raise
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Trainable parameters (BN running statistics are buffers and do not count)."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

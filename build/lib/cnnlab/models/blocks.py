@@ -1,0 +1,48 @@
+"""Layer groups shared by the models."""
+
+from collections.abc import Callable, Sequence
+
+from torch import nn
+
+from cnnlab.errors import ConfigError
+
+ActFactory = Callable[[int], nn.Module]
+NormFactory = Callable[[int], nn.Module]
+DropFactory = Callable[[float], nn.Module]
+
+
+def expansion(act: nn.Module) -> int:
+    """How many inputs per output channel an activation wants: k for maxout, else 1."""
+    return getattr(act, "expansion", 1)
+
+
+def conv_block(
+    in_ch: int, out_ch: int, kernel: int, act: ActFactory, norm: NormFactory, padding: int = 0
+) -> nn.Sequential:
+    """conv -> norm -> activation, the z = f(BN(Wx + b)) of seed 002.
+
+    The conv keeps its bias even before BN, as the seeds' Keras models do, so parameter counts
+    match their tables. For maxout the conv makes k times the channels and maxout reduces them.
+    """
+    a = act(out_ch)
+    width = out_ch * expansion(a)
+    return nn.Sequential(nn.Conv2d(in_ch, width, kernel, padding=padding), norm(width), a)
+
+
+def dense_block(in_features: int, out_features: int, act: ActFactory) -> nn.Sequential:
+    """linear -> activation, widened for maxout as conv_block is."""
+    a = act(out_features)
+    return nn.Sequential(nn.Linear(in_features, out_features * expansion(a)), a)
+
+
+def dropout_rates(dropout: float | Sequence[float], count: int, model: str) -> list[float]:
+    """One rate per dropout layer: a single rate everywhere, or a list, one per depth
+    (seed 000's 'differential dropout')."""
+    rates = [dropout] * count if isinstance(dropout, int | float) else list(dropout)
+    if len(rates) != count:
+        raise ConfigError(
+            f"{model} has {count} dropout layers; model.dropout gave {len(rates)} rates"
+        )
+    if not all(0 <= p < 1 for p in rates):
+        raise ConfigError(f"dropout rates must be in [0, 1), got {rates}")
+    return rates

@@ -1,0 +1,104 @@
+"""The plain CNNs of seed 000 ('CIFAR-10 from 79% to 90%'): one conv + one hidden dense layer,
+and six convs + two hidden dense layers with a dropout after every two layers."""
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from cnnlab.models.blocks import (
+    ActFactory,
+    DropFactory,
+    NormFactory,
+    conv_block,
+    dense_block,
+    dropout_rates,
+)
+from cnnlab.registry import register
+
+
+class ShallowCNN(nn.Module):
+    """conv 3x3 -> max-pool (stride 1, no padding) -> dropout -> dense -> dropout -> dense.
+
+    The table's first rows: 20 filters, 8x8 pool, 500 units; the Xavier+SELU row: 24, 2x2, 512.
+    Seed 000 quotes keep probabilities; `dropout` here is the drop rate (keep 0.3 = dropout 0.7).
+    """
+
+    def __init__(
+        self,
+        act: ActFactory,
+        norm: NormFactory,
+        drop: DropFactory,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        image_size: int = 32,
+        filters: int = 20,
+        pool: int = 8,
+        hidden: int = 500,
+        dropout: float | Sequence[float] = 0.7,
+    ):
+        super().__init__()
+        conv_drop, fc_drop = dropout_rates(dropout, 2, "cnn_shallow")
+        side = image_size - pool + 1
+        self.net = nn.Sequential(
+            conv_block(in_channels, filters, 3, act, norm, padding=1),
+            nn.MaxPool2d(pool, stride=1),
+            drop(conv_drop),
+            nn.Flatten(),
+            dense_block(filters * side * side, hidden, act),
+            drop(fc_drop),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class DeepCNN(nn.Module):
+    """Three pairs of 3x3 convs, each pair followed by max-pool and dropout, then two hidden
+    dense layers and a dropout ("6層CNN+ 2層FC, 每2層1個 dropout"), then the output layer.
+
+    `dropout` takes one rate, or four (one per dropout layer, shallow to deep) for differential
+    dropout. `pool_stride` 1 is the table's setting; 2 halves the map after each pair.
+    """
+
+    def __init__(
+        self,
+        act: ActFactory,
+        norm: NormFactory,
+        drop: DropFactory,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        image_size: int = 32,
+        filters: Sequence[int] = (24, 24, 24),
+        pool: int = 2,
+        pool_stride: int = 1,
+        hidden: Sequence[int] = (512, 512),
+        dropout: float | Sequence[float] = 0.7,
+    ):
+        super().__init__()
+        rates = dropout_rates(dropout, len(filters) + 1, "cnn_deep")
+        layers, channels, side = [], in_channels, image_size
+        for width, rate in zip(filters, rates[:-1], strict=True):
+            layers += [
+                conv_block(channels, width, 3, act, norm, padding=1),
+                conv_block(width, width, 3, act, norm, padding=1),
+                nn.MaxPool2d(pool, stride=pool_stride),
+                drop(rate),
+            ]
+            channels, side = width, (side - pool) // pool_stride + 1
+        self.features = nn.Sequential(*layers)
+        dense, width = [], channels * side * side
+        for units in hidden:
+            dense.append(dense_block(width, units, act))
+            width = units
+        self.classifier = nn.Sequential(
+            nn.Flatten(), *dense, drop(rates[-1]), nn.Linear(width, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+register("model", "cnn_shallow")(ShallowCNN)
+register("model", "cnn_deep")(DeepCNN)

@@ -1,0 +1,94 @@
+"""Network in Network: seed 002's ConvPool-CNN (Table 1) and seed 000's nine-layer NIN.
+
+Both end on a 1x1 convolution with one channel per class and global average pooling, so they
+have no dense layer. In the seeds' tables that last convolution is followed by norm and
+activation like every other; with a bounded activation (sigmoid, tanh) that bounds the logits
+and the loss cannot fall far, which would bias an activation study. So by default it gives the
+logits directly; ``final_norm_act=True`` restores the seeds' form.
+"""
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from cnnlab.models.blocks import ActFactory, DropFactory, NormFactory, conv_block, dropout_rates
+from cnnlab.registry import register
+
+
+def mlpconv(in_ch: int, widths: Sequence[int], kernel: int, act, norm) -> list[nn.Module]:
+    """One k x k convolution followed by 1x1 convolutions (the 'micro network')."""
+    layers = [conv_block(in_ch, widths[0], kernel, act, norm, padding=kernel // 2)]
+    for before, width in zip(widths, widths[1:], strict=False):
+        layers.append(conv_block(before, width, 1, act, norm))
+    return layers
+
+
+def class_scores(in_ch: int, num_classes: int, act, norm, norm_act: bool) -> nn.Module:
+    """The last 1x1 convolution, one channel per class: bare, or with norm and activation."""
+    if norm_act:
+        return conv_block(in_ch, num_classes, 1, act, norm)
+    return nn.Conv2d(in_ch, num_classes, 1)
+
+
+class NIN(nn.Module):
+    """Three mlpconv stages, 3x3/2 max-pool and dropout between them, global average pooling.
+
+    966,986 parameters for 10 classes without BN (Table 1's layers, counted in the tests).
+    """
+
+    name = "nin"
+
+    def __init__(
+        self,
+        act: ActFactory,
+        norm: NormFactory,
+        drop: DropFactory,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        dropout: float | Sequence[float] = 0.5,
+        final_norm_act: bool = False,
+    ):
+        super().__init__()
+        first, second = dropout_rates(dropout, 2, self.name)
+        one, two = self.stages(in_channels, act, norm)
+        # padding=1 keeps Keras' 'same' pooling: 32 -> 16 -> 8, the 8x8 global pool of Table 1.
+        self.features = nn.Sequential(
+            *one,
+            nn.MaxPool2d(3, stride=2, padding=1),
+            drop(first),
+            *two,
+            nn.MaxPool2d(3, stride=2, padding=1),
+            drop(second),
+            *mlpconv(192, (192, 192), 3, act, norm),
+            class_scores(192, num_classes, act, norm, final_norm_act),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def stages(self, in_channels: int, act, norm) -> tuple[list[nn.Module], list[nn.Module]]:
+        """The layers before the first pool and before the second."""
+        return (
+            mlpconv(in_channels, (192, 160, 96), 5, act, norm),
+            mlpconv(96, (192, 192, 192), 5, act, norm),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.features(x)).flatten(1)  # (N, num_classes) logits
+
+
+class NIN9(NIN):
+    """Seed 000's final network: 3x(3x3 conv 92), pool, dropout, 3x(3x3 conv 192), pool,
+    dropout, 3x3 conv 192, 1x1 conv 192, 1x1 conv to the classes, global average pooling.
+    The pools' size is not in the seed (stride 2 is); 3x3 as in NIN."""
+
+    name = "nin9"
+
+    def stages(self, in_channels: int, act, norm) -> tuple[list[nn.Module], list[nn.Module]]:
+        def convs(in_ch: int, width: int) -> list[nn.Module]:
+            return [conv_block(c, width, 3, act, norm, padding=1) for c in (in_ch, width, width)]
+
+        return convs(in_channels, 92), convs(92, 192)
+
+
+register("model", "nin")(NIN)
+register("model", "nin9")(NIN9)

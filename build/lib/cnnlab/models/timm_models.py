@@ -1,0 +1,87 @@
+"""Any timm architecture by name, with cnnlab's activation and norm, sized for small images."""
+
+import timm
+from torch import nn
+
+from cnnlab.errors import ConfigError
+from cnnlab.models.blocks import ActFactory, NormFactory, dropout_rates, expansion
+from cnnlab.registry import register
+
+
+def _act_layer(act: ActFactory):
+    """timm builds activations as ``act_layer(inplace=...)`` without a channel count, so an
+    activation that needs one (PReLU per channel, maxout) is refused rather than built wrong.
+    The factory is called with 0 channels: a per-channel PReLU then has no slope at all."""
+
+    def make(*args, **kwargs) -> nn.Module:
+        a = act(0)
+        if expansion(a) > 1:
+            raise ConfigError("maxout needs to widen the layer before it; timm models cannot")
+        if isinstance(a, nn.PReLU) and a.weight.numel() == 0:
+            raise ConfigError(
+                "timm models do not tell an activation its channel count: use "
+                "activation.per=layer or activation.per=element with prelu"
+            )
+        return a
+
+    return make
+
+
+def _small_stem(net: nn.Module, arch: str) -> None:
+    """Swap the 7x7/2 conv + 3x3/2 max-pool stem for a 3x3/1 conv, so 32x32 inputs reach the
+    last stage at 4x4 rather than 1x1 (the usual CIFAR change to ImageNet ResNets)."""
+    conv = getattr(net, "conv1", None)
+    if not isinstance(conv, nn.Conv2d) or not hasattr(net, "maxpool"):
+        raise ConfigError(
+            f"model.stem=small needs a ResNet-style stem (conv1 + maxpool); '{arch}' has none: "
+            "use model.stem=imagenet"
+        )
+    net.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, 3, 1, 1, bias=False)
+    nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # as timm's
+    net.maxpool = nn.Identity()
+
+
+@register("model", "timm")
+def timm_model(
+    act: ActFactory,
+    norm: NormFactory,
+    arch: str = "resnet18",
+    stem: str = "small",
+    layers: str = "cnnlab",
+    in_channels: int = 3,
+    num_classes: int = 10,
+    dropout: float = 0.0,
+    extra: dict | None = None,
+) -> nn.Module:
+    """A randomly initialised ``timm.create_model(arch)`` (nothing is downloaded).
+
+    Args:
+        stem: ``small`` (3x3/1 stem without max-pool, for 32x32 inputs) or ``imagenet`` (as is).
+        layers: ``cnnlab`` (activation and norm from the config groups) or ``timm`` (its own).
+        dropout: before the classifier (timm's drop_rate; plain dropout even with SELU).
+        extra: more keyword arguments for ``timm.create_model``, e.g. ``{img_size: 32}`` for ViTs.
+    """
+    if not timm.is_model(arch):
+        raise ConfigError(f"unknown timm model '{arch}'; timm.list_models() lists them")
+    if stem not in ("small", "imagenet") or layers not in ("cnnlab", "timm"):
+        raise ConfigError("model.stem takes small | imagenet and model.layers cnnlab | timm")
+    (rate,) = dropout_rates(dropout, 1, "timm")
+    kwargs = {"num_classes": num_classes, "in_chans": in_channels, "drop_rate": rate}
+    kwargs |= extra or {}
+    if layers == "cnnlab":
+        # timm also passes device/dtype (and for norms, other options) that cnnlab's take not.
+        kwargs |= {"act_layer": _act_layer(act), "norm_layer": lambda c, *_, **__: norm(c)}
+    try:
+        net = timm.create_model(arch, pretrained=False, **kwargs)
+    except TypeError as err:
+        raise ConfigError(
+            f"timm model '{arch}' does not take cnnlab's layers ({err}); set model.layers=timm"
+        ) from None
+    if stem == "small":
+        _small_stem(net, arch)
+    return net
+
+
+# init=auto leaves timm's own initialisation (per architecture: zero-init last BN gammas,
+# truncated normals for ViTs, ...) in place; an explicit init= replaces it on conv/dense kernels.
+timm_model.init = "default"

@@ -1,0 +1,66 @@
+"""One registry for every swappable component, keyed by kind and name.
+
+The kind is the config group's name (``activation``, ``norm``, ``init``, ``model``, ``data``), so
+``activation=elu`` on the command line finds ``@register("activation", "elu")``.
+"""
+
+import inspect
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+_REGISTRY: dict[str, dict[str, Callable]] = defaultdict(dict)
+
+
+def register(kind: str, name: str):
+    """Decorator that files ``fn`` under ``kind``/``name``; a second use of a name is an error."""
+
+    def deco(fn: Callable) -> Callable:
+        if name in _REGISTRY[kind]:
+            raise ValueError(f"{kind} '{name}' is registered twice")
+        _REGISTRY[kind][name] = fn
+        return fn
+
+    return deco
+
+
+def names(kind: str) -> list[str]:
+    """The registered names of one kind, sorted."""
+    return sorted(_REGISTRY[kind])
+
+
+def lookup(kind: str, name: str) -> Callable:
+    """The factory registered as ``kind``/``name``, or a ConfigError listing the choices."""
+    try:
+        return _REGISTRY[kind][name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown {kind} '{name}'; choose from: {', '.join(names(kind))}"
+        ) from None
+
+
+def create(kind: str, name: str, *args, **kwargs) -> Any:
+    """Build one component: ``create("activation", "elu", 64, alpha=1.0)``."""
+    return lookup(kind, name)(*args, **kwargs)
+
+
+def factory(kind: str, spec: Mapping[str, Any], supplied: tuple[str, ...] = ()) -> Callable:
+    """Turn a config node ``{name: elu, alpha: 1.0}`` into a factory with its options bound.
+
+    ``supplied`` names the arguments the caller passes itself (a model's activation, an
+    activation's channel count); the config may not set them. Checks the name and the option
+    names now, so a typo fails at start-up in one line rather than deep inside a model.
+    """
+    options = {k: v for k, v in spec.items() if k != "name"}
+    fn = lookup(kind, spec["name"])
+    params = [p for p in inspect.signature(fn).parameters if p not in supplied]
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        accepted = ", ".join(params) or "no options"
+        raise ConfigError(
+            f"{kind} '{spec['name']}' has no option {', '.join(unknown)}; it takes: {accepted}"
+        )
+    return partial(fn, **options)

@@ -1,0 +1,44 @@
+"""Penalties on the loss and constraints on the weights (seeds 001, 003, 004).
+
+"Weights" are the kernels of convolutions and dense layers. Biases, norm parameters, learned
+activation slopes and other tensors (a ViT's position embedding, class token) are never
+penalised or constrained.
+"""
+
+import torch
+from torch import nn
+
+from cnnlab.layers.inits import KERNEL_LAYERS
+
+
+def weights(net: nn.Module) -> list[torch.Tensor]:
+    """The conv and dense kernels of ``net``."""
+    return [m.weight for m in net.modules() if isinstance(m, KERNEL_LAYERS)]
+
+
+def penalty(net: nn.Module, l1: float = 0.0, l2: float = 0.0) -> torch.Tensor | None:
+    """l1 * sum|w| + l2 * sum w^2 over all weights, or None when both are 0."""
+    if not l1 and not l2:
+        return None
+    ws = weights(net)
+    total = sum(w.abs().sum() for w in ws) * l1 if l1 else 0.0
+    return total + (sum(w.pow(2).sum() for w in ws) * l2 if l2 else 0.0)
+
+
+@torch.no_grad()
+def apply_max_norm(net: nn.Module, max_norm: float) -> None:
+    """Rescale each unit's incoming weights (a row of a dense layer, a filter of a conv) whose
+    L2 norm exceeds ``max_norm`` back onto the ball of that radius (Srivastava et al. 2014)."""
+    for w in weights(net):
+        w.copy_(torch.renorm(w, p=2, dim=0, maxnorm=max_norm))
+
+
+def param_groups(net: nn.Module, weight_decay_on_all: bool) -> list[dict] | list[nn.Parameter]:
+    """All parameters, or two groups so the optimizer's weight decay only reaches the kernels."""
+    params = list(net.parameters())
+    if weight_decay_on_all:
+        return params
+    kernels = {id(w) for w in weights(net)}
+    decay = [p for p in params if id(p) in kernels]
+    rest = [p for p in params if id(p) not in kernels]
+    return [{"params": decay}, {"params": rest, "weight_decay": 0.0}]

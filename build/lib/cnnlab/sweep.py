@@ -1,0 +1,73 @@
+"""A job's place in its sweep: the sweep's name, and the choices that tell its jobs apart.
+
+Hydra writes the sweep's own command line (``activation=elu,relu``) and its experiment's
+``hydra.sweeper.params`` to ``multirun.yaml`` in the sweep directory before the first job
+starts; a key is *swept* if either varies it. W&B names runs by their swept choices, and the
+results table makes them its columns.
+"""
+
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+
+def swept_keys(sweep_dir: Path) -> list[str]:
+    """The config keys a ``-m`` sweep varies, in the order it was given them."""
+    cfg = OmegaConf.load(Path(sweep_dir) / "multirun.yaml").hydra
+    lines = list(cfg.overrides.task)
+    lines += [f"{key}={value}" for key, value in (cfg.sweeper.get("params") or {}).items()]
+    keys = [o.key_or_group for o in _parse(lines) if o.is_sweep_override()]
+    return list(dict.fromkeys(keys))
+
+
+def job_choices(overrides: list[str], swept: list[str]) -> dict[str, str]:
+    """The swept ones among a job's overrides, e.g. ``{"activation": "elu", "norm": "bn"}``."""
+    chosen = {o.key_or_group: o.input_line.split("=", 1)[1] for o in _parse(overrides)}
+    return {key: chosen[key] for key in swept if key in chosen}
+
+
+def group_choices() -> dict[str, str]:
+    """Which option of each config group this job used, e.g. ``{"model": "nin", ...}``."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
+
+
+def sweep_group(task_name: str) -> str:
+    """``<task>/<sweep directory>`` for a job of a ``-m`` sweep, so each sweep is one group;
+    the task name for a single run."""
+    if not _in_sweep():
+        return task_name
+    return f"{task_name}/{Path(HydraConfig.get().sweep.dir).name}"
+
+
+def swept_choices() -> str | None:
+    """``activation=elu,norm=bn``: this job's swept choices; None outside a sweep."""
+    if not _in_sweep():
+        return None
+    hydra = HydraConfig.get()
+    chosen = job_choices(list(hydra.overrides.task), swept_keys(Path(hydra.sweep.dir)))
+    return ",".join(f"{k}={v}" for k, v in chosen.items()) or None
+
+
+def choice_tags() -> list[str]:
+    """One tag per config group, ``model=nin``, to filter runs by in W&B."""
+    return [f"{group}={option}" for group, option in group_choices().items()]
+
+
+def _in_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+# For the logger configs: ${cnnlab.sweep_group:${task_name}}, ${cnnlab.swept_choices:}, ...
+for _fn in (sweep_group, swept_choices, choice_tags):
+    if not OmegaConf.has_resolver(f"cnnlab.{_fn.__name__}"):
+        OmegaConf.register_new_resolver(f"cnnlab.{_fn.__name__}", _fn)
+
+
+def _parse(lines: list[str]):
+    return OverridesParser.create().parse_overrides(lines)

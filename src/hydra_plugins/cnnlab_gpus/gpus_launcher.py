@@ -1,0 +1,235 @@
+"""``hydra/launcher=gpus``: run a sweep's jobs side by side on the machine's GPUs.
+
+Every job runs in a fresh process (nothing of CUDA, W&B or the environment leaks from one job
+to the next, unlike in a reused worker pool) that sees only its devices through
+``CUDA_VISIBLE_DEVICES``. At most ``jobs_per_gpu`` jobs share a GPU; the rest wait for one to
+free up. Each job runs through Hydra's own ``run_job`` in its child process, so job numbers,
+output directories, ``.hydra/`` files and return values are those of Hydra's basic launcher.
+A failed job is reported and does not stop the others; Ctrl-C (or SIGTERM) stops them all.
+"""
+
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GpusLauncherConf:
+    _target_: str = "hydra_plugins.cnnlab_gpus.gpus_launcher.GpusLauncher"
+    devices: Any = None  # GPU ids to use, e.g. [0, 1]; null: every visible GPU
+    jobs_per_gpu: int = 1  # jobs that share one GPU at a time (small models leave it idle)
+    gpus_per_job: int = 1  # devices each job sees, for DDP jobs (trainer.devices to match)
+    stop_seconds: float = 10.0  # after Ctrl-C, how long jobs get to stop before they are killed
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="gpus", node=GpusLauncherConf, provider="cnnlab"
+)
+
+
+class DevicePool:
+    """Which devices have room for another job."""
+
+    def __init__(self, devices: Sequence[str], jobs_per_gpu: int):
+        self.load = {device: 0 for device in devices}
+        self.capacity = jobs_per_gpu
+
+    def take(self, n: int) -> list[str] | None:
+        """``n`` devices with room, the least loaded first; None if there are not ``n``."""
+        free = sorted((d for d, k in self.load.items() if k < self.capacity), key=self.load.get)
+        if len(free) < n:
+            return None
+        for device in free[:n]:
+            self.load[device] += 1
+        return free[:n]
+
+    def give(self, devices: Sequence[str]) -> None:
+        for device in devices:
+            self.load[device] -= 1
+
+
+@dataclass
+class Job:
+    num: int
+    overrides: Sequence[str]
+    devices: list[str]
+    process: subprocess.Popen
+    result: Path
+    output_dir: Path
+
+
+class GpusLauncher(Launcher):
+    def __init__(
+        self,
+        devices: Sequence[Any] | None = None,
+        jobs_per_gpu: int = 1,
+        gpus_per_job: int = 1,
+        stop_seconds: float = 10.0,
+    ) -> None:
+        self.devices = None if devices is None else [str(d) for d in devices]
+        self.jobs_per_gpu, self.gpus_per_job = jobs_per_gpu, gpus_per_job
+        self.stop_seconds = stop_seconds
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        devices = self._devices()
+        pool = DevicePool(devices, self.jobs_per_gpu)
+        log.info(
+            f"Launching {len(job_overrides)} jobs on GPUs {', '.join(devices)}, "
+            f"{self.jobs_per_gpu} per GPU, {self.gpus_per_job} GPU(s) each"
+        )
+        pending = list(enumerate(job_overrides, start=initial_job_idx))
+        running: list[Job] = []
+        results: dict[int, JobReturn] = {}
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            with tempfile.TemporaryDirectory(prefix="cnnlab-gpus-") as scratch:
+                while pending or running:
+                    while pending and (held := pool.take(self.gpus_per_job)):
+                        num, overrides = pending.pop(0)
+                        running.append(self._start(num, overrides, held, Path(scratch)))
+                    for job in [j for j in running if j.process.poll() is not None]:
+                        results[job.num] = self._finish(job)
+                        pool.give(job.devices)
+                        running.remove(job)
+                    time.sleep(0.1)
+        except BaseException:
+            self._stop(running)
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return [results[num] for num in sorted(results)]
+
+    def _devices(self) -> list[str]:
+        if self.gpus_per_job < 1 or self.jobs_per_gpu < 1:
+            raise ValueError("hydra.launcher.gpus_per_job and jobs_per_gpu must be at least 1")
+        devices = self.devices
+        if devices is None:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            if visible is not None:
+                devices = [d for d in visible.split(",") if d.strip()]
+            else:
+                import torch  # only here: the launcher itself never touches CUDA
+
+                devices = [str(i) for i in range(torch.cuda.device_count())]
+        if len(devices) < self.gpus_per_job:
+            raise ValueError(
+                f"hydra/launcher=gpus: {self.gpus_per_job} GPU(s) per job but "
+                f"{len(devices)} available ({', '.join(devices) or 'none visible'}); "
+                "set hydra.launcher.devices=[...] or run without hydra/launcher=gpus"
+            )
+        return devices
+
+    def _start(self, num: int, overrides: Sequence[str], devices: list[str], scratch: Path) -> Job:
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = num
+            config.hydra.job.num = num
+        HydraConfig.instance().set_config(config)  # resolves the job's ${hydra.job.num}
+        output_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir"))) / str(
+            OmegaConf.select(config, "hydra.sweep.subdir")
+        )
+        output_dir.mkdir(parents=True, exist_ok=True)
+        job_file, result = scratch / f"{num}.pkl", scratch / f"{num}.result.pkl"
+        # OmegaConf's resolvers are closures, which do not pickle: the child registers its own,
+        # Hydra's in setup_globals() and the task's when its module is imported.
+        singletons = {**Singleton.get_state(), "omegaconf_resolvers": {}}
+        job = {
+            "config": config,
+            "hydra_context": self.hydra_context,
+            "singletons": singletons,
+            "task": _task_reference(self.task_function),
+        }
+        job_file.write_bytes(pickle.dumps((list(sys.path), pickle.dumps(job))))
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices)}
+        with open(output_dir / "launcher.log", "wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "hydra_plugins.cnnlab_gpus._child", job_file, result],
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped as a whole
+            )
+        lst = " ".join(filter_overrides(overrides))
+        log.info(f"\t#{num} : {lst} (GPU {','.join(devices)}, pid {process.pid})")
+        return Job(num, overrides, devices, process, result, output_dir)
+
+    def _finish(self, job: Job) -> JobReturn:
+        if job.result.is_file():
+            ret = pickle.loads(job.result.read_bytes())
+        else:  # the process died before run_job returned (a crash, a kill, sys.exit)
+            ret = JobReturn(
+                overrides=list(job.overrides),
+                working_dir=str(job.output_dir),
+                status=JobStatus.FAILED,
+                _return_value=RuntimeError(
+                    f"job #{job.num} exited with code {job.process.returncode}; its output is "
+                    f"in {job.output_dir / 'launcher.log'}"
+                ),
+            )
+        if ret.status == JobStatus.FAILED:
+            log.error(f"#{job.num} failed: {ret._return_value}")
+        return ret
+
+    def _stop(self, running: list[Job]) -> None:
+        """SIGTERM every job's process group, then SIGKILL what is left after stop_seconds."""
+        for job in running:
+            _signal_group(job.process, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_seconds
+        for job in running:
+            try:
+                job.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(job.process, signal.SIGKILL)
+                job.process.wait()
+        if running:
+            log.error(f"stopped {len(running)} running job(s)")
+
+
+def _task_reference(task: TaskFunction) -> tuple[str, str, str | None]:
+    """How the child finds the task: module and name, and the file of a script's __main__."""
+    module = task.__module__
+    path = getattr(sys.modules.get(module), "__file__", None) if module == "__main__" else None
+    return module, task.__name__, path
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds launch(), which stops the jobs

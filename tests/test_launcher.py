@@ -1,0 +1,138 @@
+"""hydra/launcher=gpus: jobs in fresh processes, spread over devices, as Hydra's own launcher."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from itertools import combinations
+from pathlib import Path
+
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+
+from conftest import CONF, ROOT
+
+# Tiny real jobs: each one's metrics.json says when it ran and which devices it saw.
+TINY = [
+    "data=fake",
+    "data.image_size=16",
+    "data.dataset.train_size=32",
+    "data.dataset.test_size=8",
+    "data.batch_size=8",
+    "model=base_cnn",
+    "model.hidden=16",
+    "trainer.max_epochs=1",
+    "~callbacks.progress_bar",
+    "~callbacks.model_summary",
+]
+
+
+def sweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(ROOT / "src" / "train.py"), "-m", "hydra/launcher=gpus", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def jobs(tmp_path: Path) -> list[dict]:
+    """Each finished job's metrics.json, with its start and end as datetimes."""
+    found = []
+    for path in sorted((tmp_path / "logs" / "train" / "multiruns").glob("*/*/metrics.json")):
+        job = json.loads(path.read_text())
+        job["span"] = [datetime.fromisoformat(job[k]) for k in ("started_at", "finished_at")]
+        job["dir"], job["num"] = path.parent, int(path.parent.name)
+        found.append(job)
+    return found
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return a["span"][0] < b["span"][1] and b["span"][0] < a["span"][1]
+
+
+def test_four_jobs_share_two_devices_one_job_each_at_a_time(tmp_path):
+    result = sweep("hydra.launcher.devices=[a,b]", "seed=1,2,3,4", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = jobs(tmp_path)
+    assert sorted(j["seed"] for j in found) == [1, 2, 3, 4]  # all four finished
+    assert {j["cuda_visible_devices"] for j in found} == {"a", "b"}
+    for a, b in combinations(found, 2):
+        if a["cuda_visible_devices"] == b["cuda_visible_devices"]:
+            assert not overlap(a, b), "two jobs held one device at once"
+    assert any(overlap(a, b) for a, b in combinations(found, 2)), "no two jobs ran together"
+    # What Hydra's basic launcher writes: job numbers, directories and .hydra files.
+    for job in found:
+        hydra_dir = job["dir"] / ".hydra"
+        assert f"seed={job['seed']}" in (hydra_dir / "overrides.yaml").read_text()
+        assert {p.name for p in hydra_dir.iterdir()} == {
+            "config.yaml",
+            "hydra.yaml",
+            "overrides.yaml",
+        }
+    assert [j["num"] for j in found] == [0, 1, 2, 3]
+
+
+def test_two_jobs_per_gpu_overlap_and_a_failed_job_does_not_stop_the_others(tmp_path):
+    # batch size 0 is refused at start: job 2 fails while 0 and 1 share device a.
+    result = sweep(
+        "hydra.launcher.devices=[a]",
+        "hydra.launcher.jobs_per_gpu=2",
+        "data.batch_size=8,4,0",
+        *TINY[:4],
+        *TINY[5:],
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0 and "job #2 exited with code 2" in result.stderr
+    found = jobs(tmp_path)
+    assert [j["num"] for j in found] == [0, 1]
+    assert overlap(*found) and {j["cuda_visible_devices"] for j in found} == {"a"}
+    log = next((tmp_path / "logs").glob("train/multiruns/*/2/launcher.log")).read_text()
+    assert "data.batch_size must be at least 1" in log
+
+
+def test_ctrl_c_stops_every_running_job(tmp_path):
+    command = [sys.executable, str(ROOT / "src" / "train.py"), "-m", "hydra/launcher=gpus"]
+    args = ["hydra.launcher.devices=[a,b]", "seed=1,2,3", *TINY, "trainer.max_epochs=50"]
+    parent = subprocess.Popen(
+        [*command, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("logs/train/multiruns/*/*/launcher.log"))) < 2:
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.2)
+    parent.send_signal(signal.SIGINT)
+    output = parent.communicate(timeout=120)[0].decode()
+    pids = [int(pid) for pid in re.findall(r"\(GPU \w+, pid (\d+)\)", output)]
+    assert len(pids) == 2  # two jobs had started, the third never did
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            raise AssertionError(f"job process {pid} still runs")
+        except ProcessLookupError:
+            pass
+
+
+def job_number(cfg) -> int:
+    """A task for the in-process sweeps below: the job's number, times ten."""
+    return HydraConfig.get().job.num * 10
+
+
+def test_sweep_returns_what_hydras_basic_launcher_returns(tmp_path):
+    def returns(*launcher: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONF), version_base="1.3", job_name="train"):
+            hydra = GlobalHydra.instance().hydra
+            overrides = [
+                *launcher,
+                "seed=5,6,7",
+                f"hydra.sweep.dir={tmp_path / launcher[0].split('=')[1]}",
+            ]
+            (batch,) = hydra.multirun("train", job_number, overrides, with_log_configuration=False)
+        GlobalHydra.instance().clear()
+        return [(r.return_value, list(r.overrides), r.hydra_cfg.hydra.job.num) for r in batch]
+
+    basic = returns("hydra/launcher=basic")
+    gpus = returns("hydra/launcher=gpus", "hydra.launcher.devices=[a,b]")
+    assert gpus == basic == [(0, ["seed=5"], 0), (10, ["seed=6"], 1), (20, ["seed=7"], 2)]
