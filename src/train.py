@@ -3,6 +3,8 @@
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from cnnlab.errors import ConfigError
@@ -15,6 +17,8 @@ def main(cfg: DictConfig) -> float | None:
         return run(cfg)
     except ConfigError as err:  # a user mistake: one line, no traceback
         print(f"cnnlab: error: {err}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:  # Hydra records the job as failed, runs
+            raise ConfigError(str(err)) from None  # the others, and reports it at the end
         sys.exit(2)
 
 

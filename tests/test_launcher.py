@@ -1,9 +1,11 @@
 """hydra/launcher=gpus: jobs in fresh processes, spread over devices, as Hydra's own launcher."""
 
+import csv
 import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -11,6 +13,7 @@ from datetime import datetime
 from itertools import combinations
 from pathlib import Path
 
+import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -42,6 +45,8 @@ def jobs(tmp_path: Path) -> list[dict]:
     found = []
     for path in sorted((tmp_path / "logs" / "train" / "multiruns").glob("*/*/metrics.json")):
         job = json.loads(path.read_text())
+        if job["status"] != "finished":
+            continue
         job["span"] = [datetime.fromisoformat(job[k]) for k in ("started_at", "finished_at")]
         job["dir"], job["num"] = path.parent, int(path.parent.name)
         found.append(job)
@@ -72,6 +77,13 @@ def test_four_jobs_share_two_devices_one_job_each_at_a_time(tmp_path):
             "overrides.yaml",
         }
     assert [j["num"] for j in found] == [0, 1, 2, 3]
+    # The sweep's report: the four seeds are one configuration, as mean ± std over n=4.
+    (report,) = tmp_path.glob("logs/train/multiruns/*/report.csv")
+    (row,) = list(csv.DictReader(report.open()))
+    assert int(row["test_acc_n"]) == 4 and row["finished"] == "4"
+    accs = [j["test_acc"] for j in found]
+    assert float(row["test_acc_mean"]) == pytest.approx(statistics.fmean(accs))
+    assert float(row["test_acc_std"]) == pytest.approx(statistics.stdev(accs))
 
 
 def test_two_jobs_per_gpu_overlap_and_a_failed_job_does_not_stop_the_others(tmp_path):
@@ -84,12 +96,16 @@ def test_two_jobs_per_gpu_overlap_and_a_failed_job_does_not_stop_the_others(tmp_
         *TINY[5:],
         cwd=tmp_path,
     )
-    assert result.returncode != 0 and "job #2 exited with code 2" in result.stderr
+    assert result.returncode != 0 and "data.batch_size must be at least 1" in result.stderr
     found = jobs(tmp_path)
     assert [j["num"] for j in found] == [0, 1]
     assert overlap(*found) and {j["cuda_visible_devices"] for j in found} == {"a"}
     log = next((tmp_path / "logs").glob("train/multiruns/*/2/launcher.log")).read_text()
     assert "data.batch_size must be at least 1" in log
+    (report,) = tmp_path.glob("logs/train/multiruns/*/report.md")  # written after each job
+    lines = report.read_text().splitlines()
+    assert any(line.startswith("| 0 |") and "1 failed" in line for line in lines)
+    assert sum("1 finished" in line for line in lines) == 2
 
 
 def test_ctrl_c_stops_every_running_job(tmp_path):

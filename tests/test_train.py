@@ -298,3 +298,10 @@ def test_seed002_grid_runs_the_reports_ten_models(tmp_path):
     grid = {(a, n, i) for a in ("relu", "elu") for n in ("bn", "none") for i in ("he", "xavier")}
     assert len(runs) == 10
     assert set(runs) == grid | {("leaky_relu", "bn", "he"), ("maxout", "bn", "he")}
+    # The sweep's report prints each row's published result beside the measured one.
+    (report,) = (tmp_path / "logs" / "seed002_nin_grid" / "multiruns").glob("*/report.md")
+    lines = report.read_text().splitlines()
+    assert lines[0].startswith("| study/seed002_nin_grid | best val acc | test acc | seed's result")
+    row = next(line for line in lines if line.startswith("| elu_bn_wi |"))
+    assert "test_acc 91.67 (seed 002, Table 2)" in row
+    assert len(lines) == 2 + 10 and (report.parent / "curves.png").stat().st_size > 0

@@ -24,18 +24,29 @@ from cnnlab.sweep import group_choices
 
 
 def run(cfg: DictConfig) -> float | None:
-    """Train and test ``cfg``; return the best validation accuracy (for sweeps to rank by)."""
+    """Train and test ``cfg``; return the best validation accuracy (for sweeps to rank by).
+    A run that fails writes that into metrics.json as well, for the sweep's report."""
     Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml"))
-    L.seed_everything(cfg.seed, workers=True)
-    check(cfg)
-    datamodule = build_datamodule(cfg)
-    datamodule.setup()  # load now: a missing data set fails before anything is built
-    module = build_module(cfg)
-    select = datamodule.has_validation  # a held-out split to pick the best epoch on
-    trainer = build_trainer(cfg, select_best=select)
+    started_at = _now()
     try:
+        L.seed_everything(cfg.seed, workers=True)
+        check(cfg)
+        datamodule = build_datamodule(cfg)
+        datamodule.setup()  # load now: a missing data set fails before anything is built
+        module = build_module(cfg)
+        select = datamodule.has_validation  # a held-out split to pick the best epoch on
+        trainer = build_trainer(cfg, select_best=select)
         metrics = fit_and_test(cfg, trainer, module, datamodule, select)
-    except BaseException:
+    except BaseException as error:
+        stopped = isinstance(error, KeyboardInterrupt | SystemExit)
+        failure = {
+            "status": "interrupted" if stopped else "failed",
+            "error": f"{type(error).__name__}: {error}"[:1000],
+            **_identity(cfg),
+            "started_at": started_at,
+            "finished_at": _now(),
+        }
+        write_json(Path(cfg.paths.output_dir) / "metrics.json", failure)
         _end_runs(failed=True)
         raise
     _end_runs(failed=False)
@@ -49,6 +60,7 @@ def fit_and_test(cfg: DictConfig, trainer, module, datamodule, select_best: bool
     ckpt = _tested_checkpoint(trainer, select_best)
     tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None)[0]
     metrics = {
+        "status": "finished",
         "best_val_acc": _score(trainer.checkpoint_callback) if select_best else None,
         "test_acc": tested["test/acc"],
         "test_loss": tested["test/loss"],
@@ -56,10 +68,7 @@ def fit_and_test(cfg: DictConfig, trainer, module, datamodule, select_best: bool
         "wall_time_s": round(time.perf_counter() - start, 2),
         "params": count_parameters(module.net),
         "checkpoint": ckpt or None,
-        "choices": group_choices(),
-        "seed": cfg.seed,
-        "reference": _plain(cfg.reference) if cfg.get("reference") else None,
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        **_identity(cfg),
         "started_at": started_at,
         "finished_at": _now(),
     }
@@ -156,6 +165,16 @@ def _end_runs(failed: bool) -> None:
     open, and the next job of a sweep in this process would log into it."""
     if "wandb" in sys.modules:  # imported by a WandbLogger that started a run
         sys.modules["wandb"].finish(exit_code=int(failed))
+
+
+def _identity(cfg: DictConfig) -> dict[str, Any]:
+    """What a run was, for metrics.json whether it finished or not."""
+    return {
+        "choices": group_choices(),
+        "seed": cfg.seed,
+        "reference": _plain(ref) if isinstance(ref := cfg.get("reference"), DictConfig) else None,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
 
 
 def _now() -> str:

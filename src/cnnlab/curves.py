@@ -1,0 +1,63 @@
+"""curves.png: how each configuration of a sweep learned, epoch by epoch.
+
+Left, validation accuracy (the test set's, for runs that validate on it): one line per
+configuration, the mean over its seeds. Right, training (solid) against validation (dashed)
+loss: a gap that opens up is over-fitting, as seed 003 reads its curves.
+"""
+
+import csv
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cnnlab.files import atomic  # noqa: E402
+
+
+def epoch_series(job_dir: Path) -> dict[str, list[float]]:
+    """Each logged metric per epoch, from the job's CSV log (train and val sit on separate
+    rows of the same epoch there)."""
+    path = job_dir / "csv" / "metrics.csv"
+    series: dict[str, dict[int, float]] = {}
+    if path.is_file():
+        for record in csv.DictReader(path.open()):
+            if not record.get("epoch"):
+                continue
+            for key, value in record.items():
+                if value and key not in ("epoch", "step"):
+                    series.setdefault(key, {})[int(record["epoch"])] = float(value)
+    return {key: [v for _, v in sorted(by_epoch.items())] for key, by_epoch in series.items()}
+
+
+def plot_curves(rows, path: Path) -> None:
+    """One line per row (configuration) in each panel; written atomically to ``path``."""
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, row in enumerate(rows):
+        series = [epoch_series(job.dir) for job in row.finished]
+        label = ",".join(f"{k}={v}" for k, v in row.choices.items()) or "run"
+        color = f"C{i % 10}"
+        val = "val/acc" if any("val/acc" in s for s in series) else "val_on_test/acc"
+        _line(acc_ax, series, val, color, "-", label)
+        _line(loss_ax, series, "train/loss", color, "-", label)
+        _line(loss_ax, series, val.replace("acc", "loss"), color, "--", None)
+    acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="training (solid) vs validation (dashed)")
+    if rows:
+        acc_ax.legend(fontsize="small")
+    fig.tight_layout()
+    with atomic(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _line(ax, series: list[dict], key: str, color: str, style: str, label: str | None) -> None:
+    """The mean over jobs of ``key`` per epoch, as long as every job has that epoch."""
+    curves = [s[key] for s in series if s.get(key)]
+    if not curves:
+        return
+    length = min(len(c) for c in curves)
+    mean = [statistics.fmean(c[e] for c in curves) for e in range(length)]
+    ax.plot(range(length), mean, style, color=color, label=label)

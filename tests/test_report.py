@@ -1,0 +1,36 @@
+"""The results table of runs: rows, figures and files (sweeps are covered in test_launcher)."""
+
+import csv
+
+import pytest
+
+from cnnlab.errors import ConfigError
+from cnnlab.report import collect, write_report
+from cnnlab.run import run
+
+from conftest import FAST
+
+
+def test_report_of_single_runs_has_a_row_per_run_and_marks_a_failed_one(make_cfg, tmp_path):
+    good, bad = tmp_path / "runs" / "good", tmp_path / "runs" / "bad"
+    tiny = ["data=fake", "data.image_size=16", "model=base_cnn", "trainer.max_epochs=1", *FAST]
+    run(make_cfg([*tiny, f"paths.output_dir={good}"]))
+    with pytest.raises(ConfigError):
+        run(make_cfg([*tiny, f"paths.output_dir={bad}", "data.batch_size=0"]))
+    for path in (good, bad):  # what Hydra writes before the task runs
+        (path / ".hydra").mkdir(exist_ok=True)
+        (path / ".hydra" / "overrides.yaml").write_text("[]\n")
+        (path / ".hydra" / "config.yaml").write_text("reference: null\n")
+    out = write_report([tmp_path / "runs"], show=False)
+    rows = {r["run"]: r for r in csv.DictReader((out / "report.csv").open())}
+    assert rows["good"]["finished"] == "1" and rows["bad"]["finished"] == "0"
+    assert "1 failed" in (out / "report.md").read_text()
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"), [(lambda p: p / "missing", "is not a directory"), (lambda p: p, "no runs")]
+)
+def test_report_of_nothing_says_so(make, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        collect([make(tmp_path)])
