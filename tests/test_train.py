@@ -128,7 +128,15 @@ def test_without_validation_the_last_epoch_is_tested(make_cfg, tmp_path):
 def test_validating_on_the_test_set_draws_test_curves_and_selects_nothing(make_cfg, tmp_path):
     reference = "reference={test_acc:0.9167,source:'seed 002, Table 2'}"
     overrides = ["data=fake", "model=base_cnn", "data.val_split=0", "data.val_on_test=true"]
-    run(make_cfg([*overrides, reference, "trainer.max_epochs=2", *FAST]))
+    try:
+        run(
+            make_cfg(
+                [*overrides, reference, "matmul_precision=medium", "trainer.max_epochs=2", *FAST]
+            )
+        )
+        assert torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision("highest")
     out = tmp_path / "run"
     metrics = json.loads((out / "metrics.json").read_text())
     curve = epoch_metric(out, "val_on_test/acc")

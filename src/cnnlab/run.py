@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -31,6 +32,7 @@ def run(cfg: DictConfig) -> float | None:
     try:
         L.seed_everything(cfg.seed, workers=True)
         check(cfg)
+        torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
         datamodule = build_datamodule(cfg)
         datamodule.setup()  # load now: a missing data set fails before anything is built
         module = build_module(cfg)
