@@ -56,3 +56,24 @@ def cifar_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def fashion_dir(tmp_path: Path) -> Path:
     return write_fashion_mnist(tmp_path / "fashion")
+
+
+def evaluate(checkpoint: Path, cfg: DictConfig) -> tuple[float, float]:
+    """Accuracy and mean loss of a checkpoint on the run's test set, in this one process and
+    outside Lightning."""
+    import torch  # here, not above: the launcher tests' job processes import this module
+
+    from cnnlab.module import Classifier
+    from cnnlab.run import build_datamodule
+
+    module = Classifier.load_from_checkpoint(checkpoint).eval()
+    datamodule = build_datamodule(cfg)
+    datamodule.setup()
+    correct, loss, n = 0, 0.0, 0
+    with torch.no_grad():
+        for images, labels in datamodule.test_dataloader():
+            logits = module(images)
+            correct += (logits.argmax(1) == labels).sum().item()
+            loss += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+            n += len(labels)
+    return correct / n, loss / n

@@ -16,9 +16,13 @@ from pathlib import Path
 import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 
-from conftest import CONF, ROOT
+from cnnlab.errors import ConfigError
+from cnnlab.run import check
+
+from conftest import CONF, ROOT, evaluate
+from disk_formats import write_cifar10
+from sweep_tasks import job_number
 
 # Tiny real jobs: each one's metrics.json says when it ran and which devices it saw.
 TINY = [
@@ -130,11 +134,6 @@ def test_ctrl_c_stops_every_running_job(tmp_path):
             pass
 
 
-def job_number(cfg) -> int:
-    """A task for the in-process sweeps below: the job's number, times ten."""
-    return HydraConfig.get().job.num * 10
-
-
 def test_sweep_returns_what_hydras_basic_launcher_returns(tmp_path):
     def returns(*launcher: str):
         GlobalHydra.instance().clear()
@@ -144,6 +143,7 @@ def test_sweep_returns_what_hydras_basic_launcher_returns(tmp_path):
                 *launcher,
                 "seed=5,6,7",
                 f"hydra.sweep.dir={tmp_path / launcher[0].split('=')[1]}",
+                "~hydra.callbacks.report",  # no runs here to report on
             ]
             (batch,) = hydra.multirun("train", job_number, overrides, with_log_configuration=False)
         GlobalHydra.instance().clear()
@@ -152,3 +152,29 @@ def test_sweep_returns_what_hydras_basic_launcher_returns(tmp_path):
     basic = returns("hydra/launcher=basic")
     gpus = returns("hydra/launcher=gpus", "hydra.launcher.devices=[a,b]")
     assert gpus == basic == [(0, ["seed=5"], 0), (10, ["seed=6"], 1), (20, ["seed=7"], 2)]
+
+
+def test_a_ddp_job_in_a_sweep_gets_two_processes_and_tests_like_one(tmp_path, make_cfg):
+    """trainer=ddp inside -m: the launcher gives the job its own processes (Lightning starts
+    the second by running the job's command again), and the test set is not padded."""
+    write_cifar10(tmp_path / "data", per_batch=40, test=51)  # odd: two shares of 25 and 26
+    data = ["data.dataset.verify=false", "data.batch_size=20"]
+    run = [*data, "model=base_cnn", "optimizer=adam", "scheduler=none", "trainer.max_epochs=3"]
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.precision=32-true"]
+    devices = ["hydra.launcher.devices=[a,b]", "hydra.launcher.gpus_per_job=2"]
+    result = sweep(*devices, *ddp, *run, *TINY[-2:], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (job,) = jobs(tmp_path)
+    assert job["cuda_visible_devices"] == "a,b"
+    log = (job["dir"] / "launcher.log").read_text()
+    assert "Starting with 2 processes" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
+    acc, _ = evaluate(job["dir"] / "checkpoints" / "best.ckpt", make_cfg(data))
+    assert job["test_acc"] == pytest.approx(acc, abs=1e-6) and 0 < acc
+
+
+def test_ddp_inside_a_sweep_of_the_basic_launcher_is_refused(make_cfg):
+    # Its second process would run the command line again: the whole sweep (Lightning #11300).
+    cfg = make_cfg(["trainer=ddp", "trainer.accelerator=cpu", "hydra.mode=MULTIRUN"])
+    with pytest.raises(ConfigError, match="use hydra/launcher=gpus with hydra.launcher.gpus_per"):
+        check(cfg)
+    check(make_cfg(["trainer=ddp", "trainer.accelerator=cpu"]))  # a single run may

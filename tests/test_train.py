@@ -14,10 +14,10 @@ import torch
 from cnnlab import registry
 from cnnlab.errors import ConfigError
 from cnnlab.module import Classifier
-from cnnlab.run import build_datamodule, run
+from cnnlab.run import run
 
 import wandb_records
-from conftest import CONF, FAST, ROOT
+from conftest import CONF, FAST, ROOT, evaluate
 from disk_formats import write_cifar10
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -47,21 +47,6 @@ def test_learns_a_separable_task_well_above_chance(activation, make_cfg, tmp_pat
     if activation == "relu":
         assert metrics["params"] == 1_251_242  # base CNN + BN (default norm)
     assert metrics["choices"]["model"] == "base_cnn"
-
-
-def evaluate(checkpoint: Path, cfg) -> tuple[float, float]:
-    """Accuracy and mean loss of a checkpoint on the run's test set, outside Lightning."""
-    module = Classifier.load_from_checkpoint(checkpoint).eval()
-    datamodule = build_datamodule(cfg)
-    datamodule.setup()
-    correct, loss, n = 0, 0.0, 0
-    with torch.no_grad():
-        for images, labels in datamodule.test_dataloader():
-            logits = module(images)
-            correct += (logits.argmax(1) == labels).sum().item()
-            loss += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-            n += len(labels)
-    return correct / n, loss / n
 
 
 def epoch_metric(out: Path, key: str) -> list[float]:
@@ -161,6 +146,7 @@ def test_validating_on_the_test_set_draws_test_curves_and_selects_nothing(make_c
         ),
         (["scheduler=plateau", "data.val_split=0"], "the schedule watches val/loss, which needs"),
         (["+data.colour=1"], "data has no option colour; it takes: dataset, mean, std"),
+        (["resume=missing.ckpt"], "resume=missing.ckpt: no such checkpoint"),
     ],
 )
 def test_config_mistakes_stop_the_run_before_it_trains(overrides, message, make_cfg, tmp_path):
@@ -215,9 +201,9 @@ def test_the_default_nin_without_bn_trains_on_real_images(activation, make_cfg, 
             "norm=none",
             "trainer.max_epochs=1",
             "trainer.limit_train_batches=30",
-            "trainer.limit_val_batches=2",
+            "trainer.limit_val_batches=1",
             "data.batch_size=64",
-            "data.test_subset=1000",
+            "data.test_subset=500",
             *FAST,
         ]
     )

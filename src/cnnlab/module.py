@@ -65,11 +65,12 @@ class Classifier(L.LightningModule):
         loss = self.loss(logits, targets)
         hard = targets.argmax(1) if targets.ndim == 2 else targets  # mixup: the larger share
         self.train_acc(logits, hard)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        # sync_dist: under DDP, epoch means over all processes (plateau schedules watch them)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         extra = penalty(self.net, self.reg["l1"], self.reg["l2"])
         if extra is not None:
-            self.log("train/penalty", extra, on_step=False, on_epoch=True)
+            self.log("train/penalty", extra, on_step=False, on_epoch=True, sync_dist=True)
             loss = loss + extra
         return loss
 
@@ -87,7 +88,8 @@ class Classifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         accuracy(logits, labels)
-        self.log(f"{stage}/loss", self.loss(logits, labels), prog_bar=stage != "test")
+        loss = self.loss(logits, labels)
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", sync_dist=True)
         self.log(f"{stage}/acc", accuracy, prog_bar=True)
 
     def configure_optimizers(self):

@@ -17,6 +17,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -117,7 +118,7 @@ class SweepReport(Callback):
     that stops half-way has one too, and printed when the sweep ends."""
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if config.hydra.mode == RunMode.MULTIRUN:
+        if config.hydra.mode == RunMode.MULTIRUN and rank_zero_only.rank == 0:  # not DDP's others
             self._write(config, show=False)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -10,8 +10,12 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.syntax import Syntax
@@ -32,13 +36,14 @@ def run(cfg: DictConfig) -> float | None:
     try:
         L.seed_everything(cfg.seed, workers=True)
         check(cfg)
+        resume = resume_from(cfg)
         torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
         datamodule = build_datamodule(cfg)
         datamodule.setup()  # load now: a missing data set fails before anything is built
         module = build_module(cfg)
         select = datamodule.has_validation  # a held-out split to pick the best epoch on
         trainer = build_trainer(cfg, select_best=select)
-        metrics = fit_and_test(cfg, trainer, module, datamodule, select)
+        metrics = fit_and_test(cfg, trainer, module, datamodule, select, resume)
     except BaseException as error:
         stopped = isinstance(error, KeyboardInterrupt | SystemExit)
         failure = {
@@ -48,17 +53,21 @@ def run(cfg: DictConfig) -> float | None:
             "started_at": started_at,
             "finished_at": _now(),
         }
-        write_json(Path(cfg.paths.output_dir) / "metrics.json", failure)
+        if rank_zero_only.rank == 0:
+            write_json(Path(cfg.paths.output_dir) / "metrics.json", failure)
         _end_runs(failed=True)
         raise
     _end_runs(failed=False)
     return metrics["best_val_acc"]
 
 
-def fit_and_test(cfg: DictConfig, trainer, module, datamodule, select_best: bool) -> dict:
-    """Fit, test the chosen checkpoint, and write metrics.json."""
+def fit_and_test(
+    cfg: DictConfig, trainer, module, datamodule, select_best: bool, resume: str | None = None
+) -> dict:
+    """Fit (from ``resume``, a checkpoint, if given), test the chosen checkpoint, and write
+    metrics.json."""
     start, started_at = time.perf_counter(), _now()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     ckpt = _tested_checkpoint(trainer, select_best)
     tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None)[0]
     metrics = {
@@ -70,11 +79,13 @@ def fit_and_test(cfg: DictConfig, trainer, module, datamodule, select_best: bool
         "wall_time_s": round(time.perf_counter() - start, 2),
         "params": count_parameters(module.net),
         "checkpoint": ckpt or None,
+        "resumed_from": resume,
         **_identity(cfg),
         "started_at": started_at,
         "finished_at": _now(),
     }
-    write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+    if trainer.is_global_zero:  # under DDP every process has the same figures
+        write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics
 
 
@@ -99,6 +110,46 @@ def check(cfg: DictConfig) -> None:
         checkpoint = "save_top_k" in callbacks.get(where.removeprefix("callbacks."), {})
         if monitor.startswith("val/") and not cfg.data.val_split and not checkpoint:
             raise ConfigError(f"{where} watches {monitor}, which needs data.val_split > 0")
+    if _relaunches_script(cfg) and _in_sweep_of("BasicLauncher"):
+        raise ConfigError(
+            f"trainer.strategy={cfg.trainer.strategy} starts its other processes by running the "
+            "command line again, which inside -m would run the whole sweep again: use "
+            "hydra/launcher=gpus with hydra.launcher.gpus_per_job=N (or hydra/launcher=slurm)"
+        )
+
+
+def _relaunches_script(cfg: DictConfig) -> bool:
+    """DDP whose other ranks Lightning starts by running the script again (Lightning #11300);
+    ddp_spawn and ddp_fork start them from this process instead."""
+    strategy = str(cfg.trainer.get("strategy") or "")
+    return strategy.startswith("ddp") and not any(s in strategy for s in ("spawn", "fork"))
+
+
+def _in_sweep_of(launcher: str) -> bool:
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return False
+    return str(HydraConfig.get().launcher.get("_target_", "")).endswith(launcher)
+
+
+def resume_from(cfg: DictConfig) -> str | None:
+    """The checkpoint to go on from: ``resume=auto`` takes this run directory's last.ckpt if
+    there is one, a path must exist. A SLURM job requeued after a timeout or pre-emption gets
+    the same directory again, so under that launcher auto is the default."""
+    resume = cfg.get("resume")
+    if resume is None and _launched_by_submitit():
+        resume = "auto"
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
+    if not Path(resume).is_file():
+        raise ConfigError(f"resume={resume}: no such checkpoint (or use resume=auto)")
+    return str(resume)
+
+
+def _launched_by_submitit() -> bool:
+    return HydraConfig.initialized() and "submitit" in str(HydraConfig.get().launcher._target_)
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
@@ -148,6 +199,8 @@ def build_trainer(cfg: DictConfig, select_best: bool = True) -> L.Trainer:
     loggers = [instantiate(c) for c in _plain(cfg.logger).values() if c]
     validates = select_best or cfg.data.get("val_on_test", False)
     extra = {} if validates else {"limit_val_batches": 0}
+    if SLURMEnvironment.detect():  # submitit requeues SLURM jobs; Lightning must not as well
+        extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, **extra)
     for logger in trainer.loggers:  # the whole config, beside the module's hyperparameters
         logger.log_hyperparams(_plain(cfg))  # (fast_dev_run's stand-in loggers drop it)

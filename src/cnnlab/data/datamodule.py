@@ -5,7 +5,9 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from hydra.utils import instantiate
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from timm.data import Mixup
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
@@ -166,10 +168,16 @@ class ImageDataModule(L.LightningDataModule):
 
     def _loader(self, dataset, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
         workers = self.hparams.num_workers
+        sampler = None
+        if not shuffle and dist.is_available() and dist.is_initialized():
+            # Under DDP, each process evaluates its own share of the images, none twice:
+            # Lightning's default sampler pads the shares with repeats, which biases accuracy.
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=workers,
             persistent_workers=workers > 0,

@@ -8,6 +8,7 @@ basic launcher would in-process, and pickles the JobReturn back.
 
 import importlib.util
 import inspect
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -17,7 +18,9 @@ from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
 
-def main(job_path: str, result_path: str) -> None:
+def main(job_path: str, result_path: str, *ignored: str) -> None:
+    """``ignored``: what Lightning's DDP adds when it runs this command again for its other
+    ranks (``hydra.run.dir=...``); those ranks run the same job and leave the result to rank 0."""
     with open(job_path, "rb") as f:
         sys_path, blob = pickle.load(f)
     sys.path[:] = sys_path  # so the task's modules import here as they did in the parent
@@ -31,9 +34,10 @@ def main(job_path: str, result_path: str) -> None:
         job_dir_key="hydra.sweep.dir",
         job_subdir_key="hydra.sweep.subdir",
     )
-    tmp = Path(f"{result_path}.tmp")
-    tmp.write_bytes(pickle.dumps(_picklable(ret)))
-    tmp.replace(result_path)
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        tmp = Path(f"{result_path}.tmp")
+        tmp.write_bytes(pickle.dumps(_picklable(ret)))
+        tmp.replace(result_path)
 
 
 def _picklable(ret: JobReturn) -> JobReturn:
