@@ -20,6 +20,16 @@ FAST = [
     "~callbacks.model_summary",
 ]
 
+# Tiny, quiet runs for the command line: 32 random 16x16 images.
+TINY_DATA = [
+    "data=fake",
+    "data.image_size=16",
+    "data.dataset.train_size=32",
+    "data.dataset.test_size=8",
+    "data.batch_size=8",
+    *FAST[1:],
+]
+
 
 @pytest.fixture
 def make_cfg(tmp_path: Path):

@@ -20,23 +20,12 @@ from hydra.core.global_hydra import GlobalHydra
 from cnnlab.errors import ConfigError
 from cnnlab.run import check
 
-from conftest import CONF, ROOT, evaluate
+from conftest import CONF, FAST, ROOT, TINY_DATA, evaluate
 from disk_formats import write_cifar10
 from sweep_tasks import job_number
 
 # Tiny real jobs: each one's metrics.json says when it ran and which devices it saw.
-TINY = [
-    "data=fake",
-    "data.image_size=16",
-    "data.dataset.train_size=32",
-    "data.dataset.test_size=8",
-    "data.batch_size=8",
-    "model=base_cnn",
-    "model.hidden=16",
-    "trainer.max_epochs=1",
-    "~callbacks.progress_bar",
-    "~callbacks.model_summary",
-]
+TINY = [*TINY_DATA, "model=base_cnn", "model.hidden=16", "trainer.max_epochs=1"]
 
 
 def sweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -96,8 +85,7 @@ def test_two_jobs_per_gpu_overlap_and_a_failed_job_does_not_stop_the_others(tmp_
         "hydra.launcher.devices=[a]",
         "hydra.launcher.jobs_per_gpu=2",
         "data.batch_size=8,4,0",
-        *TINY[:4],
-        *TINY[5:],
+        *[o for o in TINY if not o.startswith("data.batch_size")],
         cwd=tmp_path,
     )
     assert result.returncode != 0 and "data.batch_size must be at least 1" in result.stderr
@@ -162,7 +150,7 @@ def test_a_ddp_job_in_a_sweep_gets_two_processes_and_tests_like_one(tmp_path, ma
     run = [*data, "model=base_cnn", "optimizer=adam", "scheduler=none", "trainer.max_epochs=3"]
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.precision=32-true"]
     devices = ["hydra.launcher.devices=[a,b]", "hydra.launcher.gpus_per_job=2"]
-    result = sweep(*devices, *ddp, *run, *TINY[-2:], cwd=tmp_path)
+    result = sweep(*devices, *ddp, *run, *FAST[1:], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (job,) = jobs(tmp_path)
     assert job["cuda_visible_devices"] == "a,b"

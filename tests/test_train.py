@@ -17,7 +17,7 @@ from cnnlab.module import Classifier
 from cnnlab.run import run
 
 import wandb_records
-from conftest import CONF, FAST, ROOT, evaluate
+from conftest import CONF, FAST, ROOT, TINY_DATA, evaluate
 from disk_formats import write_cifar10
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -226,18 +226,6 @@ def train_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-# Tiny, quiet runs from the command line.
-TINY = [
-    "data=fake",
-    "data.image_size=16",
-    "data.dataset.train_size=32",
-    "data.dataset.test_size=8",
-    "data.batch_size=8",
-    "~callbacks.progress_bar",
-    "~callbacks.model_summary",
-]
-
-
 def sweep_choices(tmp_path: Path, task: str, groups: tuple[str, ...]) -> list[tuple]:
     """What each job of the sweep chose in ``groups``, from its metrics.json."""
     found = (tmp_path / "logs" / task / "multiruns").glob("*/*/metrics.json")
@@ -246,7 +234,7 @@ def sweep_choices(tmp_path: Path, task: str, groups: tuple[str, ...]) -> list[tu
 
 def test_grid_from_the_command_line_runs_every_job_as_its_own_wandb_run(tmp_path):
     grid = ["-m", "model=nin", "activation=elu,relu", "norm=bn,none", "trainer.max_epochs=2"]
-    result = train_cli(*grid, *TINY, "logger=wandb", cwd=tmp_path, WANDB_MODE="offline")
+    result = train_cli(*grid, *TINY_DATA, "logger=wandb", cwd=tmp_path, WANDB_MODE="offline")
     assert result.returncode == 0, result.stderr[-2000:]
     runs = sweep_choices(tmp_path, "train", ("activation", "norm"))
     assert sorted(runs) == [("elu", "bn"), ("elu", "none"), ("relu", "bn"), ("relu", "none")]
@@ -286,7 +274,7 @@ def test_help_lists_groups_and_choices(tmp_path):
 
 def test_seed002_grid_runs_the_reports_ten_models(tmp_path):
     sweep = ["-m", "experiment=seed002_nin_grid", "trainer.fast_dev_run=true"]
-    result = train_cli(*sweep, *TINY, cwd=tmp_path)
+    result = train_cli(*sweep, *TINY_DATA, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     runs = sweep_choices(tmp_path, "seed002_nin_grid", ("activation", "norm", "init"))
     grid = {(a, n, i) for a in ("relu", "elu") for n in ("bn", "none") for i in ("he", "xavier")}

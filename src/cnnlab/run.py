@@ -10,8 +10,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -25,12 +23,12 @@ from cnnlab.errors import ConfigError
 from cnnlab.files import write_json
 from cnnlab.models import count_parameters
 from cnnlab.module import Classifier
-from cnnlab.sweep import group_choices
+from cnnlab.sweep import group_choices, in_sweep, launcher
 
 
 def run(cfg: DictConfig) -> float | None:
     """Train and test ``cfg``; return the best validation accuracy (for sweeps to rank by).
-    A run that fails writes that into metrics.json as well, for the sweep's report."""
+    metrics.json records the run whether it finishes or fails, for the sweep's report."""
     Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml"))
     started_at = _now()
     try:
@@ -43,35 +41,25 @@ def run(cfg: DictConfig) -> float | None:
         module = build_module(cfg)
         select = datamodule.has_validation  # a held-out split to pick the best epoch on
         trainer = build_trainer(cfg, select_best=select)
-        metrics = fit_and_test(cfg, trainer, module, datamodule, select, resume)
+        outcome = fit_and_test(trainer, module, datamodule, select, resume)
     except BaseException as error:
         stopped = isinstance(error, KeyboardInterrupt | SystemExit)
-        failure = {
-            "status": "interrupted" if stopped else "failed",
-            "error": f"{type(error).__name__}: {error}"[:1000],
-            **_identity(cfg),
-            "started_at": started_at,
-            "finished_at": _now(),
-        }
-        if rank_zero_only.rank == 0:
-            write_json(Path(cfg.paths.output_dir) / "metrics.json", failure)
+        failure = {"status": "interrupted" if stopped else "failed", "error": _describe(error)}
+        _record(cfg, failure, started_at)
         _end_runs(failed=True)
         raise
+    _record(cfg, {"status": "finished", **outcome}, started_at)
     _end_runs(failed=False)
-    return metrics["best_val_acc"]
+    return outcome["best_val_acc"]
 
 
-def fit_and_test(
-    cfg: DictConfig, trainer, module, datamodule, select_best: bool, resume: str | None = None
-) -> dict:
-    """Fit (from ``resume``, a checkpoint, if given), test the chosen checkpoint, and write
-    metrics.json."""
-    start, started_at = time.perf_counter(), _now()
+def fit_and_test(trainer, module, datamodule, select_best: bool, resume: str | None) -> dict:
+    """Fit (from ``resume``, a checkpoint, if given) and test the chosen checkpoint."""
+    start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     ckpt = _tested_checkpoint(trainer, select_best)
     tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None)[0]
-    metrics = {
-        "status": "finished",
+    return {
         "best_val_acc": _score(trainer.checkpoint_callback) if select_best else None,
         "test_acc": tested["test/acc"],
         "test_loss": tested["test/loss"],
@@ -80,13 +68,27 @@ def fit_and_test(
         "params": count_parameters(module.net),
         "checkpoint": ckpt or None,
         "resumed_from": resume,
-        **_identity(cfg),
-        "started_at": started_at,
-        "finished_at": _now(),
     }
-    if trainer.is_global_zero:  # under DDP every process has the same figures
-        write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
-    return metrics
+
+
+def _record(cfg: DictConfig, outcome: dict[str, Any], started_at: str) -> None:
+    """metrics.json: the outcome and what the run was. Under DDP every process has the same
+    figures, and rank 0 writes them."""
+    if rank_zero_only.rank != 0:
+        return
+    reference = cfg.get("reference")
+    write_json(
+        Path(cfg.paths.output_dir) / "metrics.json",
+        {
+            **outcome,
+            "choices": group_choices(),
+            "seed": cfg.seed,
+            "reference": _plain(reference) if isinstance(reference, DictConfig) else None,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "started_at": started_at,
+            "finished_at": _now(),
+        },
+    )
 
 
 def check(cfg: DictConfig) -> None:
@@ -110,7 +112,7 @@ def check(cfg: DictConfig) -> None:
         checkpoint = "save_top_k" in callbacks.get(where.removeprefix("callbacks."), {})
         if monitor.startswith("val/") and not cfg.data.val_split and not checkpoint:
             raise ConfigError(f"{where} watches {monitor}, which needs data.val_split > 0")
-    if _relaunches_script(cfg) and _in_sweep_of("BasicLauncher"):
+    if _relaunches_script(cfg) and in_sweep() and launcher().endswith("BasicLauncher"):
         raise ConfigError(
             f"trainer.strategy={cfg.trainer.strategy} starts its other processes by running the "
             "command line again, which inside -m would run the whole sweep again: use "
@@ -125,18 +127,12 @@ def _relaunches_script(cfg: DictConfig) -> bool:
     return strategy.startswith("ddp") and not any(s in strategy for s in ("spawn", "fork"))
 
 
-def _in_sweep_of(launcher: str) -> bool:
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return False
-    return str(HydraConfig.get().launcher.get("_target_", "")).endswith(launcher)
-
-
 def resume_from(cfg: DictConfig) -> str | None:
     """The checkpoint to go on from: ``resume=auto`` takes this run directory's last.ckpt if
     there is one, a path must exist. A SLURM job requeued after a timeout or pre-emption gets
     the same directory again, so under that launcher auto is the default."""
     resume = cfg.get("resume")
-    if resume is None and _launched_by_submitit():
+    if resume is None and "submitit" in launcher():
         resume = "auto"
     if resume is None:
         return None
@@ -146,10 +142,6 @@ def resume_from(cfg: DictConfig) -> str | None:
     if not Path(resume).is_file():
         raise ConfigError(f"resume={resume}: no such checkpoint (or use resume=auto)")
     return str(resume)
-
-
-def _launched_by_submitit() -> bool:
-    return HydraConfig.initialized() and "submitit" in str(HydraConfig.get().launcher._target_)
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
@@ -222,14 +214,8 @@ def _end_runs(failed: bool) -> None:
         sys.modules["wandb"].finish(exit_code=int(failed))
 
 
-def _identity(cfg: DictConfig) -> dict[str, Any]:
-    """What a run was, for metrics.json whether it finished or not."""
-    return {
-        "choices": group_choices(),
-        "seed": cfg.seed,
-        "reference": _plain(ref) if isinstance(ref := cfg.get("reference"), DictConfig) else None,
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-    }
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:1000]
 
 
 def _now() -> str:

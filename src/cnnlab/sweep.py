@@ -40,14 +40,14 @@ def group_choices() -> dict[str, str]:
 def sweep_group(task_name: str) -> str:
     """``<task>/<sweep directory>`` for a job of a ``-m`` sweep, so each sweep is one group;
     the task name for a single run."""
-    if not _in_sweep():
+    if not in_sweep():
         return task_name
     return f"{task_name}/{Path(HydraConfig.get().sweep.dir).name}"
 
 
 def swept_choices() -> str | None:
     """``activation=elu,norm=bn``: this job's swept choices; None outside a sweep."""
-    if not _in_sweep():
+    if not in_sweep():
         return None
     hydra = HydraConfig.get()
     chosen = job_choices(list(hydra.overrides.task), swept_keys(Path(hydra.sweep.dir)))
@@ -59,8 +59,14 @@ def choice_tags() -> list[str]:
     return [f"{group}={option}" for group, option in group_choices().items()]
 
 
-def _in_sweep() -> bool:
+def in_sweep() -> bool:
+    """Whether this job is one of a ``-m`` sweep's."""
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def launcher() -> str:
+    """The class that launched this job (``...BasicLauncher``, ``...SlurmLauncher``, ...)."""
+    return str(HydraConfig.get().launcher._target_) if HydraConfig.initialized() else ""
 
 
 # For the logger configs: ${cnnlab.sweep_group:${task_name}}, ${cnnlab.swept_choices:}, ...

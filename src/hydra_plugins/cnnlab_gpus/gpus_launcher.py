@@ -29,6 +29,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from cnnlab.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -113,8 +115,8 @@ class GpusLauncher(Launcher):
         running: list[Job] = []
         results: dict[int, JobReturn] = {}
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        try:
-            with tempfile.TemporaryDirectory(prefix="cnnlab-gpus-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="cnnlab-gpus-") as scratch:
+            try:
                 while pending or running:
                     while pending and (held := pool.take(self.gpus_per_job)):
                         num, overrides = pending.pop(0)
@@ -124,16 +126,16 @@ class GpusLauncher(Launcher):
                         pool.give(job.devices)
                         running.remove(job)
                     time.sleep(0.1)
-        except BaseException:
-            self._stop(running)
-            raise
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+            except BaseException:  # Ctrl-C, SIGTERM, or a failure here: no job outlives us
+                self._stop(running)
+                raise
+            finally:
+                signal.signal(signal.SIGTERM, previous)
         return [results[num] for num in sorted(results)]
 
     def _devices(self) -> list[str]:
         if self.gpus_per_job < 1 or self.jobs_per_gpu < 1:
-            raise ValueError("hydra.launcher.gpus_per_job and jobs_per_gpu must be at least 1")
+            raise ConfigError("hydra.launcher.gpus_per_job and jobs_per_gpu must be at least 1")
         devices = self.devices
         if devices is None:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -144,7 +146,7 @@ class GpusLauncher(Launcher):
 
                 devices = [str(i) for i in range(torch.cuda.device_count())]
         if len(devices) < self.gpus_per_job:
-            raise ValueError(
+            raise ConfigError(
                 f"hydra/launcher=gpus: {self.gpus_per_job} GPU(s) per job but "
                 f"{len(devices)} available ({', '.join(devices) or 'none visible'}); "
                 "set hydra.launcher.devices=[...] or run without hydra/launcher=gpus"
