@@ -19,18 +19,20 @@ from hydra.core.global_hydra import GlobalHydra
 
 from cnnlab.errors import ConfigError
 from cnnlab.run import check
+from hydra_plugins.cnnlab_gpus.gpus_launcher import GpusLauncher
 
 from conftest import CONF, FAST, ROOT, TINY_DATA, evaluate
 from disk_formats import write_cifar10
-from sweep_tasks import job_number
+from sweep_tasks import exit_hard, job_number
 
 # Tiny real jobs: each one's metrics.json says when it ran and which devices it saw.
 TINY = [*TINY_DATA, "model=base_cnn", "model.hidden=16", "trainer.max_epochs=1"]
 
 
-def sweep(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def sweep(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     command = [sys.executable, str(ROOT / "src" / "train.py"), "-m", "hydra/launcher=gpus", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, **env}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def jobs(tmp_path: Path) -> list[dict]:
@@ -86,7 +88,9 @@ def test_two_jobs_per_gpu_overlap_and_a_failed_job_does_not_stop_the_others(tmp_
         "hydra.launcher.jobs_per_gpu=2",
         "data.batch_size=8,4,0",
         *[o for o in TINY if not o.startswith("data.batch_size")],
+        "logger=wandb",  # a resolver-built config in a fresh process
         cwd=tmp_path,
+        WANDB_MODE="offline",
     )
     assert result.returncode != 0 and "data.batch_size must be at least 1" in result.stderr
     found = jobs(tmp_path)
@@ -98,6 +102,7 @@ def test_two_jobs_per_gpu_overlap_and_a_failed_job_does_not_stop_the_others(tmp_
     lines = report.read_text().splitlines()
     assert any(line.startswith("| 0 |") and "1 failed" in line for line in lines)
     assert sum("1 finished" in line for line in lines) == 2
+    assert len(list(tmp_path.glob("logs/train/multiruns/*/[01]/wandb/offline-run-*/*.wandb"))) == 2
 
 
 def test_ctrl_c_stops_every_running_job(tmp_path):
@@ -120,6 +125,30 @@ def test_ctrl_c_stops_every_running_job(tmp_path):
             raise AssertionError(f"job process {pid} still runs")
         except ProcessLookupError:
             pass
+
+
+def test_a_job_that_dies_is_failed_and_its_end_callbacks_still_run(tmp_path):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3", job_name="train"):
+        overrides = [
+            "hydra/launcher=gpus",
+            "hydra.launcher.devices=[a]",
+            "seed=5,6,7",
+            f"hydra.sweep.dir={tmp_path}",
+            "~hydra.callbacks.report",
+            "+hydra.callbacks.record._target_=sweep_tasks.RecordJobEnds",
+        ]
+        hydra = GlobalHydra.instance().hydra
+        with pytest.raises(RuntimeError, match="job #1 exited with code 3"):
+            hydra.multirun("train", exit_hard, overrides, with_log_configuration=False)
+    GlobalHydra.instance().clear()
+    ends = sorted((tmp_path / "job_ends.txt").read_text().splitlines())
+    assert ends == ["0 COMPLETED", "1 FAILED", "2 COMPLETED"]
+
+
+def test_a_device_named_twice_is_one_device():
+    with pytest.raises(ValueError, match="2 GPU.s. per job but 1 available"):
+        GpusLauncher(devices=[0, 0], gpus_per_job=2)._devices()
 
 
 def test_sweep_returns_what_hydras_basic_launcher_returns(tmp_path):

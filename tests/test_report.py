@@ -3,7 +3,9 @@
 import csv
 
 import pytest
+from omegaconf import OmegaConf
 
+from cnnlab.curves import epoch_series
 from cnnlab.errors import ConfigError
 from cnnlab.report import collect, write_report
 from cnnlab.run import run
@@ -13,7 +15,7 @@ from conftest import FAST
 
 def test_report_of_single_runs_has_a_row_per_run_and_marks_a_failed_one(make_cfg, tmp_path):
     good, bad = tmp_path / "runs" / "good", tmp_path / "runs" / "bad"
-    tiny = ["data=fake", "data.image_size=16", "model=base_cnn", "trainer.max_epochs=1", *FAST]
+    tiny = ["data=fake", "data.image_size=16", "model=base_cnn", "trainer.max_epochs=2", *FAST]
     run(make_cfg([*tiny, f"paths.output_dir={good}"]))
     with pytest.raises(ConfigError):
         run(make_cfg([*tiny, f"paths.output_dir={bad}", "data.batch_size=0"]))
@@ -26,6 +28,14 @@ def test_report_of_single_runs_has_a_row_per_run_and_marks_a_failed_one(make_cfg
     assert rows["good"]["finished"] == "1" and rows["bad"]["finished"] == "0"
     assert "1 failed" in (out / "report.md").read_text()
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    series = epoch_series(good)  # what curves.png plots: one point per epoch, at that epoch
+    assert set(series["train/loss"]) == set(series["val/acc"]) == {0, 1}
+
+
+def test_wandb_logger_config_resolves_with_a_tag_per_group(make_cfg):
+    cfg = make_cfg(["logger=wandb", "model=nin"])  # as `--cfg job --resolve` prints it
+    resolved = OmegaConf.create(OmegaConf.to_yaml(cfg.logger.wandb, resolve=True))
+    assert "model=nin" in resolved["tags"] and resolved["group"] == cfg.task_name
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from cnnlab.files import atomic  # noqa: E402
 
 
-def epoch_series(job_dir: Path) -> dict[str, list[float]]:
-    """Each logged metric per epoch, from the job's CSV log (train and val sit on separate
-    rows of the same epoch there)."""
+def epoch_series(job_dir: Path) -> dict[str, dict[int, float]]:
+    """Each logged metric by epoch, from the job's CSV log (train and val sit on separate rows
+    of the same epoch there)."""
     path = job_dir / "csv" / "metrics.csv"
     series: dict[str, dict[int, float]] = {}
     if path.is_file():
@@ -29,7 +29,7 @@ def epoch_series(job_dir: Path) -> dict[str, list[float]]:
             for key, value in record.items():
                 if value and key not in ("epoch", "step"):
                     series.setdefault(key, {})[int(record["epoch"])] = float(value)
-    return {key: [v for _, v in sorted(by_epoch.items())] for key, by_epoch in series.items()}
+    return series
 
 
 def plot_curves(rows, path: Path) -> None:
@@ -45,7 +45,7 @@ def plot_curves(rows, path: Path) -> None:
         _line(loss_ax, series, val.replace("acc", "loss"), color, "--", None)
     acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="training (solid) vs validation (dashed)")
-    if rows:
+    if acc_ax.get_lines():
         acc_ax.legend(fontsize="small")
     fig.tight_layout()
     with atomic(path) as tmp:
@@ -54,10 +54,10 @@ def plot_curves(rows, path: Path) -> None:
 
 
 def _line(ax, series: list[dict], key: str, color: str, style: str, label: str | None) -> None:
-    """The mean over jobs of ``key`` per epoch, as long as every job has that epoch."""
+    """The mean over jobs of ``key`` at each epoch every one of them logged."""
     curves = [s[key] for s in series if s.get(key)]
     if not curves:
         return
-    length = min(len(c) for c in curves)
-    mean = [statistics.fmean(c[e] for c in curves) for e in range(length)]
-    ax.plot(range(length), mean, style, color=color, label=label)
+    epochs = sorted(set.intersection(*(set(c) for c in curves)))
+    mean = [statistics.fmean(c[e] for c in curves) for e in epochs]
+    ax.plot(epochs, mean, style, color=color, label=label)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,8 @@ def atomic(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; renamed into place (atomic on POSIX) when
     the block ends without an error, removed otherwise."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # writers in parallel: their own
+    # A name of its own: jobs on other machines may write the same file at the same time.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         yield tmp
         with open(tmp, "rb") as f:

@@ -7,6 +7,7 @@ one configuration, shown as mean ± std over its finished jobs.
 """
 
 import csv
+import fcntl
 import io
 import json
 import logging
@@ -68,16 +69,25 @@ class Row:
 
 
 def collect(dirs: list[Path]) -> tuple[list[str], list[Job]]:
-    """The swept keys (seed aside) and every job found under ``dirs``."""
+    """The swept keys (seed aside) and every job found under ``dirs``. A job's swept keys are
+    those of its own sweep (the multirun.yaml beside it); a run outside a sweep is its own
+    configuration, named by its path."""
     keys: list[str] = []
     jobs: list[Job] = []
+    sweeps: dict[Path, list[str]] = {}
     for root in dirs:
         if not root.is_dir():
             raise ConfigError(f"{root} is not a directory")
-        swept = swept_keys(root) if (root / "multirun.yaml").is_file() else []
-        keys += [k for k in swept or ["run"] if k not in keys and k != "seed"]
-        found = sorted(root.glob("**/.hydra/overrides.yaml"), key=_job_order)
-        jobs += [_job(path.parent.parent, swept) for path in found]
+        for path in sorted(root.glob("**/.hydra/overrides.yaml"), key=_job_order):
+            job_dir = path.parent.parent
+            sweep = job_dir.parent
+            if sweep not in sweeps:
+                multirun = (sweep / "multirun.yaml").is_file()
+                sweeps[sweep] = swept_keys(sweep) if multirun else []
+            swept = sweeps[sweep]
+            keys += [k for k in swept or ["run"] if k not in keys and k != "seed"]
+            name = str(job_dir.relative_to(root)) if job_dir != root else root.name
+            jobs.append(_job(job_dir, swept, name))
     if not jobs:
         raise ConfigError(f"no runs under {', '.join(map(str, dirs))} (no .hydra/ directory)")
     return keys, jobs
@@ -100,22 +110,28 @@ def write_report(
 ) -> Path:
     """Write report.md, report.csv and curves.png into ``out`` (the first dir); ``show``
     prints the table too."""
-    keys, jobs = collect(dirs)
-    table = rows(keys, jobs, sort)
     out = out or dirs[0]
+    out.mkdir(parents=True, exist_ok=True)
+    # Jobs ending together each rewrite the report: one at a time, each reading the results
+    # after the one before has written, so the last to write has seen every finished job.
+    with open(out / ".report.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        keys, jobs = collect(dirs)
+        table = rows(keys, jobs, sort)
+        write_text(out / "report.md", _markdown(keys, table))
+        write_text(out / "report.csv", _csv(keys, table))
+        from cnnlab.curves import plot_curves  # matplotlib only when there is a report
+
+        plot_curves(table, out / "curves.png")
     if show:
         Console().print(_rich(keys, table))
-    write_text(out / "report.md", _markdown(keys, table))
-    write_text(out / "report.csv", _csv(keys, table))
-    from cnnlab.curves import plot_curves  # matplotlib only when there is something to draw
-
-    plot_curves(table, out / "curves.png")
     return out
 
 
 class SweepReport(Callback):
     """Keeps a ``-m`` sweep's report in its directory: rewritten after every job, so a sweep
-    that stops half-way has one too, and printed when the sweep ends."""
+    that stops half-way or has a failed job has one too, and printed when a sweep ends without
+    a failure (Hydra skips its end-of-sweep callbacks otherwise)."""
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if config.hydra.mode == RunMode.MULTIRUN and rank_zero_only.rank == 0:  # not DDP's others
@@ -131,7 +147,7 @@ class SweepReport(Callback):
             log.warning(f"could not write the sweep's report: {error}")
 
 
-def _job(job_dir: Path, swept: list[str]) -> Job:
+def _job(job_dir: Path, swept: list[str], name: str) -> Job:
     overrides = list(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
     config = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
     reference = config.get("reference")
@@ -139,7 +155,7 @@ def _job(job_dir: Path, swept: list[str]) -> Job:
     metrics = json.loads(path.read_text()) if path.is_file() else {}
     return Job(
         dir=job_dir,
-        choices=job_choices(overrides, swept) if swept else {"run": job_dir.name},
+        choices=job_choices(overrides, swept) if swept else {"run": name},
         status=metrics.get("status", "finished" if "test_acc" in metrics else "unfinished"),
         metrics=metrics,
         reference=OmegaConf.to_container(reference) if reference else None,

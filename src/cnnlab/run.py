@@ -29,9 +29,9 @@ from cnnlab.sweep import group_choices, in_sweep, launcher
 def run(cfg: DictConfig) -> float | None:
     """Train and test ``cfg``; return the best validation accuracy (for sweeps to rank by).
     metrics.json records the run whether it finishes or fails, for the sweep's report."""
-    Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml"))
     started_at = _now()
     try:
+        Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml"))
         L.seed_everything(cfg.seed, workers=True)
         check(cfg)
         resume = resume_from(cfg)
@@ -112,7 +112,8 @@ def check(cfg: DictConfig) -> None:
         checkpoint = "save_top_k" in callbacks.get(where.removeprefix("callbacks."), {})
         if monitor.startswith("val/") and not cfg.data.val_split and not checkpoint:
             raise ConfigError(f"{where} watches {monitor}, which needs data.val_split > 0")
-    if _relaunches_script(cfg) and in_sweep() and launcher().endswith("BasicLauncher"):
+    own_processes = launcher().endswith("GpusLauncher") or "submitit" in launcher()
+    if _relaunches_script(cfg) and in_sweep() and not own_processes:
         raise ConfigError(
             f"trainer.strategy={cfg.trainer.strategy} starts its other processes by running the "
             "command line again, which inside -m would run the whole sweep again: use "

@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 
 def swept_keys(sweep_dir: Path) -> list[str]:
@@ -54,9 +54,10 @@ def swept_choices() -> str | None:
     return ",".join(f"{k}={v}" for k, v in chosen.items()) or None
 
 
-def choice_tags() -> list[str]:
-    """One tag per config group, ``model=nin``, to filter runs by in W&B."""
-    return [f"{group}={option}" for group, option in group_choices().items()]
+def choice_tags() -> ListConfig:
+    """One tag per config group, ``model=nin``, to filter runs by in W&B (a ListConfig: a
+    resolver's plain list could not stand in a resolved config)."""
+    return OmegaConf.create([f"{group}={option}" for group, option in group_choices().items()])
 
 
 def in_sweep() -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.basecontainer import BaseContainer
 
 
 def main(job_path: str, result_path: str, *ignored: str) -> None:
@@ -25,7 +26,11 @@ def main(job_path: str, result_path: str, *ignored: str) -> None:
         sys_path, blob = pickle.load(f)
     sys.path[:] = sys_path  # so the task's modules import here as they did in the parent
     job = pickle.loads(blob)
+    # The parent's OmegaConf resolvers are closures and could not be sent; keep the ones this
+    # process's imports registered (OmegaConf's own, the task's), which set_state would drop.
+    resolvers = dict(BaseContainer._resolvers)
     Singleton.set_state(job["singletons"])
+    BaseContainer._resolvers.update(resolvers)
     setup_globals()
     ret = run_job(
         hydra_context=job["hydra_context"],

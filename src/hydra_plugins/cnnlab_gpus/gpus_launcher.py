@@ -8,6 +8,7 @@ output directories, ``.hydra/`` files and return values are those of Hydra's bas
 A failed job is reported and does not stop the others; Ctrl-C (or SIGTERM) stops them all.
 """
 
+import ctypes
 import logging
 import os
 import pickle
@@ -28,8 +29,6 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
-
-from cnnlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +72,7 @@ class DevicePool:
 class Job:
     num: int
     overrides: Sequence[str]
+    config: DictConfig
     devices: list[str]
     process: subprocess.Popen
     result: Path
@@ -135,7 +135,7 @@ class GpusLauncher(Launcher):
 
     def _devices(self) -> list[str]:
         if self.gpus_per_job < 1 or self.jobs_per_gpu < 1:
-            raise ConfigError("hydra.launcher.gpus_per_job and jobs_per_gpu must be at least 1")
+            raise ValueError("hydra.launcher.gpus_per_job and jobs_per_gpu must be at least 1")
         devices = self.devices
         if devices is None:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -145,8 +145,9 @@ class GpusLauncher(Launcher):
                 import torch  # only here: the launcher itself never touches CUDA
 
                 devices = [str(i) for i in range(torch.cuda.device_count())]
+        devices = list(dict.fromkeys(devices))  # a device named twice is still one device
         if len(devices) < self.gpus_per_job:
-            raise ConfigError(
+            raise ValueError(
                 f"hydra/launcher=gpus: {self.gpus_per_job} GPU(s) per job but "
                 f"{len(devices)} available ({', '.join(devices) or 'none visible'}); "
                 "set hydra.launcher.devices=[...] or run without hydra/launcher=gpus"
@@ -174,7 +175,10 @@ class GpusLauncher(Launcher):
             "task": _task_reference(self.task_function),
         }
         job_file.write_bytes(pickle.dumps((list(sys.path), pickle.dumps(job))))
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices)}
+        # Inside a SLURM allocation the job must not take itself for a SLURM task: Lightning
+        # would then wait for SLURM to start its other DDP ranks.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
         with open(output_dir / "launcher.log", "wb") as output:
             process = subprocess.Popen(
                 [sys.executable, "-m", "hydra_plugins.cnnlab_gpus._child", job_file, result],
@@ -182,10 +186,11 @@ class GpusLauncher(Launcher):
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stopped as a whole
+                preexec_fn=_die_with_parent,
             )
         lst = " ".join(filter_overrides(overrides))
         log.info(f"\t#{num} : {lst} (GPU {','.join(devices)}, pid {process.pid})")
-        return Job(num, overrides, devices, process, result, output_dir)
+        return Job(num, overrides, config, devices, process, result, output_dir)
 
     def _finish(self, job: Job) -> JobReturn:
         if job.result.is_file():
@@ -200,12 +205,19 @@ class GpusLauncher(Launcher):
                     f"in {job.output_dir / 'launcher.log'}"
                 ),
             )
+            # run_job never got to its callbacks (a sweep's report among them): call them here.
+            HydraConfig.instance().set_config(job.config)
+            self.hydra_context.callbacks.on_job_end(config=job.config, job_return=ret)
         if ret.status == JobStatus.FAILED:
             log.error(f"#{job.num} failed: {ret._return_value}")
         return ret
 
     def _stop(self, running: list[Job]) -> None:
-        """SIGTERM every job's process group, then SIGKILL what is left after stop_seconds."""
+        """SIGTERM every job's process group, then SIGKILL what is left after stop_seconds.
+        A second Ctrl-C must not cut this short, or jobs would go on running unseen."""
+        handlers = {
+            sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         for job in running:
             _signal_group(job.process, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_seconds
@@ -217,6 +229,8 @@ class GpusLauncher(Launcher):
                 job.process.wait()
         if running:
             log.error(f"stopped {len(running)} running job(s)")
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def _task_reference(task: TaskFunction) -> tuple[str, str, str | None]:
@@ -224,6 +238,13 @@ def _task_reference(task: TaskFunction) -> tuple[str, str, str | None]:
     module = task.__module__
     path = getattr(sys.modules.get(module), "__file__", None) if module == "__main__" else None
     return module, task.__name__, path
+
+
+def _die_with_parent() -> None:
+    """In the child before it starts: have Linux send it SIGTERM if the launcher dies, even by
+    SIGKILL, so no job is left running on a GPU unseen."""
+    if sys.platform == "linux":
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
