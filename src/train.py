@@ -1,26 +1,39 @@
 """Train one configuration, or a grid with -m: `python src/train.py --help` lists the options."""
 
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, Diverged
+from cnnlab.files import remove_if_only
 from cnnlab.run import run
+from cnnlab.validate import check_choices
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
-@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+@hydra.main(config_path=str(CONF), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     try:
         return run(cfg)
-    except ConfigError as err:  # a user mistake: one line, no traceback
-        print(f"cnnlab: error: {err}", file=sys.stderr)
+    except (ConfigError, Diverged) as err:  # a user mistake or a diverged run: one line
+        what = "error" if isinstance(err, ConfigError) else "training diverged"
+        print(f"cnnlab: {what}: {err}", file=sys.stderr)
         if HydraConfig.get().mode == RunMode.MULTIRUN:  # Hydra records the job as failed, runs
-            raise ConfigError(str(err)) from None  # the others, and reports it at the end
-        sys.exit(2)
+            raise type(err)(str(err)) from None  # the others, and reports it at the end
+        if isinstance(err, ConfigError):  # nothing ran: leave no run directory behind
+            remove_if_only(Path(cfg.paths.output_dir), {".hydra", "train.log", "metrics.json"})
+        sys.exit(2 if isinstance(err, ConfigError) else 1)
 
 
 if __name__ == "__main__":
+    try:
+        check_choices([a for a in sys.argv[1:] if not a.startswith("-")], CONF)
+    except ConfigError as err:
+        print(f"cnnlab: error: {err}", file=sys.stderr)
+        sys.exit(2)
     main()

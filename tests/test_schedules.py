@@ -43,6 +43,7 @@ def used_lrs(make_cfg, *overrides: str) -> RecordLR:
             "optimizer.lr=1.0",
             "optimizer.weight_decay=0",
             "~callbacks.model_checkpoint",
+            "~callbacks.last_checkpoint",
             "+trainer.enable_checkpointing=false",
             "logger=csv",
             *FAST,

@@ -1,7 +1,9 @@
 """Files written so that a crash never leaves half of one behind."""
 
+import itertools
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,3 +34,23 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def remove_if_only(directory: Path, names: set[str]) -> None:
+    """Remove ``directory`` if it holds nothing but ``names`` (what a run that was refused at
+    start wrote there); leave it alone if it holds anything else."""
+    if directory.is_dir() and {p.name for p in directory.iterdir()} <= names:
+        shutil.rmtree(directory)
+
+
+def new_dir(path: str) -> str:
+    """``path``, created now; ``path-2``, ``path-3``... if another run took it first (two runs
+    started in the same second). mkdir is atomic, also on shared file systems."""
+    for n in itertools.count(1):
+        candidate = path if n == 1 else f"{path}-{n}"
+        try:
+            Path(candidate).mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics.classification import MulticlassAccuracy
 
+from cnnlab.errors import Diverged
 from cnnlab.models import build_model
 from cnnlab.regularizers import apply_max_norm, param_groups, penalty
 from cnnlab.schedules import build_schedule
@@ -63,6 +64,7 @@ class Classifier(L.LightningModule):
         images, targets = batch
         logits = self(images)
         loss = self.loss(logits, targets)
+        self._check_finite(loss, batch_idx)
         hard = targets.argmax(1) if targets.ndim == 2 else targets  # mixup: the larger share
         self.train_acc(logits, hard)
         # sync_dist: under DDP, epoch means over all processes (plateau schedules watch them)
@@ -73,6 +75,19 @@ class Classifier(L.LightningModule):
             self.log("train/penalty", extra, on_step=False, on_epoch=True, sync_dist=True)
             loss = loss + extra
         return loss
+
+    def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """Stop before a NaN or infinite loss reaches the weights: the last checkpoint stays the
+        last good state. (Reading the loss waits for the device, once per step.)"""
+        finite = bool(torch.isfinite(loss))
+        trainer = self._trainer  # None when called outside a Trainer
+        if trainer is not None and trainer.world_size > 1:  # all processes stop together,
+            finite = trainer.strategy.reduce_boolean_decision(finite, all=True)  # or some hang
+        if not finite:
+            raise Diverged(
+                f"the training loss is {loss.item()} at epoch {self.current_epoch}, step "
+                f"{self.global_step} (batch {batch_idx} of the epoch)"
+            )
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.reg["max_norm"] is not None:

@@ -1,9 +1,9 @@
 """One training run from a composed config: build, fit, test, write metrics.json."""
 
 import inspect
+import logging
 import os
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,29 +23,49 @@ from cnnlab.errors import ConfigError
 from cnnlab.files import write_json
 from cnnlab.models import count_parameters
 from cnnlab.module import Classifier
-from cnnlab.sweep import group_choices, in_sweep, launcher
+from cnnlab.resume import (
+    AtomicCheckpointIO,
+    EpochSeed,
+    RunState,
+    SaveOnSignal,
+    finished_before,
+    resume_from,
+    run_state,
+    settings,
+)
+from cnnlab.sweep import group_choices
+from cnnlab.validate import check
+
+log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> float | None:
     """Train and test ``cfg``; return the best validation accuracy (for sweeps to rank by).
     metrics.json records the run whether it finishes or fails, for the sweep's report."""
     started_at = _now()
+    owner = False  # whether this run got to train here, and so may replace metrics.json
     try:
-        Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml"))
-        L.seed_everything(cfg.seed, workers=True)
         check(cfg)
+        done = finished_before(cfg)
+        if done is not None:  # a sweep rerun into its directory: this job is done
+            log.info(f"{cfg.paths.output_dir} finished before (resume=auto): skipped")
+            return done.get("best_val_acc")
         resume = resume_from(cfg)
+        owner = True
+        Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml"))
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
         torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
         datamodule = build_datamodule(cfg)
         datamodule.setup()  # load now: a missing data set fails before anything is built
         module = build_module(cfg)
         select = datamodule.has_validation  # a held-out split to pick the best epoch on
-        trainer = build_trainer(cfg, select_best=select)
+        trainer = build_trainer(cfg, select_best=select, resume=resume)
         outcome = fit_and_test(trainer, module, datamodule, select, resume)
     except BaseException as error:
         stopped = isinstance(error, KeyboardInterrupt | SystemExit)
         failure = {"status": "interrupted" if stopped else "failed", "error": _describe(error)}
-        _record(cfg, failure, started_at)
+        if owner or not (Path(cfg.paths.output_dir) / "metrics.json").exists():
+            _record(cfg, failure, started_at)  # a refused start never overwrites a run's record
         _end_runs(failed=True)
         raise
     _record(cfg, {"status": "finished", **outcome}, started_at)
@@ -55,16 +75,17 @@ def run(cfg: DictConfig) -> float | None:
 
 def fit_and_test(trainer, module, datamodule, select_best: bool, resume: str | None) -> dict:
     """Fit (from ``resume``, a checkpoint, if given) and test the chosen checkpoint."""
-    start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    clock = next(c for c in trainer.callbacks if isinstance(c, RunState))
+    trained_for = clock.seconds()
     ckpt = _tested_checkpoint(trainer, select_best)
     tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None)[0]
     return {
-        "best_val_acc": _score(trainer.checkpoint_callback) if select_best else None,
+        "best_val_acc": _best_score(trainer) if select_best else None,
         "test_acc": tested["test/acc"],
         "test_loss": tested["test/loss"],
         "epochs": trainer.current_epoch,
-        "wall_time_s": round(time.perf_counter() - start, 2),
+        "wall_time_s": round(trained_for, 2),  # fitting, over every attempt
         "params": count_parameters(module.net),
         "checkpoint": ckpt or None,
         "resumed_from": resume,
@@ -83,66 +104,13 @@ def _record(cfg: DictConfig, outcome: dict[str, Any], started_at: str) -> None:
             **outcome,
             "choices": group_choices(),
             "seed": cfg.seed,
+            "settings": settings(cfg),  # what a rerun with resume=auto compares against
             "reference": _plain(reference) if isinstance(reference, DictConfig) else None,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "started_at": started_at,
             "finished_at": _now(),
         },
     )
-
-
-def check(cfg: DictConfig) -> None:
-    """Mistakes that would otherwise surface only after the first epoch, or after the run."""
-    reference = cfg.get("reference")
-    if reference is not None and not isinstance(reference, DictConfig):
-        raise ConfigError(
-            f"reference must be a mapping such as {{test_acc: 0.9167, source: 'seed 002, "
-            f"Table 2'}}, got {reference!r}"
-        )
-    callbacks = {name: c for name, c in cfg.callbacks.items() if c}
-    watchers = {f"callbacks.{name}": c.get("monitor") for name, c in callbacks.items()}
-    watchers["the schedule"] = cfg.scheduler.get("monitor")
-    for where, monitor in watchers.items():
-        monitor = str(monitor or "")
-        if monitor.startswith("val_on_test/"):
-            raise ConfigError(
-                f"{where} watches {monitor}: nothing may be chosen or scheduled on the test set"
-            )
-        # Checkpoints adapt (they keep the last epoch); the rest cannot do without the metric.
-        checkpoint = "save_top_k" in callbacks.get(where.removeprefix("callbacks."), {})
-        if monitor.startswith("val/") and not cfg.data.val_split and not checkpoint:
-            raise ConfigError(f"{where} watches {monitor}, which needs data.val_split > 0")
-    own_processes = launcher().endswith("GpusLauncher") or "submitit" in launcher()
-    if _relaunches_script(cfg) and in_sweep() and not own_processes:
-        raise ConfigError(
-            f"trainer.strategy={cfg.trainer.strategy} starts its other processes by running the "
-            "command line again, which inside -m would run the whole sweep again: use "
-            "hydra/launcher=gpus with hydra.launcher.gpus_per_job=N (or hydra/launcher=slurm)"
-        )
-
-
-def _relaunches_script(cfg: DictConfig) -> bool:
-    """DDP whose other ranks Lightning starts by running the script again (Lightning #11300);
-    ddp_spawn and ddp_fork start them from this process instead."""
-    strategy = str(cfg.trainer.get("strategy") or "")
-    return strategy.startswith("ddp") and not any(s in strategy for s in ("spawn", "fork"))
-
-
-def resume_from(cfg: DictConfig) -> str | None:
-    """The checkpoint to go on from: ``resume=auto`` takes this run directory's last.ckpt if
-    there is one, a path must exist. A SLURM job requeued after a timeout or pre-emption gets
-    the same directory again, so under that launcher auto is the default."""
-    resume = cfg.get("resume")
-    if resume is None and "submitit" in launcher():
-        resume = "auto"
-    if resume is None:
-        return None
-    if resume == "auto":
-        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        return str(last) if last.is_file() else None
-    if not Path(resume).is_file():
-        raise ConfigError(f"resume={resume}: no such checkpoint (or use resume=auto)")
-    return str(resume)
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
@@ -177,11 +145,12 @@ def build_module(cfg: DictConfig) -> Classifier:
     )
 
 
-def build_trainer(cfg: DictConfig, select_best: bool = True) -> L.Trainer:
-    """The Trainer with the configured callbacks and loggers.
+def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None = None):
+    """The Trainer with the configured callbacks and loggers, and what resuming needs.
 
     Without a held-out split there is no 'best' epoch: checkpoints keep the last epoch only,
     and the test runs on it. Validation still runs when it is on the test set (curves only).
+    A run resumed from a checkpoint goes on logging to the W&B run that checkpoint names.
     """
     callback_cfgs = _plain(cfg.callbacks)
     if not select_best:  # check() lets only checkpoints watch val/ without a held-out split
@@ -189,23 +158,39 @@ def build_trainer(cfg: DictConfig, select_best: bool = True) -> L.Trainer:
             if callback and str(callback.get("monitor")).startswith("val/"):
                 callback |= {"monitor": None, "save_top_k": 0}  # keep last.ckpt only
     callbacks = [instantiate(c) for c in callback_cfgs.values() if c]
-    loggers = [instantiate(c) for c in _plain(cfg.logger).values() if c]
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    callbacks += [RunState(cfg), EpochSeed(cfg.seed), SaveOnSignal(last)]
+    logger_cfgs = _plain(cfg.logger)
+    wandb_id = run_state(resume).get("wandb_id") if resume else None
+    if wandb_id and logger_cfgs.get("wandb"):
+        logger_cfgs["wandb"] |= {"id": wandb_id, "resume": "allow"}
+    loggers = [instantiate(c) for c in logger_cfgs.values() if c]
     validates = select_best or cfg.data.get("val_on_test", False)
     extra = {} if validates else {"limit_val_batches": 0}
+    plugins = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():  # submitit requeues SLURM jobs; Lightning must not as well
-        extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, **extra)
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, **extra
+    )
     for logger in trainer.loggers:  # the whole config, beside the module's hyperparameters
         logger.log_hyperparams(_plain(cfg))  # (fast_dev_run's stand-in loggers drop it)
     return trainer
 
 
 def _tested_checkpoint(trainer: L.Trainer, select_best: bool) -> str:
-    """The best checkpoint by validation, or without a held-out split the last; '' if none."""
-    saved = trainer.checkpoint_callback
-    if not isinstance(saved, ModelCheckpoint):
-        return ""
-    return saved.best_model_path if select_best else saved.last_model_path
+    """The best checkpoint by validation, or without a held-out split the last (the one
+    that watches nothing keeps it); '' if none."""
+    for saved in trainer.checkpoint_callbacks:
+        if isinstance(saved, ModelCheckpoint) and (saved.monitor is not None) == select_best:
+            if saved.best_model_path:
+                return saved.best_model_path
+    return ""
+
+
+def _best_score(trainer: L.Trainer) -> float | None:
+    watching = [c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)]
+    return _score(watching[0]) if watching else None
 
 
 def _end_runs(failed: bool) -> None:

@@ -13,6 +13,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import ListConfig, OmegaConf
 
+from cnnlab.files import new_dir
+
 
 def swept_keys(sweep_dir: Path) -> list[str]:
     """The config keys a ``-m`` sweep varies, in the order it was given them."""
@@ -74,6 +76,12 @@ def launcher() -> str:
 for _fn in (sweep_group, swept_choices, choice_tags):
     if not OmegaConf.has_resolver(f"cnnlab.{_fn.__name__}"):
         OmegaConf.register_new_resolver(f"cnnlab.{_fn.__name__}", _fn)
+
+
+# The run and sweep directories (conf/hydra/default.yaml). Cached like Hydra's ${now:}: Hydra
+# reads a directory more than once, in more than one process, and it must stay the one made.
+if not OmegaConf.has_resolver("cnnlab.new_dir"):
+    OmegaConf.register_new_resolver("cnnlab.new_dir", new_dir, use_cache=True)
 
 
 def _parse(lines: list[str]):

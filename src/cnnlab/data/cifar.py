@@ -6,15 +6,18 @@ reader can load the small archives the tests write in the official format.
 
 import os
 import tarfile
+import tempfile
 import urllib.error
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from torchvision import datasets
 from torchvision.datasets.utils import check_integrity, download_url
 
 from cnnlab.data.arrays import ImageArrays
 from cnnlab.errors import ConfigError
+from cnnlab.files import atomic
 from cnnlab.registry import register
 
 
@@ -28,25 +31,35 @@ class _CIFAR10(datasets.CIFAR10):
 
 
 def _fetch(root: Path, verify: bool, download: bool) -> None:
-    """Make sure ``root/cifar-10-batches-py`` exists: unpack a local archive or download one."""
+    """Make sure ``root/cifar-10-batches-py`` exists: unpack a local archive or download one.
+
+    Parallel jobs share ``root``: one fetches while the others wait on a lock file. The download
+    and the unpacking go to temporary names first, so a kill leaves no half of either.
+    """
     spec = datasets.CIFAR10
-    if (root / spec.base_folder).is_dir():
-        return
-    archive = root / spec.filename
-    if not archive.is_file():
-        if not download:
-            raise _missing(root, "downloads are switched off (data.dataset.download=false)")
-        try:
-            download_url(spec.url, str(root), spec.filename, spec.tgz_md5 if verify else None)
-        except (urllib.error.URLError, OSError) as err:
-            raise _missing(root, f"the download failed ({err})") from None
-    if verify and not check_integrity(str(archive), spec.tgz_md5):
-        raise ConfigError(
-            f"{archive} does not have the official md5 sum; fetch it again "
-            "(or set data.dataset.verify=false for an archive you made yourself)"
-        )
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(root, filter="data")
+    with FileLock(root / ".cifar-10.lock"):
+        if (root / spec.base_folder).is_dir():
+            return
+        archive = root / spec.filename
+        if not archive.is_file():
+            if not download:
+                raise _missing(root, "downloads are switched off (data.dataset.download=false)")
+            with atomic(archive) as part:
+                try:
+                    download_url(spec.url, str(root), part.name, spec.tgz_md5 if verify else None)
+                except (urllib.error.URLError, OSError, RuntimeError) as err:  # RuntimeError: md5
+                    raise _missing(root, f"the download failed ({err})") from None
+        if verify and not check_integrity(str(archive), spec.tgz_md5):
+            archive.unlink()
+            raise ConfigError(
+                f"{archive} does not have the official md5 sum (a partial or damaged copy): "
+                "removed it; run again to download it (or put a good copy there; "
+                "data.dataset.verify=false accepts an archive you made yourself)"
+            )
+        with tempfile.TemporaryDirectory(dir=root, prefix=".unpack-") as tmp:
+            with tarfile.open(archive, "r:gz") as tar:
+                tar.extractall(tmp, filter="data")
+            os.replace(Path(tmp) / spec.base_folder, root / spec.base_folder)
 
 
 def _missing(root: Path, why: str) -> ConfigError:
@@ -65,7 +78,10 @@ def _arrays(dataset: datasets.CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
 def cifar10(root: str = "data", verify: bool = True, download: bool = True) -> ImageArrays:
     """The 50,000 training and 10,000 test images of CIFAR-10, as uint8 tensors."""
     root_path = Path(root)
-    os.makedirs(root_path, exist_ok=True)
+    try:
+        root_path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"data.dataset.root={root} cannot be used as a folder: {err}") from None
     _fetch(root_path, verify, download)
     try:
         train, test = (_CIFAR10(str(root_path), t, verify) for t in (True, False))

@@ -173,16 +173,28 @@ class ImageDataModule(L.LightningDataModule):
             # Under DDP, each process evaluates its own share of the images, none twice:
             # Lightning's default sampler pads the shares with repeats, which biases accuracy.
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        return DataLoader(
+        return LazyLoader(
             dataset,
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
             sampler=sampler,
             drop_last=drop_last,
             num_workers=workers,
-            persistent_workers=workers > 0,
+            # Fresh workers each epoch take their seeds from the epoch's (cnnlab.resume.EpochSeed),
+            # so a resumed run augments exactly as the uninterrupted one; persistent ones would not.
+            persistent_workers=False,
             pin_memory=torch.cuda.is_available(),
         )
+
+
+class LazyLoader(DataLoader):
+    """A DataLoader whose epoch starts at its first batch, not when Lightning asks for the
+    iterator (ahead of the epoch, for a run's first one): the shuffle and the workers' seeds are
+    then drawn after cnnlab.resume.EpochSeed has seeded the epoch, in a fresh run and a resumed
+    one alike."""
+
+    def __iter__(self):
+        yield from super().__iter__()
 
 
 def _augmentations(augment: Mapping[str, Any]) -> list:

@@ -20,8 +20,11 @@ FILES = {
 
 def read_idx(path: Path) -> np.ndarray:
     """One idx file: a big-endian header (magic, then one uint32 per dimension) and uint8 data."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as err:  # not gzip, or cut short
+        raise ConfigError(f"{path} is damaged ({err}); fetch it again") from None
     ndim = raw[3]
     if raw[:3] != b"\x00\x00\x08":  # 0x08 = unsigned byte data
         raise ConfigError(f"{path} is not an idx file of unsigned bytes")

@@ -7,7 +7,6 @@ from typing import Any
 import timm
 import torch
 from torch import nn
-from torch.nn.modules.lazy import LazyModuleMixin
 
 from cnnlab import registry
 from cnnlab.errors import ConfigError
@@ -48,16 +47,22 @@ def build_model(
         "image_size": image_size,
     }
     takes = inspect.signature(make).parameters
-    net = make(**{k: v for k, v in inputs.items() if k in takes})
-    _materialise(net, in_channels, image_size)
+    try:  # a size or an option value the model cannot take: say so now, not in the first step
+        net = make(**{k: v for k, v in inputs.items() if k in takes})
+        _dry_run(net, in_channels, image_size)
+    except (TypeError, ValueError, RuntimeError) as err:
+        shape = f"{in_channels}x{image_size}x{image_size}"
+        raise ConfigError(
+            f"model={model['name']} cannot be built for {shape} images with these options: "
+            f"{str(err).strip().splitlines()[0]}"
+        ) from None
     net.apply(initialise)
     return net
 
 
-def _materialise(net: nn.Module, in_channels: int, image_size: int) -> None:
-    """Give lazy layers (PReLU with a slope per element) their shapes with one dry forward."""
-    if not any(isinstance(m, LazyModuleMixin) for m in net.modules()):
-        return
+def _dry_run(net: nn.Module, in_channels: int, image_size: int) -> None:
+    """One forward pass of a blank image: it fails here if the image is too small for the
+    model's pools, and gives lazy layers (PReLU with a slope per element) their shapes."""
     mode = net.training
     with torch.no_grad():
         net.eval()(torch.zeros(1, in_channels, image_size, image_size))

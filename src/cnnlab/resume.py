@@ -1,0 +1,235 @@
+"""Going on after a crash, a kill or a pre-emption, with nothing lost and nothing mixed up.
+
+- ``resume=auto`` continues from the run directory's ``checkpoints/last.ckpt`` (or skips a run
+  that already finished there); ``resume=PATH`` continues from that checkpoint. In a ``-m``
+  sweep and under the SLURM launcher, ``resume: null`` means auto: rerunning a sweep into its
+  directory skips the finished jobs and resumes the others.
+- A checkpoint carries the settings that decide the result; auto refuses to go on from one
+  written for other settings, rather than silently mixing two runs.
+- Each epoch's randomness (data order, augmentation, dropout) is seeded from (seed, epoch), so
+  a run resumed from the end of an epoch continues exactly as the uninterrupted run would.
+- SIGTERM, SIGUSR1 and SIGUSR2 (SLURM's and submitit's pre-emption signals) end the current
+  batch, save last.ckpt and exit; checkpoints are written to a temporary file and renamed.
+"""
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+from lightning.fabric.utilities.cloud_io import _load as load_checkpoint
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from omegaconf import DictConfig, OmegaConf
+
+from cnnlab.errors import ConfigError
+from cnnlab.files import atomic
+from cnnlab.sweep import in_sweep, launcher
+
+# The settings a run's result depends on: a checkpoint is only continued under the same ones.
+# (data loading workers, paths, loggers and callbacks may change between attempts.)
+RESULT_KEYS = (
+    "seed",
+    "label_smoothing",
+    "data",
+    "model",
+    "activation",
+    "init",
+    "norm",
+    "optimizer",
+    "scheduler",
+    "regularizer",
+    "augment",
+    "preprocess",
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "trainer.gradient_clip_val",
+    "trainer.accumulate_grad_batches",
+)
+FREE_DATA_KEYS = ("num_workers", "dataset.root", "dataset.download", "dataset.verify")
+
+
+def settings(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved RESULT_KEYS of ``cfg``, flat: ``{"optimizer.lr": 0.1, ...}``."""
+    flat: dict[str, Any] = {}
+    for key in RESULT_KEYS:
+        node = OmegaConf.select(cfg, key, default=None)
+        value = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        flat.update(_flatten(key, value))
+    return {k: v for k, v in flat.items() if k.removeprefix("data.") not in FREE_DATA_KEYS}
+
+
+def resume_mode(cfg: DictConfig) -> str | None:
+    """None (start afresh), "auto" or a checkpoint path."""
+    resume = cfg.get("resume")
+    if resume is None and (in_sweep() or "submitit" in launcher()):
+        return "auto"
+    return None if resume is None else str(resume)
+
+
+def finished_before(cfg: DictConfig) -> dict | None:
+    """metrics.json of a run of these settings that already finished in this directory."""
+    path = Path(cfg.paths.output_dir) / "metrics.json"
+    if resume_mode(cfg) != "auto" or not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("status") != "finished":
+        return None
+    _same_settings(record.get("settings"), cfg, f"{path.parent} finished")
+    return record
+
+
+def resume_from(cfg: DictConfig) -> str | None:
+    """The checkpoint to continue from, if any. A directory that holds another run's
+    checkpoints is refused unless resume says what to do with it."""
+    mode = resume_mode(cfg)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if mode is None:
+        if last.is_file():
+            raise ConfigError(
+                f"{last.parent.parent} already holds a run: resume=auto goes on with it; "
+                "or start in a new directory"
+            )
+        return None
+    if mode == "auto":
+        if not last.is_file():
+            return None
+        _same_settings(run_state(last).get("settings"), cfg, f"{last} was written")
+        return str(last)
+    if not Path(mode).is_file():
+        raise ConfigError(f"resume={mode}: no such checkpoint (or use resume=auto)")
+    return mode
+
+
+def run_state(checkpoint: str | Path) -> dict[str, Any]:
+    """What RunState saved in a checkpoint ({} for one written without it)."""
+    saved = load_checkpoint(str(checkpoint), map_location="cpu")
+    return saved.get("callbacks", {}).get(RunState.__qualname__, {})
+
+
+def _same_settings(saved: dict | None, cfg: DictConfig, what: str) -> None:
+    if saved is None:
+        return
+    now = settings(cfg)
+    differ = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    if differ:
+        shown = ", ".join(f"{k}={saved.get(k)} (now {now.get(k)})" for k in differ[:3])
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise ConfigError(
+            f"{what} with other settings: {shown}{more}; use a new directory, or "
+            "resume=PATH to go on from a checkpoint on purpose"
+        )
+
+
+class RunState(Callback):
+    """Saved in every checkpoint: the run's settings, its training time so far and its W&B
+    run id, so that a resumed run is checked, timed in full and logged to the same W&B run."""
+
+    def __init__(self, cfg: DictConfig):
+        self.settings = settings(cfg)
+        self.seconds_before = 0.0
+        self.wandb_id: str | None = None
+        self._started = time.perf_counter()
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._started = time.perf_counter()
+        ids = [lg.version for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        self.wandb_id = ids[0] if ids else self.wandb_id
+
+    def seconds(self) -> float:
+        """Training time over every attempt so far."""
+        return self.seconds_before + time.perf_counter() - self._started
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings, "seconds": self.seconds(), "wandb_id": self.wandb_id}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.seconds_before = state.get("seconds", 0.0)
+        self.wandb_id = state.get("wandb_id")
+
+
+class EpochSeed(Callback):
+    """Reseed torch, numpy and Python at the start of every epoch from (seed, epoch): the
+    epoch's shuffle, augmentation and dropout then do not depend on what ran before it."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        # SeedSequence mixes the pair, so seed 1's epoch 2 is not seed 2's epoch 1
+        mixed = np.random.SeedSequence([self.seed, trainer.current_epoch]).generate_state(1)[0]
+        L.seed_everything(int(mixed), workers=True, verbose=False)
+
+
+class Preempted(SystemExit):
+    """Raised after the checkpoint is saved; the exit status says which signal stopped it."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"stopped by {signal.Signals(self.signum).name}; checkpoints/last.ckpt saved"
+
+
+class SaveOnSignal(Callback):
+    """On SIGTERM, SIGUSR1 or SIGUSR2 during training: finish the batch, save ``path``, call the
+    handler that was there before (submitit's requeues the job), and exit."""
+
+    SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # SIGTERM: Lightning's handler notes it
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        for sig in self.SIGNALS:
+            self.previous[sig] = signal.signal(sig, self._note)
+
+    def _note(self, signum, frame) -> None:
+        self.signum = signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        signum = self.signum or (signal.SIGTERM if trainer.received_sigterm else None)
+        if trainer.world_size > 1:  # every process must take part in the save
+            stop = trainer.strategy.reduce_boolean_decision(signum is not None, all=False)
+            signum = signum or (signal.SIGTERM if stop else None)
+        if signum is None:
+            return
+        trainer.save_checkpoint(self.path)
+        self._restore()
+        previous = self.previous.get(signum)
+        if callable(previous):
+            previous(signum, None)
+        raise Preempted(signum)
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through a temporary file renamed into place: a kill
+    while saving leaves the previous checkpoint whole."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic(Path(path)) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, inner in value.items():
+            flat.update(_flatten(f"{prefix}.{key}", inner))
+        return flat
+    return {prefix: value}
