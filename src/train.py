@@ -9,7 +9,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from cnnlab.errors import ConfigError, Diverged
-from cnnlab.files import remove_if_only
+from cnnlab.files import remove_refused
 from cnnlab.run import run
 from cnnlab.validate import check_choices
 
@@ -26,13 +26,15 @@ def main(cfg: DictConfig) -> float | None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:  # Hydra records the job as failed, runs
             raise type(err)(str(err)) from None  # the others, and reports it at the end
         if isinstance(err, ConfigError):  # nothing ran: leave no run directory behind
-            remove_if_only(Path(cfg.paths.output_dir), {".hydra", "train.log", "metrics.json"})
+            remove_refused(Path(cfg.paths.output_dir))
         sys.exit(2 if isinstance(err, ConfigError) else 1)
 
 
 if __name__ == "__main__":
     try:
-        check_choices([a for a in sys.argv[1:] if not a.startswith("-")], CONF)
+        # (other config folders: --config-dir or hydra.searchpath; Hydra checks those itself)
+        if not any(a.startswith(("-cd", "--config-dir", "hydra.searchpath")) for a in sys.argv):
+            check_choices([a for a in sys.argv[1:] if not a.startswith("-")], CONF)
     except ConfigError as err:
         print(f"cnnlab: error: {err}", file=sys.stderr)
         sys.exit(2)

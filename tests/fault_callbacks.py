@@ -10,25 +10,43 @@ from lightning.pytorch.callbacks import Callback
 
 
 class PauseAt(Callback):
-    """After batch ``batch`` of epoch ``epoch``: write ``marker`` (the test's cue to kill or
-    signal the process) and sleep ``seconds``, the weights changed and not yet saved."""
+    """After batch ``batch`` of epoch ``epoch`` (of training, or of validation with
+    ``stage="val"``): write ``marker`` (the test's cue to kill or signal the process) and sleep
+    ``seconds``."""
 
-    def __init__(self, epoch: int, batch: int, marker: str, seconds: float):
+    def __init__(self, epoch: int, batch: int, marker: str, seconds: float, stage: str = "train"):
         self.epoch, self.batch, self.marker, self.seconds = epoch, batch, marker, seconds
+        self.stage = stage
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.stage == "train":
+            self._pause(trainer, batch_idx)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *_) -> None:
+        if self.stage == "val" and not trainer.sanity_checking:
+            self._pause(trainer, batch_idx)
+
+    def _pause(self, trainer, batch_idx: int) -> None:
         if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
             Path(self.marker).write_text(str(trainer.global_step))
             time.sleep(self.seconds)
 
 
 class PoisonAt(Callback):
-    """At the start of epoch ``epoch``, make one weight NaN: the next loss is NaN."""
+    """Make one weight NaN: at the start of epoch ``epoch`` (the next loss is NaN), or after
+    its batch ``batch`` (an update gone wrong at the end of an epoch: the loss never shows it)."""
 
-    def __init__(self, epoch: int):
-        self.epoch = epoch
+    def __init__(self, epoch: int, batch: int | None = None):
+        self.epoch, self.batch = epoch, batch
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == self.epoch:
-            with torch.no_grad():
-                next(pl_module.parameters()).view(-1)[0] = math.nan
+        if trainer.current_epoch == self.epoch and self.batch is None:
+            self._poison(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            self._poison(pl_module)
+
+    def _poison(self, pl_module) -> None:
+        with torch.no_grad():
+            next(pl_module.parameters()).view(-1)[0] = math.nan

@@ -36,11 +36,20 @@ def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def remove_if_only(directory: Path, names: set[str]) -> None:
-    """Remove ``directory`` if it holds nothing but ``names`` (what a run that was refused at
-    start wrote there); leave it alone if it holds anything else."""
-    if directory.is_dir() and {p.name for p in directory.iterdir()} <= names:
-        shutil.rmtree(directory)
+def remove_refused(directory: Path) -> None:
+    """Remove the directory of a run that was refused at start: only if it holds nothing but
+    what Hydra and the refusal wrote there (.hydra/, train.log, a metrics.json of the error),
+    never a directory with another run's files in it."""
+    if not directory.is_dir():
+        return
+    if not {p.name for p in directory.iterdir()} <= {".hydra", "train.log", "metrics.json"}:
+        return
+    record = directory / "metrics.json"
+    if record.is_file():
+        error = json.loads(record.read_text()).get("error") or ""
+        if not error.startswith("ConfigError"):
+            return
+    shutil.rmtree(directory)
 
 
 def new_dir(path: str) -> str:

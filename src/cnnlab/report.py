@@ -148,17 +148,23 @@ class SweepReport(Callback):
 
 
 def _job(job_dir: Path, swept: list[str], name: str) -> Job:
-    overrides = list(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
-    config = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
-    reference = config.get("reference")
     path = job_dir / "metrics.json"
     metrics = json.loads(path.read_text()) if path.is_file() else {}
+    # What the run recorded comes first: a refused rerun into its directory rewrites .hydra/.
+    overrides = metrics.get("overrides")
+    if overrides is None:
+        overrides = list(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
+    if "reference" in metrics:
+        reference = metrics["reference"]
+    else:
+        reference = OmegaConf.load(job_dir / ".hydra" / "config.yaml").get("reference")
+        reference = OmegaConf.to_container(reference) if reference else None
     return Job(
         dir=job_dir,
         choices=job_choices(overrides, swept) if swept else {"run": name},
         status=metrics.get("status", "finished" if "test_acc" in metrics else "unfinished"),
         metrics=metrics,
-        reference=OmegaConf.to_container(reference) if reference else None,
+        reference=reference or None,
     )
 
 

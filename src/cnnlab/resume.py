@@ -13,6 +13,7 @@
 """
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -20,13 +21,16 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.fabric.utilities.cloud_io import _load as load_checkpoint
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, Diverged
 from cnnlab.files import atomic
 from cnnlab.sweep import in_sweep, launcher
 
@@ -66,7 +70,9 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
 def resume_mode(cfg: DictConfig) -> str | None:
     """None (start afresh), "auto" or a checkpoint path."""
     resume = cfg.get("resume")
-    if resume is None and (in_sweep() or "submitit" in launcher()):
+    # A DDP rank that Lightning started (LOCAL_RANK > 0) decides as rank 0 does, in its sweep.
+    other_rank = os.environ.get("LOCAL_RANK", "0") != "0"
+    if resume is None and (in_sweep() or "submitit" in launcher() or other_rank):
         return "auto"
     return None if resume is None else str(resume)
 
@@ -87,11 +93,12 @@ def resume_from(cfg: DictConfig) -> str | None:
     """The checkpoint to continue from, if any. A directory that holds another run's
     checkpoints is refused unless resume says what to do with it."""
     mode = resume_mode(cfg)
-    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    out = Path(cfg.paths.output_dir)
+    last = out / "checkpoints" / "last.ckpt"
     if mode is None:
-        if last.is_file():
+        if (out / "metrics.json").is_file() or any(out.glob("checkpoints/*.ckpt")):
             raise ConfigError(
-                f"{last.parent.parent} already holds a run: resume=auto goes on with it; "
+                f"{out} already holds a run: resume=auto goes on with it; "
                 "or start in a new directory"
             )
         return None
@@ -103,6 +110,12 @@ def resume_from(cfg: DictConfig) -> str | None:
     if not Path(mode).is_file():
         raise ConfigError(f"resume={mode}: no such checkpoint (or use resume=auto)")
     return mode
+
+
+def own_checkpoint(cfg: DictConfig, checkpoint: str | None) -> bool:
+    """Whether ``checkpoint`` is this run's own (in its directory), not another run's."""
+    out = Path(cfg.paths.output_dir).resolve()
+    return checkpoint is not None and Path(checkpoint).resolve().is_relative_to(out)
 
 
 def run_state(checkpoint: str | Path) -> dict[str, Any]:
@@ -127,10 +140,13 @@ def _same_settings(saved: dict | None, cfg: DictConfig, what: str) -> None:
 
 class RunState(Callback):
     """Saved in every checkpoint: the run's settings, its training time so far and its W&B
-    run id, so that a resumed run is checked, timed in full and logged to the same W&B run."""
+    run id, so that a resumed run is checked, timed in full and logged to the same W&B run.
+    Going on from another run's checkpoint (``carry=False``) starts the clock and the W&B run
+    afresh. No checkpoint is saved with NaN or infinite weights."""
 
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg: DictConfig, carry: bool = True):
         self.settings = settings(cfg)
+        self.carry = carry
         self.seconds_before = 0.0
         self.wandb_id: str | None = None
         self._started = time.perf_counter()
@@ -148,8 +164,19 @@ class RunState(Callback):
         return {"settings": self.settings, "seconds": self.seconds(), "wandb_id": self.wandb_id}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.seconds_before = state.get("seconds", 0.0)
-        self.wandb_id = state.get("wandb_id")
+        if self.carry:
+            self.seconds_before = state.get("seconds", 0.0)
+            self.wandb_id = state.get("wandb_id")
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        # The loss is checked every step; an update can still leave non-finite weights at the
+        # last step of an epoch, which must not replace the last good checkpoint.
+        finite = torch.stack([p.detach().isfinite().all() for p in pl_module.parameters()])
+        if not bool(finite.all()):
+            raise Diverged(
+                f"the weights are not finite after epoch {trainer.current_epoch}, step "
+                f"{trainer.global_step}: the checkpoint is not saved"
+            )
 
 
 class EpochSeed(Callback):
@@ -202,19 +229,28 @@ class SaveOnSignal(Callback):
         if signum is None:
             return
         trainer.save_checkpoint(self.path)
-        self._restore()
-        previous = self.previous.get(signum)
-        if callable(previous):
-            previous(signum, None)
+        self._hand_on(signum)
         raise Preempted(signum)
 
-    def teardown(self, trainer, pl_module, stage: str) -> None:
-        self._restore()
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """SIGTERM during validation: Lightning stops there with SIGTERMException. Save what
+        training reached (not in the sanity check, nor in a test after training)."""
+        if isinstance(exception, SIGTERMException) and not trainer.sanity_checking:
+            if trainer.state.fn == TrainerFn.FITTING:
+                trainer.save_checkpoint(self.path)
+        self._hand_on(self.signum)
 
-    def _restore(self) -> None:
-        for sig, handler in self.previous.items():
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._hand_on(self.signum)  # a signal that came after the last training batch
+
+    def _hand_on(self, signum: int | None) -> None:
+        """Put the previous handlers back, and let the one for ``signum`` (submitit's requeues
+        the job, then exits) have the signal it missed."""
+        previous, self.previous, self.signum = self.previous, {}, None
+        for sig, handler in previous.items():
             signal.signal(sig, handler)
-        self.previous = {}
+        if signum is not None and callable(previous.get(signum)):
+            previous[signum](signum, None)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

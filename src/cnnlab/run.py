@@ -3,6 +3,7 @@
 import inspect
 import logging
 import os
+import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +15,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.syntax import Syntax
@@ -26,14 +28,16 @@ from cnnlab.module import Classifier
 from cnnlab.resume import (
     AtomicCheckpointIO,
     EpochSeed,
+    Preempted,
     RunState,
     SaveOnSignal,
     finished_before,
+    own_checkpoint,
     resume_from,
     run_state,
     settings,
 )
-from cnnlab.sweep import group_choices
+from cnnlab.sweep import group_choices, task_overrides
 from cnnlab.validate import check
 
 log = logging.getLogger(__name__)
@@ -62,11 +66,15 @@ def run(cfg: DictConfig) -> float | None:
         trainer = build_trainer(cfg, select_best=select, resume=resume)
         outcome = fit_and_test(trainer, module, datamodule, select, resume)
     except BaseException as error:
+        if isinstance(error, SIGTERMException):  # Lightning's, outside a training batch
+            error = Preempted(signal.SIGTERM)
         stopped = isinstance(error, KeyboardInterrupt | SystemExit)
         failure = {"status": "interrupted" if stopped else "failed", "error": _describe(error)}
         if owner or not (Path(cfg.paths.output_dir) / "metrics.json").exists():
             _record(cfg, failure, started_at)  # a refused start never overwrites a run's record
         _end_runs(failed=True)
+        if isinstance(error, Preempted):
+            raise error from None  # its exit status names the signal
         raise
     _record(cfg, {"status": "finished", **outcome}, started_at)
     _end_runs(failed=False)
@@ -105,6 +113,7 @@ def _record(cfg: DictConfig, outcome: dict[str, Any], started_at: str) -> None:
             "choices": group_choices(),
             "seed": cfg.seed,
             "settings": settings(cfg),  # what a rerun with resume=auto compares against
+            "overrides": task_overrides(),  # the report's, should .hydra/ be rewritten
             "reference": _plain(reference) if isinstance(reference, DictConfig) else None,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "started_at": started_at,
@@ -154,14 +163,15 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
     """
     callback_cfgs = _plain(cfg.callbacks)
     if not select_best:  # check() lets only checkpoints watch val/ without a held-out split
-        for callback in callback_cfgs.values():
+        for name, callback in list(callback_cfgs.items()):
             if callback and str(callback.get("monitor")).startswith("val/"):
-                callback |= {"monitor": None, "save_top_k": 0}  # keep last.ckpt only
+                del callback_cfgs[name]  # nothing to choose by: last.ckpt is the one kept
     callbacks = [instantiate(c) for c in callback_cfgs.values() if c]
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    callbacks += [RunState(cfg), EpochSeed(cfg.seed), SaveOnSignal(last)]
+    own = own_checkpoint(cfg, resume)  # another run's checkpoint: a new clock and W&B run
+    callbacks += [RunState(cfg, carry=own), EpochSeed(cfg.seed), SaveOnSignal(last)]
     logger_cfgs = _plain(cfg.logger)
-    wandb_id = run_state(resume).get("wandb_id") if resume else None
+    wandb_id = run_state(resume).get("wandb_id") if own else None
     if wandb_id and logger_cfgs.get("wandb"):
         logger_cfgs["wandb"] |= {"id": wandb_id, "resume": "allow"}
     loggers = [instantiate(c) for c in logger_cfgs.values() if c]

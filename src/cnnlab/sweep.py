@@ -39,6 +39,11 @@ def group_choices() -> dict[str, str]:
     return {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
 
 
+def task_overrides() -> list[str]:
+    """The overrides this job was given (``.hydra/overrides.yaml``); [] outside Hydra."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
 def sweep_group(task_name: str) -> str:
     """``<task>/<sweep directory>`` for a job of a ``-m`` sweep, so each sweep is one group;
     the task name for a single run."""

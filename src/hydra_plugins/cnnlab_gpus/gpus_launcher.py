@@ -28,7 +28,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,8 @@ class GpusLauncher(Launcher):
             OmegaConf.select(config, "hydra.sweep.subdir")
         )
         output_dir.mkdir(parents=True, exist_ok=True)
+        with read_write(config.hydra.run):  # Lightning starts a DDP job's other ranks in
+            config.hydra.run.dir = str(output_dir)  # hydra.run.dir: the job's, as rank 0's
         job_file, result = scratch / f"{num}.pkl", scratch / f"{num}.result.pkl"
         # OmegaConf's resolvers are closures, which do not pickle: the child registers its own,
         # Hydra's in setup_globals() and the task's when its module is imported.
