@@ -12,6 +12,7 @@
   batch, save last.ckpt and exit; checkpoints are written to a temporary file and renamed.
 """
 
+import functools
 import json
 import os
 import signal
@@ -120,7 +121,13 @@ def own_checkpoint(cfg: DictConfig, checkpoint: str | None) -> bool:
 
 def run_state(checkpoint: str | Path) -> dict[str, Any]:
     """What RunState saved in a checkpoint ({} for one written without it)."""
-    saved = load_checkpoint(str(checkpoint), map_location="cpu")
+    # Start-up asks twice (settings, then the W&B id): read a large checkpoint once.
+    return _run_state(str(checkpoint), os.stat(checkpoint).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _run_state(checkpoint: str, modified_ns: int) -> dict[str, Any]:
+    saved = load_checkpoint(checkpoint, map_location="cpu")
     return saved.get("callbacks", {}).get(RunState.__qualname__, {})
 
 
