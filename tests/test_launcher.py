@@ -118,7 +118,7 @@ def test_ctrl_c_stops_every_running_job(tmp_path):
     parent.send_signal(signal.SIGINT)
     output = parent.communicate(timeout=120)[0].decode()
     pids = [int(pid) for pid in re.findall(r"\(GPU \w+, pid (\d+)\)", output)]
-    assert len(pids) == 2  # two jobs had started, the third never did
+    assert len(pids) == 2, output  # two jobs had started, the third never did
     for pid in pids:
         try:
             os.kill(pid, 0)

@@ -114,11 +114,20 @@ class GpusLauncher(Launcher):
         pending = list(enumerate(job_overrides, start=initial_job_idx))
         running: list[Job] = []
         results: dict[int, JobReturn] = {}
-        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        # Ctrl-C and SIGTERM only set a flag that the loop checks: raised from the handler, the
+        # KeyboardInterrupt can land in a finalizer, where Python prints and drops it, and the
+        # sweep would go on; or between starting a job and recording it, which would orphan it.
+        stop: list[int] = []
+        previous = {
+            sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         with tempfile.TemporaryDirectory(prefix="cnnlab-gpus-") as scratch:
             try:
                 while pending or running:
-                    while pending and (held := pool.take(self.gpus_per_job)):
+                    if stop:
+                        _raise_for(stop[0])
+                    while pending and not stop and (held := pool.take(self.gpus_per_job)):
                         num, overrides = pending.pop(0)
                         running.append(self._start(num, overrides, held, Path(scratch)))
                     for job in [j for j in running if j.process.poll() is not None]:
@@ -130,7 +139,8 @@ class GpusLauncher(Launcher):
                 self._stop(running)
                 raise
             finally:
-                signal.signal(signal.SIGTERM, previous)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         return [results[num] for num in sorted(results)]
 
     def _devices(self) -> list[str]:
@@ -256,5 +266,8 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds launch(), which stops the jobs
+def _raise_for(signum: int) -> None:
+    """Unwind launch(), which stops the jobs, as the signal itself would have."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
