@@ -10,7 +10,6 @@ from omegaconf import DictConfig
 
 from cnnlab.errors import ConfigError, Diverged
 from cnnlab.files import remove_refused
-from cnnlab.run import run
 from cnnlab.validate import check_choices
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -18,6 +17,8 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 
 @hydra.main(config_path=str(CONF), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
+    from cnnlab.run import run  # torch, Lightning: not needed by --help or a mistyped option
+
     try:
         return run(cfg)
     except (ConfigError, Diverged) as err:  # a user mistake or a diverged run: one line

@@ -15,7 +15,6 @@ CONF = ROOT / "conf"
 
 # Small, quiet, single-process runs: a test composes these after its own choices.
 FAST = [
-    "data.num_workers=0",
     "~callbacks.progress_bar",
     "~callbacks.model_summary",
 ]
@@ -27,7 +26,7 @@ TINY_DATA = [
     "data.dataset.train_size=32",
     "data.dataset.test_size=8",
     "data.batch_size=8",
-    *FAST[1:],
+    *FAST,
 ]
 
 
@@ -81,7 +80,8 @@ def evaluate(checkpoint: Path, cfg: DictConfig) -> tuple[float, float]:
     datamodule.setup()
     correct, loss, n = 0, 0.0, 0
     with torch.no_grad():
-        for images, labels in datamodule.test_dataloader():
+        for batch in datamodule.test_dataloader():
+            images, labels = datamodule.on_after_batch_transfer(batch, 0)
             logits = module(images)
             correct += (logits.argmax(1) == labels).sum().item()
             loss += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item()

@@ -1,10 +1,14 @@
-"""Augmentations draw per image, mixing and preprocessing do what the seeds say."""
+"""Augmentations work on whole batches and draw per image; mixing and preprocessing do what the
+seeds say; statistics are computed from the training split and cached."""
+
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from cnnlab.data import augment as aug
 from cnnlab.data.preprocess import Whitening
-from cnnlab.data.transforms import AdditiveNoise, CropSides, Multiply
+from cnnlab.data.stats import zca
 from cnnlab.run import build_datamodule
 
 from conftest import CONF
@@ -12,8 +16,13 @@ from conftest import CONF
 AUGMENTS = sorted(p.stem for p in (CONF / "augment").glob("*.yaml"))
 
 
-class _Training:
-    training = True
+class _Stage:
+    """The little of a Trainer that the data module asks: the stage and the device."""
+
+    strategy = SimpleNamespace(root_device=torch.device("cpu"))
+
+    def __init__(self, training: bool):
+        self.training = training
 
 
 def datamodule(make_cfg, *overrides):
@@ -23,7 +32,6 @@ def datamodule(make_cfg, *overrides):
             "data.dataset.train_size=40",
             "data.val_split=0",
             "data.batch_size=8",
-            "data.num_workers=0",
             *overrides,
         ]
     )
@@ -32,27 +40,34 @@ def datamodule(make_cfg, *overrides):
     return dm
 
 
+def transfer(dm, images, labels=None, training=True):
+    """A batch as the Trainer hands it to the model, in a training or an evaluation step."""
+    dm.trainer = _Stage(training)
+    labels = torch.zeros(len(images), dtype=torch.long) if labels is None else labels
+    return dm.on_after_batch_transfer((images, labels), 0)
+
+
 @pytest.mark.parametrize("augment", [a for a in AUGMENTS if a != "none"])
-def test_each_augment_changes_images_differently_per_draw(augment, make_cfg):
+def test_each_augment_draws_per_image_and_leaves_evaluation_alone(augment, make_cfg):
     dm = datamodule(make_cfg, f"augment={augment}")
+    same = dm.arrays.test_images[:1].expand(16, -1, -1, -1).contiguous()  # one image, 16 times
     torch.manual_seed(0)
-    draws = torch.stack([dm.train_set[0][0] for _ in range(6)])
-    assert draws.shape == (6, 3, 32, 32) and torch.isfinite(draws).all()
-    assert len({d.sum().item() for d in draws}) == 6
-    assert torch.equal(
-        dm.eval_transform(dm.arrays.test_images[0]), dm.eval_transform(dm.arrays.test_images[0])
-    )
+    out, _ = transfer(dm, same)
+    assert out.shape == (16, 3, 32, 32) and torch.isfinite(out).all()
+    assert len({image.sum().item() for image in out}) >= 12  # one draw per batch gives 1
+    evaluated = transfer(dm, same, training=False)[0]
+    assert torch.equal(evaluated, transfer(dm, same, training=False)[0])
+    assert torch.allclose(evaluated, dm.normalize(same.float() / 255))
 
 
 def test_seed000_heavy_has_every_step_of_the_table(make_cfg):
-    dm = datamodule(make_cfg, "augment=seed000_heavy")
-    names = repr(dm.train_transform)
+    names = repr(datamodule(make_cfg, "augment=seed000_heavy").augment)
     for step in (
         "RandomOrder",
         "RandomHorizontalFlip",
         "CropSides",
-        "GaussianBlur",
-        "ColorJitter",
+        "RandomGaussianBlur",
+        "LinearContrast",
         "AdditiveNoise",
         "Multiply",
         "RandomAffine",
@@ -60,35 +75,82 @@ def test_seed000_heavy_has_every_step_of_the_table(make_cfg):
         assert step in names
 
 
+def test_crop_flip_takes_a_padded_window_of_each_image_flipped_or_not():
+    torch.manual_seed(0)
+    x = torch.rand(64, 2, 8, 8)
+    out = aug.CropFlip(padding=2, flip=0.5)(x)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    offsets, flips = set(), []
+    for image, source in zip(out, padded, strict=True):
+        windows = {
+            (dy, dx, flip): source[:, dy : dy + 8, dx : dx + 8].flip(2 if flip else ())
+            for dy in range(5)
+            for dx in range(5)
+            for flip in (False, True)
+        }
+        found = [where for where, window in windows.items() if torch.equal(image, window)]
+        assert found, "an output that is no window of its padded image"
+        offsets.add(found[0][:2])
+        flips.append(found[0][2])
+    assert len(offsets) > 12 and 16 < sum(flips) < 48
+    assert torch.equal(aug.CropFlip(padding=0, flip=1.0)(x), x.flip(3))
+    assert torch.equal(aug.CropFlip(padding=0, flip=0.0)(x), x)
+
+
 def test_crop_sides_keeps_the_size_and_zero_crops_nothing():
-    img = torch.rand(3, 32, 32)
-    assert CropSides(0.1)(img).shape == (3, 32, 32)
-    assert torch.allclose(CropSides(0.0)(img), img)
+    x = torch.rand(4, 3, 32, 32)
+    assert aug.CropSides(0.1)(x).shape == (4, 3, 32, 32)
+    assert torch.allclose(aug.CropSides(0.0)(x), x, atol=1e-4)
 
 
 def test_noise_is_shared_across_channels_unless_per_channel():
-    img = torch.full((3, 8, 8), 0.5)
-    shared = AdditiveNoise(0.05, per_channel=0.0)(img)
-    assert torch.equal(shared[0], shared[1]) and torch.equal(shared[1], shared[2])
-    torch.manual_seed(1)
-    separate = AdditiveNoise(0.05, per_channel=1.0)(img)
-    assert not torch.equal(separate[0], separate[1])
+    x = torch.full((8, 3, 8, 8), 0.5)
+    shared = aug.AdditiveNoise(0.05, per_channel=0.0)(x)
+    assert torch.equal(shared[:, 0], shared[:, 1]) and torch.equal(shared[:, 1], shared[:, 2])
+    separate = aug.AdditiveNoise(0.05, per_channel=1.0)(x)
+    assert not torch.equal(separate[:, 0], separate[:, 1])
+    sigmas = (aug.AdditiveNoise(0.05, 0.0)(x) - 0.5).flatten(1).std(1)
+    assert sigmas.max() < 0.06 and sigmas.max() - sigmas.min() > 0.005  # s drawn per image
 
 
-def test_multiply_stays_in_its_range():
-    img = torch.full((3, 4, 4), 0.5)
-    out = torch.stack([Multiply(0.8, 1.2, per_channel=1.0)(img) for _ in range(200)])
+def test_multiply_and_contrast_stay_in_their_ranges():
+    x = torch.full((200, 3, 4, 4), 0.5)
+    out = aug.Multiply(0.8, 1.2, per_channel=1.0)(x)
     assert out.min() >= 0.4 - 1e-6 and out.max() <= 0.6 + 1e-6 and out.std() > 0.01
+    grey = torch.rand(200, 1, 4, 4)
+    a = (aug.LinearContrast(0.75, 1.5)(grey) - 0.5) / (grey - 0.5)  # the factor, per pixel
+    unclipped = (0.5 + 1.5 * (grey - 0.5)).clamp(0, 1) == 0.5 + 1.5 * (grey - 0.5)
+    assert a[unclipped].min() >= 0.75 - 1e-4 and a[unclipped].max() <= 1.5 + 1e-4
+
+
+def test_own_augmentations_draw_on_the_batch_device():
+    """A CPU tensor drawn for a batch elsewhere fails on mixing; 'meta' stands in for a GPU."""
+    x = torch.empty(4, 3, 8, 8, device="meta")
+    for step in (
+        aug.CropFlip(2, 0.5),
+        aug.AdditiveNoise(),
+        aug.Multiply(),
+        aug.LinearContrast(),
+        aug.GaussianNoise(),
+    ):
+        assert step(x).device.type == "meta"
+
+
+def test_autoaugment_gives_images_their_own_sub_policy():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16).expand(64, -1, -1, -1).contiguous()
+    out = aug.AutoAugment("cifar10")(x)
+    assert out.shape == x.shape and len({image.sum().item() for image in out}) > 20
 
 
 def test_cutmix_pastes_a_box_and_weights_targets_by_its_area(make_cfg):
-    dm = datamodule(make_cfg, "augment.cutmix_alpha=1.0")
-    dm.trainer = _Training()
+    dm = datamodule(make_cfg, "augment=none", "augment.cutmix_alpha=1.0")
     torch.manual_seed(3)
-    x, y = torch.rand(8, 3, 32, 32), torch.arange(8)
-    mixed, soft = dm.on_after_batch_transfer((x.clone(), y), 0)
-    from_self = (mixed == x).all(dim=1)  # (N, H, W): pixels still the image's own
-    from_partner = (mixed == x.flip(0)).all(dim=1)
+    x, y = dm.arrays.train_images[:8], torch.arange(8)
+    mixed, soft = transfer(dm, x, y)
+    plain = dm.normalize(x.float() / 255)
+    from_self = (mixed == plain).all(dim=1)  # (N, H, W): pixels still the image's own
+    from_partner = (mixed == plain.flip(0)).all(dim=1)
     assert torch.all(from_self | from_partner)
     lam = soft[0, 0].item()
     assert 0 < lam < 1 and from_self[0].float().mean().item() == pytest.approx(lam, abs=1e-6)
@@ -96,7 +158,7 @@ def test_cutmix_pastes_a_box_and_weights_targets_by_its_area(make_cfg):
 
 def test_minmax_maps_pixels_to_minus_one_one(make_cfg):
     dm = datamodule(make_cfg, "preprocess=minmax")
-    x = torch.stack([dm.test_set[i][0] for i in range(len(dm.test_set))])
+    x, _ = transfer(dm, dm.arrays.test_images, training=False)
     assert x.min() >= -1 and x.max() <= 1 and x.min() < -0.99 and x.max() > 0.99
 
 
@@ -104,14 +166,34 @@ def test_zca_whitening_decorrelates_the_training_images():
     torch.manual_seed(0)
     mixing = torch.randn(12, 12)
     images = (torch.rand(4000, 12) @ mixing).view(4000, 3, 2, 2)  # strongly correlated pixels
-    white = Whitening(images, eps=1e-6)(images).flatten(1)
+    white = Whitening(**zca(images, eps=1e-6))(images).flatten(1)
     cov = torch.cov(white.T)
     assert torch.allclose(cov, torch.eye(12), atol=0.02)
 
 
-def test_zca_option_whitens_batches_on_transfer(make_cfg):
+def test_zca_is_fitted_once_and_read_from_the_cache(make_cfg, tmp_path, monkeypatch):
     dm = datamodule(make_cfg, "preprocess=zca", "data.image_size=8")
-    batch = next(iter(dm.test_dataloader()))
-    white, _ = dm.on_after_batch_transfer(batch, 0)
-    assert dm.whiten is not None and not torch.allclose(white, batch[0])
-    assert white.shape == batch[0].shape
+    cached = [p.name for p in (tmp_path / "data" / "cache").iterdir()]
+    assert len(cached) == 1 and cached[0].startswith("zca-fake-")
+    white, _ = transfer(dm, dm.arrays.test_images[:8], training=False)
+    assert not torch.allclose(white, dm.arrays.test_images[:8].float() / 255)
+
+    def refit(*args):
+        raise AssertionError("refitted although cached")
+
+    monkeypatch.setattr("cnnlab.data.datamodule.zca", refit)
+    again = datamodule(make_cfg, "preprocess=zca", "data.image_size=8")
+    assert torch.equal(transfer(again, dm.arrays.test_images[:8], training=False)[0], white)
+    with pytest.raises(AssertionError, match="refitted"):  # a different split is not the same
+        datamodule(make_cfg, "preprocess=zca", "data.image_size=8", "data.val_split=0.5")
+
+
+def test_mean_and_std_come_from_the_training_split_unless_given(make_cfg, tmp_path):
+    dm = datamodule(make_cfg, "data.val_split=0.25")
+    train = dm.train_set.images.float() / 255
+    assert torch.allclose(dm.normalize.mean.flatten(), train.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(dm.normalize.std.flatten(), train.std((0, 2, 3)), atol=1e-4)
+    assert len(list((tmp_path / "data" / "cache").glob("stats-fake-*.pt"))) == 1
+    given = datamodule(make_cfg, "data.mean=[0.1,0.2,0.3]", "data.std=[1,2,3]")
+    assert given.normalize.mean.flatten().tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert given.normalize.std.flatten().tolist() == [1, 2, 3]

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -74,7 +76,6 @@ def datamodule(augment=NO_AUGMENT, **kwargs):
         std=[0.25] * 3,
         num_classes=10,
         batch_size=10,
-        num_workers=0,
     )
     dm = ImageDataModule(**{**options, **kwargs})
     dm.setup()
@@ -91,33 +92,32 @@ def test_val_split_must_be_a_fraction():
         datamodule(val_split=1.5)
 
 
-def test_images_are_normalised_with_the_given_statistics():
-    dm = datamodule()
-    raw = dm.arrays.test_images[0].float() / 255
-    x, _ = dm.test_set[0]
-    assert torch.allclose(x, (raw - 0.5) / 0.25, atol=1e-6)
+class _Stage:
+    """The little of a Trainer that the data module asks: the stage and the device."""
+
+    strategy = SimpleNamespace(root_device=torch.device("cpu"))
+
+    def __init__(self, training: bool):
+        self.training = training
 
 
-def test_standard_augment_crops_and_flips_each_image_differently():
-    crop_flip = {
-        "transforms": {
-            "crop": {"_target_": "torchvision.transforms.v2.RandomCrop", "size": 32, "padding": 4},
-            "flip": {"_target_": "torchvision.transforms.v2.RandomHorizontalFlip"},
-        },
-        "mixup_alpha": 0.0,
-    }
-    dm = datamodule(augment=crop_flip)
-    torch.manual_seed(0)
-    views = torch.stack([dm.train_set[0][0] for _ in range(8)])
-    assert len({v.sum().item() for v in views}) > 1  # random per draw
-    assert views.shape == (8, 3, 32, 32)
+def batches(dm, loader, training: bool) -> list[torch.Tensor]:
+    dm.trainer = _Stage(training)
+    return [dm.on_after_batch_transfer(batch, 0)[0] for batch in loader]
+
+
+def test_loaders_give_uint8_batches_normalised_with_the_given_statistics():
+    dm = datamodule(eval_batch_size=7)
+    images, labels = next(iter(dm.test_dataloader()))
+    assert images.dtype == torch.uint8 and images.shape == (7, 3, 32, 32) and len(labels) == 7
+    assert [len(b) for b in batches(dm, dm.test_dataloader(), False)] == [7, 7, 6]
+    x = batches(dm, dm.test_dataloader(), False)[0]
+    assert torch.allclose(x, (dm.arrays.test_images[:7].float() / 255 - 0.5) / 0.25, atol=1e-6)
+    assert len(next(iter(dm.train_dataloader()))[0]) == 10  # batch_size
 
 
 CROP_FLIP = {
-    "transforms": {
-        "crop": {"_target_": "torchvision.transforms.v2.RandomCrop", "size": 32, "padding": 4},
-        "flip": {"_target_": "torchvision.transforms.v2.RandomHorizontalFlip"},
-    },
+    "transforms": {"crop_flip": {"_target_": "cnnlab.data.augment.CropFlip", "padding": 4}},
     "mixup_alpha": 0.0,
 }
 
@@ -134,17 +134,16 @@ def test_train_and_validation_images_never_overlap():
 
 def test_validation_and_test_images_are_not_augmented():
     dm = datamodule(augment=CROP_FLIP, val_split=0.2)
-    for dataset in (dm.val_set, dm.test_set):
-        raw = dataset.images[:10].float() / 255
-        expected = (raw - 0.5) / 0.25
+    for dataset, loader in ((dm.val_set, dm.val_dataloader()), (dm.test_set, dm.test_dataloader())):
+        expected = (dataset.images.float() / 255 - 0.5) / 0.25
         torch.manual_seed(0)
-        first = torch.stack([dataset[i][0] for i in range(10)])
+        first = torch.cat(batches(dm, loader, training=False))
         torch.manual_seed(1)
-        second = torch.stack([dataset[i][0] for i in range(10)])
+        second = torch.cat(batches(dm, loader, training=False))
         assert torch.allclose(first, expected, atol=1e-6) and torch.equal(first, second)
-    images, _ = next(iter(dm.val_dataloader()))
-    assert torch.allclose(images, (dm.val_set.images[:10].float() / 255 - 0.5) / 0.25, atol=1e-6)
-    augmented = torch.stack([dm.train_set[0][0] for _ in range(8)])
+    plain = dm.train_set.images[:1].expand(8, -1, -1, -1).contiguous()
+    dm.trainer = _Stage(training=True)
+    augmented, _ = dm.on_after_batch_transfer((plain, torch.zeros(8, dtype=torch.long)), 0)
     assert len({v.sum().item() for v in augmented}) > 1  # while training images are
 
 

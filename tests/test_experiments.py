@@ -26,7 +26,7 @@ def test_seed002_nin_grid_is_the_lab_setup(make_cfg):
     assert cfg.scheduler.scheduler.gamma == 0.1 and cfg.scheduler.warmup_epochs == 0
     assert cfg.trainer.max_epochs == 164 and cfg.data.batch_size == 128
     assert cfg.regularizer.l2 == 1e-4 and cfg.optimizer.weight_decay == 0
-    assert set(cfg.augment.transforms) == {"crop", "flip"}
+    assert set(cfg.augment.transforms) == {"crop_flip"}
     assert cfg.data.val_split == 0 and not cfg.data.val_on_test
 
 
@@ -97,7 +97,7 @@ def test_seed004_resnet24_is_the_best_model_of_the_report(make_cfg):
     assert cfg.optimizer.nesterov and cfg.optimizer.weight_decay == 1e-3
     assert cfg.scheduler.scheduler.gamma == 0.9 and cfg.trainer.max_epochs == 50
     assert cfg.augment.mixup_alpha > 0 and cfg.data.val_split == 0.1
-    assert set(cfg.augment.transforms) == {"noise", "crop", "hflip", "vflip"}
+    assert set(cfg.augment.transforms) == {"noise", "crop_flip", "vflip"}
     assert cfg.reference.test_acc == 0.9443
 
 

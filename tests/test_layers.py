@@ -146,7 +146,8 @@ def test_max_norm_projection_passes_gradcheck():
 
 def test_zca_whitening_passes_gradcheck():
     from cnnlab.data.preprocess import Whitening
+    from cnnlab.data.stats import zca
 
-    white = Whitening(torch.rand(200, 2, 2, 2), eps=0.1).double()
+    white = Whitening(**zca(torch.rand(200, 2, 2, 2), eps=0.1)).double()
     x = torch.rand(3, 2, 2, 2, dtype=torch.float64, requires_grad=True)
     assert gradcheck(white, (x,))

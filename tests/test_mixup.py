@@ -26,24 +26,31 @@ def mixup_module(alpha: float) -> ImageDataModule:
         std=[0.25] * 3,
         num_classes=10,
     )
+    dm.setup()
     dm.trainer = _Training()
     return dm
 
 
+def images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images as a loader gives them, and as floats after normalisation."""
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)
+    return x, (x.float() / 255 - 0.5) / 0.25
+
+
 def test_mixup_mixes_images_and_targets_with_one_lambda():
     torch.manual_seed(0)
-    x, y = torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
-    mixed_x, soft = mixup_module(alpha=1.0).on_after_batch_transfer((x.clone(), y), 0)
+    (x, plain), y = images(8), torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
+    mixed_x, soft = mixup_module(alpha=1.0).on_after_batch_transfer((x, y), 0)
     lam = soft[0, y[0]].item()  # the pair of image 0 is image 7: a different class
     assert 0 < lam < 1
     assert torch.allclose(soft, lam * F.one_hot(y, 10) + (1 - lam) * F.one_hot(y.flip(0), 10))
-    assert torch.allclose(mixed_x, lam * x + (1 - lam) * x.flip(0), atol=1e-6)
+    assert torch.allclose(mixed_x, lam * plain + (1 - lam) * plain.flip(0), atol=1e-5)
 
 
 def test_mixup_loss_is_the_lambda_weighted_cross_entropy():
     torch.manual_seed(1)
-    x, y = torch.randn(8, 3, 32, 32), torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])
-    mixed_x, soft = mixup_module(alpha=0.4).on_after_batch_transfer((x.clone(), y), 0)
+    (x, _), y = images(8), torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])
+    mixed_x, soft = mixup_module(alpha=0.4).on_after_batch_transfer((x, y), 0)
     lam = soft[0, y[0]].item()
     module = Classifier(net=NET, optimizer=SGD)
     logits = module(mixed_x)
@@ -52,9 +59,9 @@ def test_mixup_loss_is_the_lambda_weighted_cross_entropy():
 
 
 def test_no_mixup_at_alpha_zero_or_outside_training():
-    x, y = torch.randn(4, 3, 32, 32), torch.arange(4)
+    (x, plain), y = images(4), torch.arange(4)
     out_x, out_y = mixup_module(alpha=0.0).on_after_batch_transfer((x, y), 0)
-    assert out_y is y and out_x is x
+    assert out_y is y and torch.allclose(out_x, plain, atol=1e-6)
     dm = mixup_module(alpha=1.0)
     dm.trainer.training = False
     assert dm.on_after_batch_transfer((x, y), 0)[1] is y

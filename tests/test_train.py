@@ -143,7 +143,7 @@ def test_validating_on_the_test_set_draws_test_curves_and_selects_nothing(make_c
             "nothing may be chosen or scheduled on the test set",
         ),
         (["scheduler=plateau", "data.val_split=0"], "the schedule watches val/loss, which needs"),
-        (["+data.colour=1"], "data has no option colour; it takes: dataset, mean, std"),
+        (["+data.colour=1"], "data has no option colour; it takes: dataset, num_classes"),
         (["resume=missing.ckpt"], "resume=missing.ckpt: no such checkpoint"),
     ],
 )

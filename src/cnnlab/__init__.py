@@ -1,4 +1,5 @@
 """cnnlab: train and compare CNN image classifiers with Lightning and Hydra."""
 
-# Importing the component packages fills the registry; sweep adds the config resolvers.
-from cnnlab import data, layers, models, sweep  # noqa: F401
+# The config resolvers (${cnnlab.new_dir:...}). The components (models, data sets, ...) are
+# imported by cnnlab.registry at the first lookup, so that importing cnnlab stays light.
+from cnnlab import sweep  # noqa: F401

@@ -15,6 +15,8 @@ from cnnlab.models import build_model
 from cnnlab.regularizers import apply_max_norm, param_groups, penalty
 from cnnlab.schedules import build_schedule
 
+# Training steps between two reads of their losses by the host (see Classifier._check_finite).
+CHECK_EVERY = 50
 NO_REGULARIZER = {"l1": 0.0, "l2": 0.0, "max_norm": None, "decay_norm_and_bias": True}
 
 
@@ -33,6 +35,8 @@ class Classifier(L.LightningModule):
         label_smoothing: passed to the cross-entropy loss (also applied to mixup's soft targets).
         val_stage: the name validation metrics are logged under (``val_on_test`` when the
             validation loop runs on the test set).
+        compile: compile the network with ``torch.compile`` (the network only: the training
+            step stays plain Python, and checkpoints keep the network's own parameter names).
     """
 
     def __init__(
@@ -43,17 +47,26 @@ class Classifier(L.LightningModule):
         regularizer: Mapping[str, Any] | None = None,
         label_smoothing: float = 0.0,
         val_stage: str = "val",
+        compile: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.net = build_model(**net)
+        self.channels_last = bool(net["model"].get("channels_last", False))
+        if compile:
+            self.net.compile()
         self.reg = {**NO_REGULARIZER, **(regularizer or {})}
         classes = net.get("num_classes", 10)
         self.train_acc, self.val_acc, self.test_acc = (
-            MulticlassAccuracy(classes, average="micro") for _ in range(3)
+            # validate_args would check the labels on the host at every step
+            MulticlassAccuracy(classes, average="micro", validate_args=False)
+            for _ in range(3)
         )
+        self._losses: list[tuple[torch.Tensor, int, int, int]] = []  # since the last check
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:  # the input as the weights are stored, or convolutions convert
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -64,7 +77,9 @@ class Classifier(L.LightningModule):
         images, targets = batch
         logits = self(images)
         loss = self.loss(logits, targets)
-        self._check_finite(loss, batch_idx)
+        self._losses.append((loss.detach(), self.current_epoch, self.global_step, batch_idx))
+        if len(self._losses) >= CHECK_EVERY or self._ends_epoch(batch_idx):
+            self._check_finite()  # before the epoch's end: checkpoints are saved then
         hard = targets.argmax(1) if targets.ndim == 2 else targets  # mixup: the larger share
         self.train_acc(logits, hard)
         # sync_dist: under DDP, epoch means over all processes (plateau schedules watch them)
@@ -76,18 +91,42 @@ class Classifier(L.LightningModule):
             loss = loss + extra
         return loss
 
-    def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
-        """Stop before a NaN or infinite loss reaches the weights: the last checkpoint stays the
-        last good state. (Reading the loss waits for the device, once per step.)"""
-        finite = bool(torch.isfinite(loss))
+    def _check_finite(self) -> None:
+        """Stop if a training loss since the last check was NaN or infinite, naming the first.
+        The losses are read every CHECK_EVERY steps and before anything validates or saves the
+        weights, not at every step, which would make the host wait for the device each time:
+        the weights a NaN reached are never saved, the last checkpoint stays the last good one."""
+        if not self._losses:
+            return
+        losses, self._losses = self._losses, []
+        finite = torch.isfinite(torch.stack([loss for loss, *_ in losses])).tolist()
+        ok = all(finite)
         trainer = self._trainer  # None when called outside a Trainer
         if trainer is not None and trainer.world_size > 1:  # all processes stop together,
-            finite = trainer.strategy.reduce_boolean_decision(finite, all=True)  # or some hang
-        if not finite:
-            raise Diverged(
-                f"the training loss is {loss.item()} at epoch {self.current_epoch}, step "
-                f"{self.global_step} (batch {batch_idx} of the epoch)"
-            )
+            ok = trainer.strategy.reduce_boolean_decision(ok, all=True)  # or some would hang
+        if ok:
+            return
+        loss, epoch, step, batch_idx = losses[finite.index(False) if False in finite else -1]
+        where = f"at epoch {epoch}, step {step} (batch {batch_idx} of the epoch)"
+        if False not in finite:
+            raise Diverged(f"another process's training loss is not finite, by {where}")
+        raise Diverged(f"the training loss is {loss.item()} {where}")
+
+    def _ends_epoch(self, batch_idx: int) -> bool:
+        trainer = self._trainer
+        if trainer is None:
+            return False
+        last_step = 0 < trainer.max_steps <= self.global_step + 1
+        return last_step or batch_idx + 1 >= trainer.num_training_batches
+
+    def on_validation_start(self) -> None:
+        self._check_finite()
+
+    def on_train_epoch_end(self) -> None:
+        self._check_finite()
+
+    def on_train_end(self) -> None:
+        self._check_finite()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.reg["max_norm"] is not None:

@@ -27,13 +27,23 @@ def register(kind: str, name: str):
     return deco
 
 
+def _load_components() -> None:
+    """The component packages register themselves when imported. They are imported at the first
+    lookup, not with cnnlab: --help and a mistyped option then answer without loading torch."""
+    import cnnlab.data  # noqa: F401
+    import cnnlab.layers  # noqa: F401
+    import cnnlab.models  # noqa: F401
+
+
 def names(kind: str) -> list[str]:
     """The registered names of one kind, sorted."""
+    _load_components()
     return sorted(_REGISTRY[kind])
 
 
 def lookup(kind: str, name: str) -> Callable:
     """The factory registered as ``kind``/``name``, or a ConfigError listing the choices."""
+    _load_components()
     try:
         return _REGISTRY[kind][name]
     except KeyError:

@@ -36,7 +36,7 @@ from cnnlab.files import atomic
 from cnnlab.sweep import in_sweep, launcher
 
 # The settings a run's result depends on: a checkpoint is only continued under the same ones.
-# (data loading workers, paths, loggers and callbacks may change between attempts.)
+# (where the data sits, paths, loggers and callbacks may change between attempts.)
 RESULT_KEYS = (
     "seed",
     "label_smoothing",
@@ -55,7 +55,14 @@ RESULT_KEYS = (
     "trainer.gradient_clip_val",
     "trainer.accumulate_grad_batches",
 )
-FREE_DATA_KEYS = ("num_workers", "dataset.root", "dataset.download", "dataset.verify")
+FREE_DATA_KEYS = (
+    "on_device",
+    "cache_dir",
+    "eval_batch_size",
+    "dataset.root",
+    "dataset.download",
+    "dataset.verify",
+)
 
 
 def settings(cfg: DictConfig) -> dict[str, Any]:

@@ -151,6 +151,7 @@ def build_module(cfg: DictConfig) -> Classifier:
         regularizer=_plain(cfg.regularizer),
         label_smoothing=cfg.label_smoothing,
         val_stage="val_on_test" if cfg.data.get("val_on_test") else "val",
+        compile=bool(cfg.get("compile", False)),
     )
 
 

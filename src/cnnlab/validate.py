@@ -9,7 +9,6 @@ import difflib
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.utils import instantiate
@@ -31,7 +30,7 @@ RANGES: dict[str, tuple[type, Callable, str]] = {
         "an integer >= 1, or -1 with trainer.max_steps > 0",
     ),
     "trainer.max_steps": (int, lambda v: v >= 1 or v == -1, "an integer >= 1, or -1 (no limit)"),
-    "data.num_workers": (int, lambda v: v >= 0, "an integer >= 0"),
+    "data.eval_batch_size": (int, lambda v: v >= 1, "an integer >= 1 or null"),
     "data.image_size": (int, lambda v: v >= 1, "an integer >= 1"),
     "data.in_channels": (int, lambda v: v >= 1, "an integer >= 1"),
     "data.num_classes": (int, lambda v: v >= 2, "an integer >= 2"),
@@ -59,6 +58,8 @@ def check_ranges(cfg: DictConfig) -> None:
 def check_optimizer(cfg: DictConfig) -> None:
     """Build the optimizer on a stand-in parameter, so that its own checks (Adam's betas, ...)
     fail now, in one line, rather than when training starts."""
+    import torch  # here: the other checks run before torch is loaded (python src/train.py -h)
+
     try:
         instantiate(cfg.optimizer)(params=[torch.zeros(1, requires_grad=True)])
     except (TypeError, ValueError, HydraException) as err:

@@ -1,6 +1,5 @@
 """Data sets held in memory as uint8 tensors, and the dataset view the loaders read."""
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,13 +17,26 @@ class ImageArrays:
 
 
 class ImageDataset(Dataset):
-    """Images by index, each passed through ``transform`` (a torchvision v2 pipeline)."""
+    """uint8 images and their labels, on the host or a device. A DataLoader reads a whole batch
+    with one indexing operation (``__getitems__``): no per-image Python, no worker processes."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable):
-        self.images, self.labels, self.transform = images, labels, transform
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.transform(self.images[i]), self.labels[i]
+        return self.images[i], self.labels[i]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.as_tensor(indices, device=self.images.device)
+        return self.images[rows], self.labels[rows]
+
+    def to(self, device: torch.device) -> "ImageDataset":
+        return ImageDataset(self.images.to(device), self.labels.to(device))
+
+
+def whole_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The DataLoader's collate_fn: ``__getitems__`` already returns the batch."""
+    return batch

@@ -1,5 +1,6 @@
 """The LightningDataModule: load a registered data set, split it, augment it, mix it."""
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -9,36 +10,46 @@ import torch.distributed as dist
 from hydra.utils import instantiate
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from timm.data import Mixup
+from torch import nn
 from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 
 from cnnlab import registry
-from cnnlab.data.arrays import ImageArrays, ImageDataset
-from cnnlab.data.preprocess import Whitening, per_image
+from cnnlab.data.arrays import ImageArrays, ImageDataset, whole_batch
+from cnnlab.data.preprocess import MinMax, Standardize, Whitening, check_kind
 from cnnlab.data.split import stratified_split
+from cnnlab.data.stats import cached, channel_stats, fingerprint, zca
 from cnnlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class ImageDataModule(L.LightningDataModule):
     """Train/val/test loaders for one data set of the ``data`` registry.
 
-    Each image becomes a float tensor in [0, 1], then (training only) goes through the
-    ``augment`` transforms, then the ``preprocess`` normalisation. Mixup/cutmix and ZCA
-    whitening work on whole batches, on the device. The arguments are the keys of a
+    Images stay uint8 until their batch is on the device that trains: there they become floats
+    in [0, 1], go (training only) through the ``augment`` transforms, which work on the whole
+    batch with a random draw per image, then through the ``preprocess`` normalisation, and
+    (training only) mixup/cutmix. On a GPU the whole uint8 data set is copied to its memory once
+    (``on_device``), so no batch crosses from the host. The arguments are the keys of a
     ``conf/data`` file, plus the ``augment`` and ``preprocess`` groups.
 
     Args:
         dataset: the registry entry and its options, e.g. ``{name: cifar10, root: data}``.
-        augment: ``transforms`` (torchvision v2 configs, in order), ``mixup_alpha``,
-            ``cutmix_alpha`` (0 turns each off), ``mix_prob``, ``switch_prob``.
+        augment: ``transforms`` (batched modules, in order), ``mixup_alpha``, ``cutmix_alpha``
+            (0 turns each off), ``mix_prob``, ``switch_prob``.
         preprocess: ``{name: standardize | minmax | zca, ...}``.
         in_channels, image_size, num_classes: what the images must be; checked when loaded.
-        mean, std: per-channel statistics of the data set, for ``standardize``.
+        mean, std: per-channel statistics for ``standardize``; None: computed from the training
+            split (cached in ``cache_dir``).
+        batch_size: of training; ``eval_batch_size`` of validation and test (None: the same).
         val_split: fraction of the training set held out for validation; 0 means no validation.
         split_seed: the seed of that split.
         val_on_test: validate on the test set every epoch, as Keras' ``validation_data`` does in
             seed 001 (curves only: needs ``val_split=0``, so nothing is selected on it).
         shuffle: reshuffle the training set every epoch (seed 000's "random shuffling").
+        on_device: ``auto`` keeps the data set in GPU memory when training on a GPU and it takes
+            under a quarter of the free memory; ``true`` insists, ``false`` copies each batch.
+        cache_dir: where computed statistics are kept; None computes them every run.
         train_subset, test_subset: keep only the first N images (quick runs); None keeps all.
     """
 
@@ -46,18 +57,20 @@ class ImageDataModule(L.LightningDataModule):
         self,
         dataset: Mapping[str, Any],
         augment: Mapping[str, Any],
-        mean: Sequence[float],
-        std: Sequence[float],
         num_classes: int,
         in_channels: int = 3,
         image_size: int = 32,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         preprocess: Mapping[str, Any] | None = None,
         batch_size: int = 128,
+        eval_batch_size: int | None = None,
         val_split: float = 0.1,
         split_seed: int = 0,
         val_on_test: bool = False,
         shuffle: bool = True,
-        num_workers: int = 2,
+        on_device: bool | str = "auto",
+        cache_dir: str | None = None,
         train_subset: int | None = None,
         test_subset: int | None = None,
     ):
@@ -69,9 +82,14 @@ class ImageDataModule(L.LightningDataModule):
                 "data.val_on_test=true needs data.val_split=0: validating on the test set "
                 "replaces a held-out split, it does not sit beside one"
             )
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be at least 1, got {batch_size}")
-        if not len(mean) == len(std) == in_channels:
+        for key, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or 1)):
+            if size < 1:
+                raise ConfigError(f"data.{key} must be at least 1, got {size}")
+        if on_device not in ("auto", True, False):
+            raise ConfigError(f"data.on_device must be auto, true or false, got {on_device}")
+        if (mean is None) != (std is None):
+            raise ConfigError("data.mean and data.std go together: set both, or neither")
+        if mean is not None and not len(mean) == len(std) == in_channels:
             raise ConfigError(
                 f"data.mean and data.std need one value per channel (data.in_channels="
                 f"{in_channels}), got {len(mean)} and {len(std)}"
@@ -79,13 +97,12 @@ class ImageDataModule(L.LightningDataModule):
         self.load = registry.factory("data", dataset)
         self.save_hyperparameters(logger=False)
         self.preprocess = dict(preprocess or {"name": "standardize"})
+        check_kind(self.preprocess["name"])
         self.mixup = _mixup(augment, num_classes)
-        to_float = [v2.ToDtype(torch.float32, scale=True)]
-        finish = per_image(self.preprocess["name"], list(mean), list(std))
-        self.train_transform = v2.Compose([*to_float, *_augmentations(augment), *finish])
-        self.eval_transform = v2.Compose([*to_float, *finish])
-        self.whiten: Whitening | None = None
+        self.augment = nn.Sequential(*_augmentations(augment))
+        self.normalize: nn.Module = MinMax()  # replaced in setup() by what the data needs
         self.arrays: ImageArrays | None = None
+        self._placed: dict[tuple[int, str], ImageDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.arrays is not None:
@@ -104,19 +121,33 @@ class ImageDataModule(L.LightningDataModule):
                 f"data.val_split={h.val_split} leaves no validation image "
                 f"({len(train_idx)} training images); raise it or set it to 0"
             )
-        train_images = arrays.train_images[train_idx]
-        self.train_set = ImageDataset(
-            train_images, arrays.train_labels[train_idx], self.train_transform
-        )
-        self.val_set = ImageDataset(
-            arrays.train_images[val_idx], arrays.train_labels[val_idx], self.eval_transform
-        )
-        self.test_set = ImageDataset(arrays.test_images, arrays.test_labels, self.eval_transform)
+        images, labels = arrays.train_images, arrays.train_labels
+        self.train_set = ImageDataset(images[train_idx], labels[train_idx])
+        self.val_set = ImageDataset(images[val_idx], labels[val_idx])
+        self.test_set = ImageDataset(arrays.test_images, arrays.test_labels)
         if h.val_on_test:
             self.val_set = self.test_set
-        if self.preprocess["name"] == "zca":
-            fit = train_images[: self.preprocess.get("fit_images", 10_000)].float() / 255
-            self.whiten = Whitening(fit, self.preprocess.get("eps", 0.01))
+        self.normalize = self._normalization(self.train_set)
+
+    def _normalization(self, train: ImageDataset) -> nn.Module:
+        """What ``preprocess`` asks for, its statistics taken from the training split."""
+        h, kind = self.hparams, self.preprocess["name"]
+        key = f"{h.dataset['name']}-{fingerprint(train.images, train.labels)}"
+        if kind == "minmax":
+            return MinMax()
+        if kind == "zca":
+            fit, eps = self.preprocess.get("fit_images", 10_000), self.preprocess.get("eps", 0.01)
+            images = train.images[:fit].float() / 255
+            matrix = cached(h.cache_dir, f"zca-{key}-{len(images)}-{eps}", lambda: zca(images, eps))
+            return Whitening(matrix["mean"], matrix["matrix"])
+        if h.mean is not None:
+            return Standardize(torch.tensor(h.mean), torch.tensor(h.std))
+        stats = cached(h.cache_dir, f"stats-{key}", lambda: channel_stats(train.images))
+        log.info(
+            f"{h.dataset['name']}: training split mean {_rounded(stats['mean'])}, "
+            f"std {_rounded(stats['std'])}"
+        )
+        return Standardize(stats["mean"], stats["std"])
 
     def _check(self, arrays: ImageArrays) -> None:
         """The loaded images must be what the config says, or normalisation and the model's
@@ -148,58 +179,93 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Mixup pairs each image with its mirror in the batch, so batches must be even.
-        shuffle = self.hparams.shuffle
-        return self._loader(self.train_set, shuffle=shuffle, drop_last=self.mixup is not None)
+        h = self.hparams
+        return self._loader(self.train_set, h.batch_size, h.shuffle, drop_last=bool(self.mixup))
 
     def val_dataloader(self) -> DataLoader | list:
         validates = self.has_validation or self.hparams.val_on_test
-        return self._loader(self.val_set) if validates else []
+        return self._loader(self.val_set, self._eval_batch_size) if validates else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set)
+        return self._loader(self.test_set, self._eval_batch_size)
+
+    @property
+    def _eval_batch_size(self) -> int:
+        return self.hparams.eval_batch_size or self.hparams.batch_size
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
-        if self.whiten is not None:
-            images = self.whiten.to(images.device)(images)
-        if self.mixup is not None and self.trainer is not None and self.trainer.training:
-            images, labels = self.mixup(images, labels)  # labels become (N, classes) soft targets
-        return images, labels
+        x = images.float().div_(255)
+        training = self.trainer is not None and self.trainer.training
+        if training:
+            x = self.augment(x)
+        x = self.normalize.to(x.device)(x)
+        if training and self.mixup is not None:
+            x, labels = self.mixup(x, labels)  # labels become (N, classes) soft targets
+        return x, labels
 
-    def _loader(self, dataset, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
-        workers = self.hparams.num_workers
+    def _loader(
+        self, dataset: ImageDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False
+    ) -> DataLoader:
+        device = self._device()
+        if device is not None:
+            key = (id(dataset), str(device))
+            dataset = self._placed.setdefault(key, dataset.to(device))
         sampler = None
         if not shuffle and dist.is_available() and dist.is_initialized():
             # Under DDP, each process evaluates its own share of the images, none twice:
             # Lightning's default sampler pads the shares with repeats, which biases accuracy.
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
+        root = self.trainer.strategy.root_device if self.trainer is not None else None
         return LazyLoader(
             dataset,
-            batch_size=self.hparams.batch_size,
+            batch_size=batch_size,
             shuffle=shuffle,
             sampler=sampler,
             drop_last=drop_last,
-            num_workers=workers,
-            # Fresh workers each epoch take their seeds from the epoch's (cnnlab.resume.EpochSeed),
-            # so a resumed run augments exactly as the uninterrupted one; persistent ones would not.
-            persistent_workers=False,
-            pin_memory=torch.cuda.is_available(),
+            collate_fn=whole_batch,
+            # Batches copied from the host to a GPU: from page-locked memory, without waiting.
+            pin_memory=device is None and root is not None and root.type == "cuda",
         )
+
+    def _device(self) -> torch.device | None:
+        """The accelerator to keep the data sets on (data.on_device), or None for host memory."""
+        setting, trainer = self.hparams.on_device, self.trainer
+        if trainer is None or setting is False:
+            return None
+        device = trainer.strategy.root_device
+        if device.type == "cpu":
+            return None
+        if device.type == "cuda":
+            free = torch.cuda.mem_get_info(device)[0]
+            size = self.arrays.train_images.nbytes + self.arrays.test_images.nbytes
+            if size > free / 4:
+                if setting is True:
+                    raise ConfigError(
+                        f"data.on_device=true, but the data set ({size / 2**30:.1f} GiB) takes "
+                        f"over a quarter of the GPU's free memory ({free / 2**30:.1f} GiB); set "
+                        "data.on_device=auto or false to copy each batch from the host"
+                    )
+                return None
+        return device
 
 
 class LazyLoader(DataLoader):
     """A DataLoader whose epoch starts at its first batch, not when Lightning asks for the
-    iterator (ahead of the epoch, for a run's first one): the shuffle and the workers' seeds are
-    then drawn after cnnlab.resume.EpochSeed has seeded the epoch, in a fresh run and a resumed
-    one alike."""
+    iterator (ahead of the epoch, for a run's first one): the shuffle is then drawn after
+    cnnlab.resume.EpochSeed has seeded the epoch, in a fresh run and a resumed one alike."""
 
     def __iter__(self):
         yield from super().__iter__()
 
 
-def _augmentations(augment: Mapping[str, Any]) -> list:
+def _augmentations(augment: Mapping[str, Any]) -> list[nn.Module]:
     transforms = augment.get("transforms") or {}
     return [instantiate(t, _convert_="all") for t in transforms.values() if t is not None]
+
+
+def _rounded(values: torch.Tensor) -> list[float]:
+    return [round(v, 4) for v in values.tolist()]
 
 
 def _mixup(augment: Mapping[str, Any], num_classes: int) -> Mixup | None:

@@ -30,8 +30,11 @@ def build_model(
     Each mapping is a config node such as ``{name: elu, alpha: 1.0}``. ``init: {name: auto}``
     takes the init the model asks for (timm's keep their own), else the one the activation asks
     for (He for the ReLU family, LeCun for SELU, Xavier for tanh and sigmoid); dropout layers are
-    the kind the activation asks for (alpha for SELU).
+    the kind the activation asks for (alpha for SELU). ``model.channels_last`` stores the
+    weights as NHWC, which GPU convolutions (with bf16 or fp16) run fastest in.
     """
+    model = dict(model)
+    channels_last = model.pop("channels_last", False)
     chosen = registry.lookup("activation", activation["name"])
     make = _model_factory(model)
     if init["name"] == "auto":
@@ -57,7 +60,7 @@ def build_model(
             f"{str(err).strip().splitlines()[0]}"
         ) from None
     net.apply(initialise)
-    return net
+    return net.to(memory_format=torch.channels_last) if channels_last else net
 
 
 def _dry_run(net: nn.Module, in_channels: int, image_size: int) -> None:

@@ -1,0 +1,271 @@
+"""How much a cnnlab run costs over a plain PyTorch loop, and how fast the data path is.
+
+    python -m cnnlab.bench model=base_cnn                   # the training path, cnnlab vs raw
+    python -m cnnlab.bench --data-path augment=standard     # the loaders alone
+
+Takes the same overrides as ``src/train.py``. Unless they say otherwise: ``data=fake`` with 4,300
+CIFAR-sized random images (30 batches of 128 to train on, 430 to validate on: an epoch of
+CIFAR-10 in miniature), nothing to download. In one process, alternating ``--rounds`` times:
+
+(a) cnnlab as users run it: ``Trainer.fit`` with the configured callbacks (progress bar,
+    checkpoints), CSV logger, module and data module;
+(b) a plain PyTorch loop on the same network, images, augmentation, optimizer, precision and
+    gradient clipping: no framework, no logging, no checkpoints.
+
+Each trains ``--epochs`` epochs of ``--batches`` batches and validates after each; images/s are
+counted from the second epoch's start (the first warms up caches and threads) and include
+validation. The last line is ``ratio`` = (a) / (b), the best round of each.
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose(overrides: list[str], output_dir: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3", job_name="bench"):
+        cfg = hydra_compose(
+            "train",
+            overrides=[*overrides, f"paths.output_dir={output_dir}"],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def with_defaults(overrides: list[str]) -> list[str]:
+    """The bench's own defaults (see the module's help), where ``overrides`` set nothing."""
+    given = {line.split("=", 1)[0].lstrip("+~") for line in overrides}
+    defaults = {"data": "fake", "data.batch_size": "128"}
+    if given.isdisjoint({"data", "data.dataset.train_size"}):
+        defaults["data.dataset.train_size"] = "4300"
+    return [f"{k}={v}" for k, v in defaults.items() if k not in given] + overrides
+
+
+def _sync(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+class _Clock(Callback):
+    """When the second epoch started and when fitting ended."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 1:
+            self.start = _sync(pl_module.device)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.end = _sync(pl_module.device)
+
+
+def run_cnnlab(overrides: list[str], epochs: int, batches: int) -> float:
+    """Images/s of ``trainer.fit`` from the second epoch on."""
+    from cnnlab.run import build_datamodule, build_module, build_trainer
+
+    with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as out:
+        cfg = compose(
+            [*overrides, f"trainer.max_epochs={epochs}", f"trainer.limit_train_batches={batches}"],
+            out,
+        )
+        torch.manual_seed(cfg.seed)
+        dm, module = build_datamodule(cfg), build_module(cfg)
+        dm.setup()
+        trainer = build_trainer(cfg, select_best=dm.has_validation)
+        clock = _Clock()
+        trainer.callbacks.append(clock)
+        trainer.fit(module, datamodule=dm)
+        return (epochs - 1) * batches * cfg.data.batch_size / (clock.end - clock.start)
+
+
+def run_raw(overrides: list[str], epochs: int, batches: int) -> float:
+    """Images/s of a plain loop over the same network, data and optimizer."""
+    from hydra.utils import instantiate
+
+    from cnnlab.regularizers import param_groups
+    from cnnlab.run import build_datamodule, build_module
+
+    with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as out:
+        cfg = compose(overrides, out)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.seed)
+    dm, module = build_datamodule(cfg), build_module(cfg)
+    dm.setup()
+    net = module.net.to(device)
+    decay_all = (cfg.regularizer or {}).get("decay_norm_and_bias", True)
+    optimizer = instantiate(cfg.optimizer)(params=param_groups(net, decay_all))
+    augment, normalize = dm.augment.to(device), dm.normalize.to(device)
+    train, val = dm.train_set.to(device), dm.val_set.to(device)
+    size, eval_size = cfg.data.batch_size, cfg.data.eval_batch_size or cfg.data.batch_size
+    clip, smoothing = cfg.trainer.gradient_clip_val, cfg.label_smoothing
+    precision = str(cfg.trainer.precision)
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=precision.startswith("bf16"))
+    start = None
+    for epoch in range(epochs):
+        if epoch == 1:
+            start = _sync(device)
+        net.train()
+        order = torch.randperm(len(train), device=device)
+        for i in range(batches):
+            rows = order[i * size : (i + 1) * size]
+            x = normalize(augment(train.images[rows].float().div_(255)))
+            with autocast:
+                loss = F.cross_entropy(net(x), train.labels[rows], label_smoothing=smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+            optimizer.step()
+        net.eval()
+        with torch.no_grad(), autocast:
+            for i in range(0, len(val), eval_size):
+                net(normalize(val.images[i : i + eval_size].float().div_(255)))
+    return (epochs - 1) * batches * size / (_sync(device) - start)
+
+
+# The per-image torchvision pipelines that the batched presets replace, run in DataLoader
+# workers as before: the reference for the data path's speed-up.
+def _per_image(preset: str, mean: list[float], std: list[float]):
+    from torchvision.transforms import v2
+
+    crop_flip = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
+    steps = {
+        "none": [],
+        "standard": crop_flip,
+        "cutout": [*crop_flip, v2.RandomErasing(scale=(0.02, 0.2))],
+        "autoaugment": [*crop_flip, v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)],
+    }.get(preset)
+    if steps is None:
+        return None
+    return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+
+class _PerImage(torch.utils.data.Dataset):
+    def __init__(self, images, labels, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.images[i]), self.labels[i]
+
+
+class _Training:
+    """The little of a Trainer the data module asks for in a training step."""
+
+    training = True
+
+    def __init__(self, device: torch.device):
+        self.strategy = type("Strategy", (), {"root_device": device})()
+
+
+def _images_per_second(batches, device: torch.device, count: int) -> float:
+    """Throughput of an iterator of batches, after three batches of warm-up."""
+    seen, start = 0, None
+    for i, (x, _) in enumerate(batches):
+        if i == 3:
+            start, seen = _sync(device), 0
+        seen += len(x)
+        if i == count + 3:
+            break
+    return seen / (_sync(device) - start)
+
+
+def _batched(dm, device: torch.device):
+    """Training batches as cnnlab makes them: sliced, moved, augmented and normalised."""
+    while True:
+        for batch in dm.train_dataloader():
+            batch = [t.to(device, non_blocking=True) for t in batch]
+            yield dm.on_after_batch_transfer(batch, 0)
+
+
+def _per_image_batches(loader, device: torch.device):
+    while True:
+        for x, y in loader:
+            yield x.to(device, non_blocking=True), y
+
+
+def data_path(overrides: list[str], batches: int, workers: int) -> list[tuple[str, float, float]]:
+    """Images/s of each augment preset: batched (as cnnlab runs it), per image (workers)."""
+    from cnnlab.run import build_datamodule
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    presets = sorted(p.stem for p in (CONF / "augment").glob("*.yaml"))
+    rows = []
+    for preset in presets:
+        with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as out:
+            cfg = compose([f"augment={preset}", *overrides], out)
+        dm = build_datamodule(cfg)
+        dm.setup()
+        dm.trainer = _Training(device)
+
+        fast = _images_per_second(_batched(dm, device), device, batches)
+        per_image = _per_image(
+            preset, dm.normalize.mean.flatten().tolist(), dm.normalize.std.flatten().tolist()
+        )
+        slow = float("nan")
+        if per_image is not None and cfg.data.image_size == 32:
+            loader = torch.utils.data.DataLoader(
+                _PerImage(dm.train_set.images, dm.train_set.labels, per_image),
+                batch_size=cfg.data.batch_size,
+                shuffle=True,
+                num_workers=workers,
+                persistent_workers=workers > 0,
+            )
+            slow = _images_per_second(_per_image_batches(loader, device), device, batches)
+        rows.append((preset, fast, slow))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m cnnlab.bench", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("overrides", nargs="*", help="config overrides, as for src/train.py")
+    parser.add_argument("--epochs", type=int, default=3, help="per round, the first not timed")
+    parser.add_argument("--batches", type=int, default=30, help="training batches per epoch")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of (a) and (b)")
+    parser.add_argument("--data-path", action="store_true", help="time the loaders alone")
+    parser.add_argument("--workers", type=int, default=2, help="of the per-image loader")
+    args = parser.parse_args(argv)
+    args.overrides = with_defaults(args.overrides)
+    if args.epochs < 2 or args.batches < 1 or args.rounds < 1:
+        parser.error("--epochs must be at least 2, --batches and --rounds at least 1")
+    device = "cuda: " + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads")
+    print(f"overrides: {' '.join(args.overrides)}")
+    if args.data_path:
+        print(f"{'augment':<16}{'batched img/s':>15}{'per-image img/s':>17}{'speed-up':>10}")
+        for preset, fast, slow in data_path(args.overrides, args.batches, args.workers):
+            print(f"{preset:<16}{fast:>15,.0f}{slow:>17,.0f}{fast / slow:>10.2f}")
+        return
+    cnnlab, raw = [], []
+    for r in range(args.rounds):
+        cnnlab.append(run_cnnlab(args.overrides, args.epochs, args.batches))
+        raw.append(run_raw(args.overrides, args.epochs, args.batches))
+        print(f"round {r + 1}: cnnlab {cnnlab[-1]:,.0f} img/s, raw loop {raw[-1]:,.0f} img/s")
+    print(f"median: cnnlab {statistics.median(cnnlab):,.0f}, raw {statistics.median(raw):,.0f}")
+    print(f"ratio {max(cnnlab) / max(raw):.3f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Augmentations of whole batches, each image with its own random draw, on the batch's device.
+
+They take and return float batches (N, C, H, W) in [0, 1], like kornia's augmentation modules,
+which the ``augment`` configs use for everything else (blur, affine, colour jitter, erasing).
+What is here has no kornia match: crop+flip as one gather (the hot path of every preset, as in
+airbench), the imgaug steps of seed 000's table, and AutoAugment with a sub-policy per image
+(kornia draws one per batch).
+"""
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from kornia.augmentation.auto import AutoAugment as KorniaAutoAugment
+from kornia.geometry.transform import crop_and_resize
+from torch import nn
+
+
+def _chance(p: float, x: torch.Tensor) -> torch.Tensor:
+    """(N, 1, 1, 1) booleans, true for a share ``p`` of the images."""
+    return torch.rand(len(x), 1, 1, 1, device=x.device) < p
+
+
+class CropFlip(nn.Module):
+    """Pad each side with ``padding`` zeros and crop back at a random offset, then flip left-right
+    with probability ``flip``: torchvision's RandomCrop(padding) + RandomHorizontalFlip, done for
+    the whole batch as one indexing operation."""
+
+    def __init__(self, padding: int = 4, flip: float = 0.5):
+        super().__init__()
+        self.padding, self.flip = padding, flip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        p, dev = self.padding, x.device
+        padded = F.pad(x, (p, p, p, p)).flatten(2) if p else x.flatten(2)
+        # Each output pixel's position in its padded image, flipped or not: one gather.
+        top = torch.randint(0, 2 * p + 1, (n, 1, 1), device=dev)
+        left = torch.randint(0, 2 * p + 1, (n, 1, 1), device=dev)
+        cols = torch.arange(w, device=dev).view(1, 1, w)
+        cols = torch.where(_chance(self.flip, x).view(n, 1, 1), w - 1 - cols, cols)
+        rows = top + torch.arange(h, device=dev).view(1, h, 1)
+        where = (rows * (w + 2 * p) + left + cols).view(n, 1, h * w).expand(n, c, h * w)
+        return padded.gather(2, where).view(n, c, h, w)
+
+
+class RandomOrder(nn.Module):
+    """Apply every transform, in a new random order for each batch (imgaug's
+    ``Sequential(random_order=True)``, which also draws the order per batch)."""
+
+    def __init__(self, transforms: Sequence[nn.Module]):
+        super().__init__()
+        self.transforms = nn.ModuleList(transforms)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in torch.randperm(len(self.transforms)).tolist():
+            x = self.transforms[i](x)
+        return x
+
+
+class CropSides(nn.Module):
+    """Cut a random 0..``max_fraction`` of the height/width off each side and resize back
+    (imgaug's ``Crop(percent=(0, 0.1))``)."""
+
+    def __init__(self, max_fraction: float = 0.1):
+        super().__init__()
+        self.max_fraction = max_fraction
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        size = torch.tensor([h, h, w, w], device=x.device)
+        cut = (torch.rand(n, 4, device=x.device) * self.max_fraction * size).floor()
+        top, bottom, left, right = cut.unbind(1)
+        x0, x1, y0, y1 = left, w - 1 - right, top, h - 1 - bottom
+        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]  # clockwise, (x, y), inclusive
+        boxes = torch.stack([torch.stack(corner, 1) for corner in corners], 1)
+        return crop_and_resize(x, boxes, (h, w))
+
+
+class LinearContrast(nn.Module):
+    """v -> 0.5 + a (v - 0.5), a ~ U(low, high) per image (imgaug's ``LinearContrast``, which
+    pivots on mid-grey, not on the image's mean as torchvision's ColorJitter does)."""
+
+    def __init__(self, low: float = 0.75, high: float = 1.5):
+        super().__init__()
+        self.low, self.high = low, high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.empty(len(x), 1, 1, 1, device=x.device).uniform_(self.low, self.high)
+        return (0.5 + a * (x - 0.5)).clamp(0, 1)
+
+
+class GaussianNoise(nn.Module):
+    """Add N(0, sigma^2) noise to every pixel and channel, clipped to [0, 1] (torchvision's
+    GaussianNoise)."""
+
+    def __init__(self, sigma: float = 0.1):
+        super().__init__()
+        self.sigma = sigma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + torch.randn_like(x) * self.sigma).clamp(0, 1)
+
+
+class AdditiveNoise(nn.Module):
+    """Add N(0, s^2) with s ~ U(0, max_sigma) per image; for a ``per_channel`` share of images
+    each channel gets its own noise, for the rest all channels share it (imgaug's
+    ``AdditiveGaussianNoise(scale=(0, 0.05*255), per_channel=0.5)``). Clipped to [0, 1]."""
+
+    def __init__(self, max_sigma: float = 0.05, per_channel: float = 0.5):
+        super().__init__()
+        self.max_sigma, self.per_channel = max_sigma, per_channel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sigma = torch.rand(len(x), 1, 1, 1, device=x.device) * self.max_sigma
+        noise = torch.randn_like(x)
+        noise = torch.where(_chance(self.per_channel, x), noise, noise[:, :1])
+        return (x + noise * sigma).clamp(0, 1)
+
+
+class Multiply(nn.Module):
+    """Multiply by a factor from U(low, high) per image, drawn per channel for a ``per_channel``
+    share of images (imgaug's ``Multiply((0.8, 1.2), per_channel=0.2)``). Clipped to [0, 1]."""
+
+    def __init__(self, low: float = 0.8, high: float = 1.2, per_channel: float = 0.2):
+        super().__init__()
+        self.low, self.high, self.per_channel = low, high, per_channel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape[:2]
+        factor = torch.empty(n, c, 1, 1, device=x.device).uniform_(self.low, self.high)
+        factor = torch.where(_chance(self.per_channel, x), factor, factor[:, :1])
+        return (x * factor).clamp(0, 1)
+
+
+class AutoAugment(nn.Module):
+    """AutoAugment's learned policy (``cifar10``, ``svhn`` or ``imagenet``) with each image's
+    sub-policy drawn on its own: the batch is applied sub-policy by sub-policy."""
+
+    def __init__(self, policy: str = "cifar10"):
+        super().__init__()
+        self.policies = nn.ModuleList(KorniaAutoAugment(policy).children())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Drawn on the host, so that splitting the batch never waits for the device.
+        chosen = torch.randint(0, len(self.policies), (len(x),))
+        out = x.clone()
+        for i, policy in enumerate(self.policies):
+            rows = (chosen == i).nonzero().flatten()
+            if len(rows):
+                rows = rows.to(x.device, non_blocking=True)
+                out[rows] = policy(x[rows])
+        return out
