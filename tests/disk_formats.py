@@ -74,9 +74,61 @@ def write_cifar10_archive(root: Path, **kwargs) -> Path:
     return archive
 
 
+def write_cifar100(root: Path, train: int = 60, test: int = 30, seed: int = 0) -> Path:
+    """``root/cifar-100-python``: the train and test pickles (fine and coarse labels), meta."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name, n in (("train", train), ("test", test)):
+        fine = rng.integers(0, 100, size=n)
+        batch = {
+            "data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+            "fine_labels": fine.tolist(),
+            "coarse_labels": (fine // 5).tolist(),
+            "filenames": [f"{name}_{j}.png" for j in range(n)],
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    meta = {
+        "fine_label_names": [f"class_{i}" for i in range(100)],
+        "coarse_label_names": [f"super_{i}" for i in range(20)],
+    }
+    with open(folder / "meta", "wb") as f:
+        pickle.dump(meta, f)
+    return folder
+
+
+def write_svhn(root: Path, train: int = 60, test: int = 30, seed: int = 0) -> Path:
+    """``train_32x32.mat`` and ``test_32x32.mat`` as SVHN has them: X (32, 32, 3, N), y (N, 1)
+    with the digit 0 labelled 10."""
+    from scipy.io import savemat
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train), ("test", test)):
+        digits = rng.integers(0, 10, size=n)
+        images = learnable_images(digits, 3, 32, seed)  # (N, C, H, W)
+        y = np.where(digits == 0, 10, digits).reshape(n, 1).astype(np.uint8)
+        savemat(root / f"{split}_32x32.mat", {"X": images.transpose(2, 3, 1, 0), "y": y})
+    return root
+
+
+def write_mnist(root: Path, train: int = 60, test: int = 30, seed: int = 0) -> Path:
+    """``root/MNIST/raw``: the four idx files, unpacked, as torchvision leaves them."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train), ("t10k", test)):
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        _write_idx(raw / f"{split}-images-idx3-ubyte", learnable_images(labels, 1, 28, seed)[:, 0])
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
+    return root
+
+
 def _write_idx(path: Path, array: np.ndarray) -> None:
     header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
         f.write(header + array.astype(np.uint8).tobytes())
 
 

@@ -1,11 +1,14 @@
 """Every option of every config group composes and runs one batch of train, val and test."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from cnnlab import registry
 from cnnlab.run import run
 
+import disk_formats
 from conftest import CONF, FAST
 
 GROUPS = [
@@ -27,19 +30,21 @@ STUDIES = [f"study/{d.name}" for d in sorted((CONF / "study").iterdir())]
 OPTIONS = [(g, p.stem) for g in GROUPS + STUDIES for p in sorted((CONF / g).glob("*.yaml"))]
 
 
-def small_data(name: str, fashion_dir) -> list[str]:
-    """Overrides that point each data set at a tiny generated copy."""
-    subset = ["data.train_subset=64", "data.test_subset=16", "data.batch_size=16"]
-    return {
-        "fake": [
+def small_data(dataset, root: Path) -> list[str]:
+    """Overrides that point a data set at a tiny copy, written by ``write_<name>``."""
+    if dataset.name == "fake":
+        return [
             "data.dataset.train_size=64",
             "data.dataset.test_size=16",
             "data.batch_size=16",
             "data.image_size=16",
-        ],
-        "cifar10": ["data.dataset.verify=false", *subset],  # cifar_dir sits in paths.data_dir
-        "fashion_mnist": [f"data.dataset.root={fashion_dir}", *subset],
-    }[name]
+        ]
+    getattr(disk_formats, f"write_{dataset.name}")(root)
+    flags = [f"data.dataset.{key}=false" for key in ("verify", "download") if key in dataset]
+    subset = ["data.train_subset=64", "data.test_subset=16", "data.batch_size=16"]
+    if dataset.name == "cifar100":  # 64 images of 100 classes: a 10% stratified split is empty
+        subset.append("data.val_split=0.5")
+    return [f"data.dataset.root={root}", *flags, *subset]
 
 
 @pytest.mark.parametrize("kind", ["model", "activation", "init", "norm", "data"])
@@ -53,7 +58,7 @@ def test_every_group_has_options():
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_option_runs_fast_dev_run(group, option, make_cfg, cifar_dir, fashion_dir, monkeypatch):
+def test_option_runs_fast_dev_run(group, option, make_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     # base_cnn on fake data unless the option under test chooses otherwise.
     # A study's rows are added with +study/NAME=ROW, as its experiment's sweep adds them.
@@ -70,8 +75,8 @@ def test_option_runs_fast_dev_run(group, option, make_cfg, cifar_dir, fashion_di
     cfg = make_cfg(choice)
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         pytest.skip("composes; running it needs a CUDA GPU")
-    dataset = cfg.data.dataset.name
-    run(make_cfg([*choice, *small_data(dataset, fashion_dir), *run_length]))
+    data = small_data(cfg.data.dataset, tmp_path / "disk")
+    run(make_cfg([*choice, *data, *run_length]))
 
 
 def test_trainer_gpu_is_bf16_with_cudnn_benchmark_and_tf32(make_cfg):

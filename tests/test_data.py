@@ -7,7 +7,10 @@ from cnnlab import registry
 from cnnlab.data import ImageDataModule
 from cnnlab.data.split import stratified_split
 from cnnlab.errors import ConfigError
+from cnnlab.run import build_datamodule
 
+import disk_formats
+from conftest import CONF
 from disk_formats import write_cifar10_archive
 
 NO_AUGMENT = {"transforms": {}, "mixup_alpha": 0.0}
@@ -56,6 +59,41 @@ def test_fashion_mnist_reads_idx_gz_files(fashion_dir):
 def test_missing_fashion_mnist_names_the_package(tmp_path):
     with pytest.raises(ConfigError, match="apt-get install dataset-fashion-mnist"):
         registry.create("data", "fashion_mnist", root=str(tmp_path))
+
+
+DATA_SETS = sorted(p.stem for p in (CONF / "data").glob("*.yaml") if p.stem != "fake")
+
+
+@pytest.mark.parametrize("name", DATA_SETS)
+def test_every_data_set_reads_files_in_its_real_format(name, make_cfg, tmp_path):
+    """A data set is a loader function and a YAML; its tiny files come from
+    ``disk_formats.write_<name>``, which a new data set must add."""
+    root = tmp_path / name
+    getattr(disk_formats, f"write_{name}")(root)
+    overrides = [f"data={name}", f"data.dataset.root={root}", "data.val_split=0.2"]
+    options = make_cfg(overrides).data.dataset
+    overrides += [f"data.dataset.{key}=false" for key in ("verify", "download") if key in options]
+    cfg = make_cfg(overrides)
+    dm = build_datamodule(cfg)
+    dm.setup()
+    images, labels = dm.arrays.train_images, dm.arrays.train_labels
+    assert images.dtype == torch.uint8 and labels.dtype == torch.long
+    assert images.shape[1:] == (cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)
+    assert 0 <= labels.min() and labels.max() < cfg.data.num_classes and len(dm.test_set) >= 30
+    x = torch.cat([dm.on_after_batch_transfer(b, 0)[0] for b in dm.train_dataloader()])
+    assert x.mean().abs() < 1e-3 and (x.std(dim=(0, 2, 3)) - 1).abs().max() < 0.01  # own stats
+    if name in ("svhn", "mnist"):  # a mirrored digit is no digit
+        assert cfg.data.hflip == 0 and cfg.augment.transforms.crop_flip.flip == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "named"),
+    [("cifar100", "cifar-100-python.tar.gz"), ("svhn", "train_32x32.mat"), ("mnist", "MNIST")],
+)
+def test_a_missing_data_set_without_download_says_what_to_put_where(name, named, tmp_path):
+    with pytest.raises(ConfigError, match=named) as err:
+        registry.create("data", name, root=str(tmp_path), download=False)
+    assert "\n" not in str(err.value) and str(tmp_path) in str(err.value)
 
 
 def test_split_is_stratified_and_seeded():

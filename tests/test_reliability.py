@@ -295,7 +295,7 @@ def test_a_damaged_cifar_archive_is_named_and_removed(tmp_path):
 def test_parallel_jobs_take_turns_to_unpack_cifar(tmp_path):
     write_cifar10_archive(tmp_path)
     folder = tmp_path / "cifar-10-batches-py"
-    with FileLock(tmp_path / ".cifar-10.lock"):  # another job is fetching
+    with FileLock(tmp_path / ".cifar-10-batches-py.lock"):  # another job is fetching
         job = threading.Thread(target=cifar10, args=(str(tmp_path), False, False))
         job.start()
         time.sleep(1.0)

@@ -1,4 +1,5 @@
-"""CIFAR-10 through torchvision's reader, with the download made optional and explained.
+"""CIFAR-10 and CIFAR-100 through torchvision's readers, with the download made optional and
+explained.
 
 torchvision checks the official archive's md5 sums; ``verify=False`` skips that so that the same
 reader can load the small archives the tests write in the official format.
@@ -20,35 +21,41 @@ from cnnlab.errors import ConfigError
 from cnnlab.files import atomic
 from cnnlab.registry import register
 
-
-class _CIFAR10(datasets.CIFAR10):
-    def __init__(self, root: str, train: bool, verify: bool):
-        if not verify:  # an md5 of None makes torchvision's check_integrity test existence only
-            self.train_list = [(name, None) for name, _ in self.train_list]
-            self.test_list = [(name, None) for name, _ in self.test_list]
-            self.meta = {**self.meta, "md5": None}
-        super().__init__(root, train=train, download=False)
+Spec = type[datasets.CIFAR10]  # torchvision's CIFAR10 or CIFAR100: files, url and md5 sums
 
 
-def _fetch(root: Path, verify: bool, download: bool) -> None:
-    """Make sure ``root/cifar-10-batches-py`` exists: unpack a local archive or download one.
+def _open(spec: Spec, root: Path, train: bool, verify: bool) -> datasets.CIFAR10:
+    if not verify:  # an md5 of None makes torchvision's check_integrity test existence only
+        spec = type(
+            spec.__name__,
+            (spec,),
+            {
+                "train_list": [(name, None) for name, _ in spec.train_list],
+                "test_list": [(name, None) for name, _ in spec.test_list],
+                "meta": {**spec.meta, "md5": None},
+            },
+        )
+    return spec(str(root), train=train, download=False)
+
+
+def _fetch(spec: Spec, root: Path, verify: bool, download: bool) -> None:
+    """Make sure ``root/<spec.base_folder>`` exists: unpack a local archive or download one.
 
     Parallel jobs share ``root``: one fetches while the others wait on a lock file. The download
     and the unpacking go to temporary names first, so a kill leaves no half of either.
     """
-    spec = datasets.CIFAR10
-    with FileLock(root / ".cifar-10.lock"):
+    with FileLock(root / f".{spec.base_folder}.lock"):
         if (root / spec.base_folder).is_dir():
             return
         archive = root / spec.filename
         if not archive.is_file():
             if not download:
-                raise _missing(root, "downloads are switched off (data.dataset.download=false)")
+                raise _missing(spec, root, "downloads are off (data.dataset.download=false)")
             with atomic(archive) as part:
                 try:
                     download_url(spec.url, str(root), part.name, spec.tgz_md5 if verify else None)
                 except (urllib.error.URLError, OSError, RuntimeError) as err:  # RuntimeError: md5
-                    raise _missing(root, f"the download failed ({err})") from None
+                    raise _missing(spec, root, f"the download failed ({err})") from None
         if verify and not check_integrity(str(archive), spec.tgz_md5):
             archive.unlink()
             raise ConfigError(
@@ -62,11 +69,14 @@ def _fetch(root: Path, verify: bool, download: bool) -> None:
             os.replace(Path(tmp) / spec.base_folder, root / spec.base_folder)
 
 
-def _missing(root: Path, why: str) -> ConfigError:
+def _missing(spec: Spec, root: Path, why: str) -> ConfigError:
     return ConfigError(
-        f"CIFAR-10 not found and {why}: put cifar-10-python.tar.gz or the unpacked "
-        f"cifar-10-batches-py/ in {root}/, or use data=fashion_mnist, which works offline"
+        f"{_NAMES[spec]} not found and {why}: put {spec.filename} or the unpacked "
+        f"{spec.base_folder}/ in {root}/, or use data=fashion_mnist, which works offline"
     )
+
+
+_NAMES = {datasets.CIFAR10: "CIFAR-10", datasets.CIFAR100: "CIFAR-100"}
 
 
 def _arrays(dataset: datasets.CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,20 +84,30 @@ def _arrays(dataset: datasets.CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.tensor(dataset.targets, dtype=torch.long)
 
 
-@register("data", "cifar10")
-def cifar10(root: str = "data", verify: bool = True, download: bool = True) -> ImageArrays:
-    """The 50,000 training and 10,000 test images of CIFAR-10, as uint8 tensors."""
+def _load(spec: Spec, root: str, verify: bool, download: bool) -> ImageArrays:
     root_path = Path(root)
     try:
         root_path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"data.dataset.root={root} cannot be used as a folder: {err}") from None
-    _fetch(root_path, verify, download)
+    _fetch(spec, root_path, verify, download)
     try:
-        train, test = (_CIFAR10(str(root_path), t, verify) for t in (True, False))
+        train, test = (_open(spec, root_path, t, verify) for t in (True, False))
     except RuntimeError:  # torchvision's "Dataset not found or corrupted"
         raise ConfigError(
-            f"CIFAR-10 in {root_path / datasets.CIFAR10.base_folder} is incomplete or fails the "
-            "md5 check; delete it to fetch it again (data.dataset.verify=false skips the check)"
+            f"{_NAMES[spec]} in {root_path / spec.base_folder} is incomplete or fails the md5 "
+            "check; delete it to fetch it again (data.dataset.verify=false skips the check)"
         ) from None
     return ImageArrays(*_arrays(train), *_arrays(test))
+
+
+@register("data", "cifar10")
+def cifar10(root: str = "data", verify: bool = True, download: bool = True) -> ImageArrays:
+    """The 50,000 training and 10,000 test images of CIFAR-10, as uint8 tensors."""
+    return _load(datasets.CIFAR10, root, verify, download)
+
+
+@register("data", "cifar100")
+def cifar100(root: str = "data", verify: bool = True, download: bool = True) -> ImageArrays:
+    """CIFAR-100's 50,000 training and 10,000 test images, labelled by its 100 fine classes."""
+    return _load(datasets.CIFAR100, root, verify, download)

@@ -47,6 +47,8 @@ class ImageDataModule(L.LightningDataModule):
         val_on_test: validate on the test set every epoch, as Keras' ``validation_data`` does in
             seed 001 (curves only: needs ``val_split=0``, so nothing is selected on it).
         shuffle: reshuffle the training set every epoch (seed 000's "random shuffling").
+        hflip: the chance of a left-right flip, for the augment configs that flip
+            (``${data.hflip}``); 0 for data sets whose mirror image changes the class.
         on_device: ``auto`` keeps the data set in GPU memory when training on a GPU and it takes
             under a quarter of the free memory; ``true`` insists, ``false`` copies each batch.
         cache_dir: where computed statistics are kept; None computes them every run.
@@ -69,6 +71,7 @@ class ImageDataModule(L.LightningDataModule):
         split_seed: int = 0,
         val_on_test: bool = False,
         shuffle: bool = True,
+        hflip: float = 0.5,
         on_device: bool | str = "auto",
         cache_dir: str | None = None,
         train_subset: int | None = None,
@@ -85,6 +88,8 @@ class ImageDataModule(L.LightningDataModule):
         for key, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or 1)):
             if size < 1:
                 raise ConfigError(f"data.{key} must be at least 1, got {size}")
+        if not 0 <= hflip <= 1:
+            raise ConfigError(f"data.hflip must be in [0, 1], got {hflip}")
         if on_device not in ("auto", True, False):
             raise ConfigError(f"data.on_device must be auto, true or false, got {on_device}")
         if (mean is None) != (std is None):

@@ -1,0 +1,70 @@
+"""The speed options compose with any model and change what a real training run computes."""
+
+import pytest
+import torch
+
+from cnnlab.run import build_datamodule, build_module, build_trainer
+
+from conftest import FAST
+
+TINY = [
+    "data=fake",
+    "data.image_size=16",
+    "data.dataset.train_size=40",
+    "data.dataset.test_size=8",
+    "data.batch_size=8",
+    "trainer.max_steps=2",
+    "trainer.limit_val_batches=1",
+    *FAST,
+]
+
+
+def fit(make_cfg, *overrides):
+    """Train two steps; return the module and what the first convolution saw and gave."""
+    cfg = make_cfg([*TINY, *overrides])
+    dm, module = build_datamodule(cfg), build_module(cfg)
+    dm.setup()
+    seen = []
+    conv = next(m for m in module.net.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, args, out: seen.append((args[0], out)))
+    build_trainer(cfg, select_best=dm.has_validation).fit(module, datamodule=dm)
+    return module, conv, seen
+
+
+@pytest.mark.parametrize("model", ["base_cnn", "nin", "resnet10", "timm"])
+def test_bf16_and_channels_last_run_with_any_model(model, make_cfg):
+    module, conv, seen = fit(
+        make_cfg, f"model={model}", "trainer.precision=bf16-mixed", "model.channels_last=true"
+    )
+    assert seen and all(out.dtype == torch.bfloat16 for _, out in seen)
+    assert all(x.is_contiguous(memory_format=torch.channels_last) for x, _ in seen)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert conv.weight.dtype == torch.float32  # mixed: the weights stay float32
+    plain = fit(make_cfg, f"model={model}")[2]
+    assert plain[0][1].dtype == torch.float32
+    assert not plain[0][0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compile_compiles_the_network_and_checkpoints_keep_its_names(make_cfg, tmp_path):
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    module, _, seen = fit(make_cfg, "model=cnn_shallow", "model.pool=2", "compile=true")
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo traced the network
+    assert seen and torch.isfinite(seen[-1][1]).all()
+    ckpt = torch.load(next((tmp_path / "run").rglob("last.ckpt")), weights_only=False)
+    assert all(not k.startswith("net._orig_mod") for k in ckpt["state_dict"])
+    assert set(ckpt["state_dict"]) == {f"net.{k}" for k in module.net.state_dict()}
+
+
+def test_speedrun_recipe_runs_on_a_cpu(make_cfg):
+    """The GPU recipe, its GPU-only settings swapped for the CPU: EMA, bf16, channels_last,
+    one-cycle, label smoothing, no validation split."""
+    cfg_overrides = ["experiment=speedrun", "trainer.accelerator=cpu", "compile=false"]
+    module, conv, seen = fit(make_cfg, *cfg_overrides, "trainer.benchmark=false")
+    assert seen[0][1].dtype == torch.bfloat16 and conv.weight.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    cfg = make_cfg(["experiment=speedrun"])
+    assert cfg.data.val_split == 0 and cfg.label_smoothing == 0.2 and cfg.compile
+    assert cfg.callbacks.ema._target_.endswith("EMAWeightAveraging")
