@@ -1,5 +1,7 @@
 """The speed options compose with any model and change what a real training run computes."""
 
+import re
+
 import pytest
 import torch
 
@@ -68,3 +70,55 @@ def test_speedrun_recipe_runs_on_a_cpu(make_cfg):
     cfg = make_cfg(["experiment=speedrun"])
     assert cfg.data.val_split == 0 and cfg.label_smoothing == 0.2 and cfg.compile
     assert cfg.callbacks.ema._target_.endswith("EMAWeightAveraging")
+
+
+class _On:
+    """The little of a Trainer that the data module asks: where the model trains."""
+
+    training = True
+
+    def __init__(self, device: str):
+        self.strategy = type("Strategy", (), {"root_device": torch.device(device)})()
+
+
+def test_the_data_set_moves_to_the_training_device_once_unless_told_not_to(make_cfg):
+    """'meta' stands in for a GPU: the placement logic is the same for any accelerator."""
+    cfg = make_cfg([*TINY])
+    dm = build_datamodule(cfg)
+    dm.setup()
+    dm.trainer = _On("meta")
+    loaders = [dm.train_dataloader(), dm.train_dataloader(), dm.test_dataloader()]
+    assert all(loader.dataset.images.device.type == "meta" for loader in loaders)
+    assert loaders[0].dataset is loaders[1].dataset  # copied once, not every epoch
+    assert dm.train_set.images.device.type == "cpu"  # the host copy stays
+    off = build_datamodule(make_cfg([*TINY, "data.on_device=false"]))
+    off.setup()
+    off.trainer = _On("meta")
+    assert off.train_dataloader().dataset.images.device.type == "cpu"
+    off.trainer = _On("cpu")
+    assert off.train_dataloader().dataset is off.train_set
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_batches_are_made_in_its_memory(make_cfg):
+    module, _, seen = fit(make_cfg, "trainer=gpu", "model=base_cnn", "augment=seed000_heavy")
+    assert all(x.device.type == "cuda" for x, _ in seen)
+    dm = module.trainer.datamodule
+    assert all(d.images.device.type == "cuda" for d in dm._placed.values())
+
+
+def test_the_benchmark_times_both_paths_and_prints_their_ratio_last(capsys, tmp_path, monkeypatch):
+    from cnnlab import bench
+
+    monkeypatch.chdir(tmp_path)
+    small = ["model=cnn_shallow", "model.pool=2", "data.image_size=16", "~callbacks.progress_bar"]
+    bench.main([*small, "data.dataset.train_size=200", "--batches", "2", "--rounds", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    cnnlab, raw = (float(v.replace(",", "")) for v in re.findall(r"([\d,]+) img/s", lines[-3]))
+    ratio = float(lines[-1].removeprefix("ratio "))
+    assert cnnlab > 0 and raw > 0 and ratio == pytest.approx(cnnlab / raw, abs=0.01)
+    bench.main(["--data-path", "--batches", "2", "data.dataset.train_size=600"])
+    table = capsys.readouterr().out.splitlines()
+    standard = next(line for line in table if line.startswith("standard")).split()
+    assert float(standard[1].replace(",", "")) > 0 and float(standard[3]) > 0  # a speed-up

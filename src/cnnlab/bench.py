@@ -109,7 +109,8 @@ def run_raw(overrides: list[str], epochs: int, batches: int) -> float:
     torch.manual_seed(cfg.seed)
     dm, module = build_datamodule(cfg), build_module(cfg)
     dm.setup()
-    net = module.net.to(device)
+    model = module.to(device)  # its forward: the network, with channels_last inputs if asked
+    net = module.net
     decay_all = (cfg.regularizer or {}).get("decay_norm_and_bias", True)
     optimizer = instantiate(cfg.optimizer)(params=param_groups(net, decay_all))
     augment, normalize = dm.augment.to(device), dm.normalize.to(device)
@@ -128,7 +129,7 @@ def run_raw(overrides: list[str], epochs: int, batches: int) -> float:
             rows = order[i * size : (i + 1) * size]
             x = normalize(augment(train.images[rows].float().div_(255)))
             with autocast:
-                loss = F.cross_entropy(net(x), train.labels[rows], label_smoothing=smoothing)
+                loss = F.cross_entropy(model(x), train.labels[rows], label_smoothing=smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if clip:
@@ -137,7 +138,7 @@ def run_raw(overrides: list[str], epochs: int, batches: int) -> float:
         net.eval()
         with torch.no_grad(), autocast:
             for i in range(0, len(val), eval_size):
-                net(normalize(val.images[i : i + eval_size].float().div_(255)))
+                model(normalize(val.images[i : i + eval_size].float().div_(255)))
     return (epochs - 1) * batches * size / (_sync(device) - start)
 
 
@@ -256,8 +257,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.data_path:
         print(f"{'augment':<16}{'batched img/s':>15}{'per-image img/s':>17}{'speed-up':>10}")
         for preset, fast, slow in data_path(args.overrides, args.batches, args.workers):
-            print(f"{preset:<16}{fast:>15,.0f}{slow:>17,.0f}{fast / slow:>10.2f}")
+            if slow != slow:  # NaN: no per-image pipeline to compare with
+                print(f"{preset:<16}{fast:>15,.0f}{'-':>17}{'-':>10}")
+            else:
+                print(f"{preset:<16}{fast:>15,.0f}{slow:>17,.0f}{fast / slow:>10.2f}")
         return
+    with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as out:
+        precision = str(compose(args.overrides, out).trainer.precision)
+    if precision.startswith("16"):
+        parser.error(
+            f"trainer.precision={precision} needs a gradient scaler, which the plain loop "
+            "does not have; use 32-true or bf16-mixed"
+        )
     cnnlab, raw = [], []
     for r in range(args.rounds):
         cnnlab.append(run_cnnlab(args.overrides, args.epochs, args.batches))

@@ -13,6 +13,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins import AsyncCheckpointIO
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -178,7 +179,9 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
     loggers = [instantiate(c) for c in logger_cfgs.values() if c]
     validates = select_best or cfg.data.get("val_on_test", False)
     extra = {} if validates else {"limit_val_batches": 0}
-    plugins = [AtomicCheckpointIO()]
+    # Checkpoints are written in a thread (from copies of the tensors), so training does not
+    # wait for the disk; Lightning waits for the last one when fitting ends or fails.
+    plugins = [AsyncCheckpointIO(AtomicCheckpointIO())]
     if SLURMEnvironment.detect():  # submitit requeues SLURM jobs; Lightning must not as well
         plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = instantiate(

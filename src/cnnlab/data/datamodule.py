@@ -105,7 +105,7 @@ class ImageDataModule(L.LightningDataModule):
         check_kind(self.preprocess["name"])
         self.mixup = _mixup(augment, num_classes)
         self.augment = nn.Sequential(*_augmentations(augment))
-        self.normalize: nn.Module = MinMax()  # replaced in setup() by what the data needs
+        self.normalize: nn.Module | None = None  # set in setup(): it needs the training split
         self.arrays: ImageArrays | None = None
         self._placed: dict[tuple[int, str], ImageDataset] = {}
 
@@ -142,8 +142,12 @@ class ImageDataModule(L.LightningDataModule):
             return MinMax()
         if kind == "zca":
             fit, eps = self.preprocess.get("fit_images", 10_000), self.preprocess.get("eps", 0.01)
-            images = train.images[:fit].float() / 255
-            matrix = cached(h.cache_dir, f"zca-{key}-{len(images)}-{eps}", lambda: zca(images, eps))
+            images = train.images[:fit]
+            matrix = cached(
+                h.cache_dir,
+                f"zca-{key}-{len(images)}-{eps}",
+                lambda: zca(images.float() / 255, eps),
+            )
             return Whitening(matrix["mean"], matrix["matrix"])
         if h.mean is not None:
             return Standardize(torch.tensor(h.mean), torch.tensor(h.std))
@@ -200,6 +204,8 @@ class ImageDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
+        if self.normalize is None:
+            raise RuntimeError("ImageDataModule.setup() must run before batches are made")
         x = images.float().div_(255)
         training = self.trainer is not None and self.trainer.training
         if training:
