@@ -137,9 +137,11 @@ class ImageDataModule(L.LightningDataModule):
     def _normalization(self, train: ImageDataset) -> nn.Module:
         """What ``preprocess`` asks for, its statistics taken from the training split."""
         h, kind = self.hparams, self.preprocess["name"]
-        key = f"{h.dataset['name']}-{fingerprint(train.images, train.labels)}"
         if kind == "minmax":
             return MinMax()
+        if kind == "standardize" and h.mean is not None:
+            return Standardize(torch.tensor(h.mean), torch.tensor(h.std))
+        key = f"{h.dataset['name']}-{fingerprint(train.images, train.labels)}"  # of the cache
         if kind == "zca":
             fit, eps = self.preprocess.get("fit_images", 10_000), self.preprocess.get("eps", 0.01)
             images = train.images[:fit]
@@ -149,8 +151,6 @@ class ImageDataModule(L.LightningDataModule):
                 lambda: zca(images.float() / 255, eps),
             )
             return Whitening(matrix["mean"], matrix["matrix"])
-        if h.mean is not None:
-            return Standardize(torch.tensor(h.mean), torch.tensor(h.std))
         stats = cached(h.cache_dir, f"stats-{key}", lambda: channel_stats(train.images))
         log.info(
             f"{h.dataset['name']}: training split mean {_rounded(stats['mean'])}, "

@@ -36,11 +36,12 @@ def cached(cache_dir: str | None, name: str, compute: Callable[[], dict]) -> dic
 
 def channel_stats(images: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mean and std per channel of uint8 images (N, C, H, W), in [0, 1] units. Exact: from each
-    channel's histogram, so no float copy of the data set is made."""
+    channel's histogram (bincount reads the uint8 values as they are), so no float or int64
+    copy of the data set is made."""
     levels = torch.arange(256, dtype=torch.float64) / 255
     mean, std = [], []
     for c in range(images.shape[1]):
-        counts = torch.bincount(images[:, c].flatten().cpu().long(), minlength=256).double()
+        counts = torch.bincount(images[:, c].flatten().cpu(), minlength=256).double()
         p = counts / counts.sum()
         m = (p * levels).sum()
         mean.append(m)
