@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnlab.data.cifar import cifar10
+from cnnlab.data.fake import fake
+from cnnlab.data.split import stratified_split
+from cnnlab.data.stats import channel_stats
 from cnnlab.errors import ConfigError
 from cnnlab.module import Classifier
 from cnnlab.run import run
@@ -70,14 +74,34 @@ def test_the_best_checkpoint_is_the_one_tested(make_cfg, tmp_path):
     assert metrics["test_acc"] == pytest.approx(acc) and metrics["test_loss"] == pytest.approx(loss)
 
 
-def test_checkpoint_rebuilds_the_network_without_hydra(make_cfg, tmp_path):
-    run(make_cfg(["data=fake", "model=base_cnn", "activation=elu", "trainer.max_epochs=1", *FAST]))
+def test_a_checkpoint_alone_classifies_raw_images(make_cfg, tmp_path):
+    write_cifar10(tmp_path / "data", per_batch=40, test=100)
+    options = ["data.dataset.verify=false", "augment=none", "trainer.max_epochs=1", *FAST]
+    run(make_cfg(["model=base_cnn", "activation=elu", *options]))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     path = tmp_path / "run" / "checkpoints" / "best.ckpt"
-    module = Classifier.load_from_checkpoint(path).eval()
+    module = Classifier.load_from_checkpoint(path).eval()  # no config, no data module
     saved = torch.load(path, weights_only=False)["state_dict"]
     assert any(isinstance(m, torch.nn.ELU) for m in module.modules())
     assert all(torch.equal(v, saved[k]) for k, v in module.state_dict().items())
-    assert module(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    raw = cifar10(str(tmp_path / "data"), verify=False)
+    stats = channel_stats(raw.train_images[stratified_split(raw.train_labels, 0.1, 0)[0]])
+    assert torch.allclose(module.preprocess.mean.flatten(), stats["mean"])  # the training split's
+    assert torch.allclose(module.preprocess.std.flatten(), stats["std"])
+    assert module.class_names == raw.classes and module.class_names[0] == "airplane"
+    with torch.no_grad():
+        predicted = module(raw.test_images).argmax(1)  # uint8 images, as read from disk
+    accuracy = (predicted == raw.test_labels).float().mean().item()
+    assert accuracy == pytest.approx(metrics["test_acc"])
+    zca = ["data=fake", "data.image_size=12", "preprocess=zca", "trainer.max_epochs=1", *FAST]
+    run(make_cfg([*zca, "model=base_cnn", f"paths.output_dir={tmp_path / 'zca'}"]))
+    module = Classifier.load_from_checkpoint(tmp_path / "zca" / "checkpoints" / "best.ckpt")
+    raw = fake(test_size=128, image_size=12)
+    with torch.no_grad():
+        accuracy = (module.eval()(raw.test_images).argmax(1) == raw.test_labels).float().mean()
+    assert module.preprocess.matrix.abs().sum() > 0
+    test_acc = json.loads((tmp_path / "zca" / "metrics.json").read_text())["test_acc"]
+    assert accuracy.item() == pytest.approx(test_acc)
 
 
 def test_same_seed_same_result(make_cfg, tmp_path):

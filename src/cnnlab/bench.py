@@ -14,7 +14,9 @@ CIFAR-10 in miniature), nothing to download. In one process, alternating ``--rou
 
 Each trains ``--epochs`` epochs of ``--batches`` batches and validates after each; images/s are
 counted from the second epoch's start (the first warms up caches and threads) and include
-validation. The last line is ``ratio`` = (a) / (b), the best round of each.
+validation. Rounds alternate the order (a, b), (b, a), ... so that a machine slowing down or
+speeding up over minutes weighs on both alike; each round's ratio is (a) / (b) of that round,
+and the last line, ``ratio``, is the median of the rounds' ratios.
 """
 
 import argparse
@@ -109,11 +111,12 @@ def run_raw(overrides: list[str], epochs: int, batches: int) -> float:
     torch.manual_seed(cfg.seed)
     dm, module = build_datamodule(cfg), build_module(cfg)
     dm.setup()
-    model = module.to(device)  # its forward: the network, with channels_last inputs if asked
+    module.use_data(dm)
+    model = module.to(device)  # its forward: normalisation, then the network
     net = module.net
     decay_all = (cfg.regularizer or {}).get("decay_norm_and_bias", True)
     optimizer = instantiate(cfg.optimizer)(params=param_groups(net, decay_all))
-    augment, normalize = dm.augment.to(device), dm.normalize.to(device)
+    augment = dm.augment.to(device)
     train, val = dm.train_set.to(device), dm.val_set.to(device)
     size, eval_size = cfg.data.batch_size, cfg.data.eval_batch_size or cfg.data.batch_size
     clip, smoothing = cfg.trainer.gradient_clip_val, cfg.label_smoothing
@@ -127,7 +130,7 @@ def run_raw(overrides: list[str], epochs: int, batches: int) -> float:
         order = torch.randperm(len(train), device=device)
         for i in range(batches):
             rows = order[i * size : (i + 1) * size]
-            x = normalize(augment(train.images[rows].float().div_(255)))
+            x = augment(train.images[rows].float().div_(255))
             with autocast:
                 loss = F.cross_entropy(model(x), train.labels[rows], label_smoothing=smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -138,7 +141,7 @@ def run_raw(overrides: list[str], epochs: int, batches: int) -> float:
         net.eval()
         with torch.no_grad(), autocast:
             for i in range(0, len(val), eval_size):
-                model(normalize(val.images[i : i + eval_size].float().div_(255)))
+                model(val.images[i : i + eval_size].float().div_(255))
     return (epochs - 1) * batches * size / (_sync(device) - start)
 
 
@@ -192,11 +195,14 @@ def _images_per_second(batches, device: torch.device, count: int) -> float:
 
 
 def _batched(dm, device: torch.device):
-    """Training batches as cnnlab makes them: sliced, moved, augmented and normalised."""
+    """Training batches as cnnlab makes them: sliced, moved, augmented, and normalised (by the
+    model, in training; here as the per-image pipelines do)."""
+    normalize = dm.normalize.to(device)
     while True:
         for batch in dm.train_dataloader():
             batch = [t.to(device, non_blocking=True) for t in batch]
-            yield dm.on_after_batch_transfer(batch, 0)
+            x, y = dm.on_after_batch_transfer(batch, 0)
+            yield normalize(x), y
 
 
 def _per_image_batches(loader, device: torch.device):
@@ -269,13 +275,16 @@ def main(argv: list[str] | None = None) -> None:
             f"trainer.precision={precision} needs a gradient scaler, which the plain loop "
             "does not have; use 32-true or bf16-mixed"
         )
-    cnnlab, raw = [], []
+    ratios = []
     for r in range(args.rounds):
-        cnnlab.append(run_cnnlab(args.overrides, args.epochs, args.batches))
-        raw.append(run_raw(args.overrides, args.epochs, args.batches))
-        print(f"round {r + 1}: cnnlab {cnnlab[-1]:,.0f} img/s, raw loop {raw[-1]:,.0f} img/s")
-    print(f"median: cnnlab {statistics.median(cnnlab):,.0f}, raw {statistics.median(raw):,.0f}")
-    print(f"ratio {max(cnnlab) / max(raw):.3f}")
+        order = (run_cnnlab, run_raw) if r % 2 == 0 else (run_raw, run_cnnlab)
+        speed = {run: run(args.overrides, args.epochs, args.batches) for run in order}
+        ratios.append(speed[run_cnnlab] / speed[run_raw])
+        print(
+            f"round {r + 1}: cnnlab {speed[run_cnnlab]:,.0f} img/s, "
+            f"raw loop {speed[run_raw]:,.0f} img/s, ratio {ratios[-1]:.3f}"
+        )
+    print(f"ratio {statistics.median(ratios):.3f}")
 
 
 if __name__ == "__main__":

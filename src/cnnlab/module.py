@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics.classification import MulticlassAccuracy
 
+from cnnlab.data.preprocess import placeholder
 from cnnlab.errors import Diverged
 from cnnlab.models import build_model
 from cnnlab.regularizers import apply_max_norm, param_groups, penalty
@@ -23,8 +24,11 @@ NO_REGULARIZER = {"l1": 0.0, "l2": 0.0, "max_norm": None, "decay_norm_and_bias":
 class Classifier(L.LightningModule):
     """Trains ``build_model(**net)`` with ``optimizer`` and ``scheduler`` from config.
 
-    Everything it is given is a plain mapping, saved as hyperparameters, so
-    ``Classifier.load_from_checkpoint(path)`` rebuilds the network without Hydra.
+    It takes images as they are: uint8, or floats in [0, 1], (N, C, H, W). The normalisation
+    (``preprocess``) is part of the model: its statistics come from the data module when
+    fitting starts and are saved in every checkpoint, with the class names, so
+    ``Classifier.load_from_checkpoint(path)`` alone classifies raw images, without Hydra or
+    the data. Everything else it is given is a plain mapping, saved as hyperparameters.
 
     Args:
         net: the arguments of ``cnnlab.models.build_model`` (model, activation, norm, init, ...).
@@ -37,6 +41,8 @@ class Classifier(L.LightningModule):
             validation loop runs on the test set).
         compile: compile the network with ``torch.compile`` (the network only: the training
             step stays plain Python, and checkpoints keep the network's own parameter names).
+        preprocess: ``{name: standardize | minmax | zca}`` (its statistics are not given here:
+            the data module's, or the checkpoint's); None: the network sees the [0, 1] images.
     """
 
     def __init__(
@@ -48,9 +54,13 @@ class Classifier(L.LightningModule):
         label_smoothing: float = 0.0,
         val_stage: str = "val",
         compile: bool = False,
+        preprocess: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
+        kind = (preprocess or {}).get("name")
+        self.preprocess = placeholder(kind, net.get("in_channels", 3), net.get("image_size", 32))
+        self.class_names: list[str] | None = None  # the data set's, taken with the statistics
         self.net = build_model(**net)
         self.channels_last = bool(net["model"].get("channels_last", False))
         if compile:
@@ -65,9 +75,29 @@ class Classifier(L.LightningModule):
         self._losses: list[tuple[torch.Tensor, int, int, int]] = []  # since the last check
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
+        with torch.autocast(x.device.type, enabled=False):  # whitening in float32, not bf16
+            x = self.preprocess(x.float())
         if self.channels_last:  # the input as the weights are stored, or convolutions convert
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
+
+    def setup(self, stage: str) -> None:
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        if stage == "fit" and datamodule is not None:  # a checkpoint loaded after this, to
+            self.use_data(datamodule)  # resume or to test, brings its own
+
+    def use_data(self, datamodule) -> None:
+        """Take the normalisation statistics and class names of a set-up ImageDataModule."""
+        self.preprocess.load_state_dict(datamodule.normalize.state_dict())
+        self.class_names = datamodule.class_names
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["class_names"] = self.class_names
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.class_names = checkpoint.get("class_names")
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy against class indices (N,) or mixup's soft targets (N, classes)."""
@@ -132,19 +162,21 @@ class Classifier(L.LightningModule):
         if self.reg["max_norm"] is not None:
             apply_max_norm(self.net, self.reg["max_norm"])
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.hparams.val_stage, self.val_acc)
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, self.hparams.val_stage, self.val_acc)
 
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_acc)
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "test", self.test_acc)
 
-    def _eval_step(self, batch, stage: str, accuracy: MulticlassAccuracy) -> None:
+    def _eval_step(self, batch, stage: str, accuracy: MulticlassAccuracy) -> torch.Tensor:
+        """The batch's logits, for callbacks (on_test_batch_end's ``outputs``)."""
         images, labels = batch
         logits = self(images)
         accuracy(logits, labels)
         loss = self.loss(logits, labels)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", sync_dist=True)
         self.log(f"{stage}/acc", accuracy, prog_bar=True)
+        return logits.detach()
 
     def configure_optimizers(self):
         params = param_groups(self.net, self.reg["decay_norm_and_bias"])

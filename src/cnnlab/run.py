@@ -153,6 +153,7 @@ def build_module(cfg: DictConfig) -> Classifier:
         label_smoothing=cfg.label_smoothing,
         val_stage="val_on_test" if cfg.data.get("val_on_test") else "val",
         compile=bool(cfg.get("compile", False)),
+        preprocess=_plain(cfg.preprocess),
     )
 
 

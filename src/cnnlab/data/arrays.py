@@ -8,12 +8,14 @@ from torch.utils.data import Dataset
 
 @dataclass
 class ImageArrays:
-    """A whole data set: uint8 images (N, C, H, W) and int64 labels (N,) for train and test."""
+    """A whole data set: uint8 images (N, C, H, W) and int64 labels (N,) for train and test,
+    and the name of each class (None: the label numbers are the names)."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
+    classes: list[str] | None = None
 
 
 class ImageDataset(Dataset):

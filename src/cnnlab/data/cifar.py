@@ -98,7 +98,7 @@ def _load(spec: Spec, root: str, verify: bool, download: bool) -> ImageArrays:
             f"{_NAMES[spec]} in {root_path / spec.base_folder} is incomplete or fails the md5 "
             "check; delete it to fetch it again (data.dataset.verify=false skips the check)"
         ) from None
-    return ImageArrays(*_arrays(train), *_arrays(test))
+    return ImageArrays(*_arrays(train), *_arrays(test), classes=list(train.classes))
 
 
 @register("data", "cifar10")

@@ -27,11 +27,13 @@ class ImageDataModule(L.LightningDataModule):
     """Train/val/test loaders for one data set of the ``data`` registry.
 
     Images stay uint8 until their batch is on the device that trains: there they become floats
-    in [0, 1], go (training only) through the ``augment`` transforms, which work on the whole
-    batch with a random draw per image, then through the ``preprocess`` normalisation, and
-    (training only) mixup/cutmix. On a GPU the whole uint8 data set is copied to its memory once
-    (``on_device``), so no batch crosses from the host. The arguments are the keys of a
-    ``conf/data`` file, plus the ``augment`` and ``preprocess`` groups.
+    in [0, 1] and (training only) go through the ``augment`` transforms, which work on the whole
+    batch with a random draw per image, and mixup/cutmix. The ``preprocess`` normalisation is
+    computed here, from the training split, and applied by the model (``Classifier`` takes it
+    when fitting starts), so that a checkpoint classifies raw images. On a GPU the whole uint8
+    data set is copied to its memory once (``on_device``), so no batch crosses from the host.
+    The arguments are the keys of a ``conf/data`` file, plus the ``augment`` and ``preprocess``
+    groups.
 
     Args:
         dataset: the registry entry and its options, e.g. ``{name: cifar10, root: data}``.
@@ -183,6 +185,10 @@ class ImageDataModule(L.LightningDataModule):
                 )
 
     @property
+    def class_names(self) -> list[str] | None:
+        return self.arrays.classes if self.arrays is not None else None
+
+    @property
     def has_validation(self) -> bool:
         return self.hparams.val_split > 0
 
@@ -204,15 +210,12 @@ class ImageDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
-        if self.normalize is None:
-            raise RuntimeError("ImageDataModule.setup() must run before batches are made")
         x = images.float().div_(255)
         training = self.trainer is not None and self.trainer.training
         if training:
             x = self.augment(x)
-        x = self.normalize.to(x.device)(x)
-        if training and self.mixup is not None:
-            x, labels = self.mixup(x, labels)  # labels become (N, classes) soft targets
+        if training and self.mixup is not None:  # before the model normalises: both are
+            x, labels = self.mixup(x, labels)  # linear. Labels become (N, classes) soft targets
         return x, labels
 
     def _loader(

@@ -40,7 +40,11 @@ def svhn(root: str = "data/svhn", verify: bool = True, download: bool = True) ->
             f"SVHN not found or damaged in {path} ({str(err).splitlines()[0]}): put "
             "train_32x32.mat and test_32x32.mat there, or set data.dataset.download=true"
         ) from None
-    return ImageArrays(*_arrays(train.data, train.labels), *_arrays(test.data, test.labels))
+    return ImageArrays(
+        *_arrays(train.data, train.labels),
+        *_arrays(test.data, test.labels),
+        classes=[str(digit) for digit in range(10)],  # label 0 is the digit 0
+    )
 
 
 @register("data", "mnist")
@@ -60,6 +64,7 @@ def mnist(root: str = "data", download: bool = True) -> ImageArrays:
     return ImageArrays(
         *_arrays(train.data.unsqueeze(1), train.targets),
         *_arrays(test.data.unsqueeze(1), test.targets),
+        classes=list(datasets.MNIST.classes),
     )
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.datasets import FashionMNIST
 
 from cnnlab.data.arrays import ImageArrays
 from cnnlab.errors import ConfigError
@@ -53,4 +54,4 @@ def fashion_mnist(root: str = "/usr/share/datasets/fashion-mnist") -> ImageArray
         arrays[key] = arrays[key].unsqueeze(1)  # (N, 28, 28) -> (N, 1, 28, 28)
     for key in ("train_labels", "test_labels"):
         arrays[key] = arrays[key].long()
-    return ImageArrays(**arrays)
+    return ImageArrays(**arrays, classes=list(FashionMNIST.classes))

@@ -41,6 +41,20 @@ class Whitening(nn.Module):
         return (flat @ self.matrix).view_as(x)  # W is symmetric: W x = x W^T
 
 
+def placeholder(kind: str | None, channels: int, size: int) -> nn.Module:
+    """``kind``'s module with statistics of the right shapes but no values: what a checkpoint's
+    state dict fills in (``Classifier.load_from_checkpoint``). None: no preprocessing."""
+    if kind is None:
+        return nn.Identity()
+    check_kind(kind)
+    if kind == "minmax":
+        return MinMax()
+    if kind == "standardize":
+        return Standardize(torch.zeros(channels), torch.ones(channels))
+    pixels = channels * size * size
+    return Whitening(torch.zeros(pixels), torch.zeros(pixels, pixels))
+
+
 def check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ConfigError(f"unknown preprocess '{kind}'; choose from: {', '.join(KINDS)}")
