@@ -17,6 +17,11 @@ CONF = ROOT / "conf"
 FAST = [
     "~callbacks.progress_bar",
     "~callbacks.model_summary",
+    "~callbacks.confusion_matrix",
+    "~callbacks.predictions",
+    "~callbacks.curves",
+    "~callbacks.filters",
+    "~callbacks.augment_examples",
 ]
 
 # Tiny, quiet runs for the command line: 32 random 16x16 images.
@@ -30,26 +35,32 @@ TINY_DATA = [
 ]
 
 
+def compose_cfg(root: Path, overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """conf/train.yaml composed as `python src/train.py` would, with every path under ``root``
+    and the run in ``output_dir`` (default ``root/run``)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"paths.root_dir={root}",
+                f"paths.output_dir={output_dir or root / 'run'}",
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path):
     """``make_cfg(["model=nin", ...])`` composes conf/train.yaml as `python src/train.py` would."""
 
     def make(overrides: list[str]) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(str(CONF), version_base="1.3"):
-            cfg = compose(
-                "train",
-                overrides=[
-                    f"paths.root_dir={tmp_path}",
-                    f"paths.output_dir={tmp_path / 'run'}",
-                    *overrides,
-                ],
-                return_hydra_config=True,
-            )
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]
-        return cfg
+        return compose_cfg(tmp_path, overrides)
 
     yield make
     GlobalHydra.instance().clear()

@@ -1,0 +1,58 @@
+"""Test images with the model's top-3 softmax probabilities (seed 000's prediction displays)."""
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from cnnlab.callbacks.confusion import class_names
+from cnnlab.callbacks.publish import publish
+
+
+class PredictionGrid(Callback):
+    """``figures/predictions.png``: the first ``images`` test images, each titled with its true
+    label and the model's three most probable classes; wrong predictions in red."""
+
+    def __init__(self, images: int = 16, top: int = 3) -> None:
+        self.images, self.top = images, top
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch_idx != 0 or dataloader_idx != 0 or not trainer.is_global_zero:
+            return
+        images, labels = batch[0][: self.images], batch[1][: self.images]
+        probs = outputs[: self.images].float().softmax(1).cpu()
+        names = class_names(pl_module, probs.shape[1])
+        fig = prediction_figure(images.float().cpu(), labels.cpu(), probs, names, self.top)
+        publish(trainer, fig, "predictions")
+
+
+def prediction_figure(images, labels, probs, names: list[str], top: int) -> plt.Figure:
+    """Images in [0, 1] (N, C, H, W) in a grid, each with its label and top-``top`` classes."""
+    columns = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.9 * rows), squeeze=False)
+    best = probs.topk(min(top, probs.shape[1]), dim=1)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= len(images):
+            continue
+        _show(ax, images[i])
+        wrong = best.indices[i, 0] != labels[i]
+        ranked = zip(best.values[i].tolist(), best.indices[i].tolist(), strict=True)
+        guesses = [f"{names[c]} {100 * p:.0f}%" for p, c in ranked]
+        ax.set_title(
+            "\n".join([f"true: {names[labels[i]]}", *guesses]),
+            fontsize=8,
+            color="red" if wrong else "black",
+        )
+    fig.tight_layout()
+    return fig
+
+
+def _show(ax, image: torch.Tensor) -> None:
+    """One (C, H, W) image in [0, 1]: grey for one channel, colour for three."""
+    if image.shape[0] == 1:
+        ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())

@@ -1,0 +1,70 @@
+"""The network layer by layer, as seed 001's tables list it: output shape, weights, share."""
+
+import torch
+from lightning.pytorch.callbacks import ModelSummary
+from torch import nn
+
+from cnnlab.callbacks.publish import run_dir
+from cnnlab.files import write_text
+
+
+def layer_table(net: nn.Module, input_shape: tuple[int, ...]) -> str:
+    """A plain-text table of every layer that holds weights or has no sub-layers (Identity
+    placeholders aside): its name and
+    type, its output shape for one image of ``input_shape`` (C, H, W), its weights and their
+    share of the total. The rows add up to the total."""
+    shapes: dict[str, str] = {}
+    rows = [(n, m) for n, m in net.named_modules() if _is_row(m)]
+    hooks = [m.register_forward_hook(_recorder(shapes, n)) for n, m in rows]
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
+    training = net.training
+    try:
+        net.eval()  # BN with one image, and no dropout
+        with torch.no_grad(), torch.compiler.set_stance("force_eager"):  # compile=true: no
+            net(torch.zeros(1, *input_shape, device=device))  # compiling for one image
+    finally:
+        net.train(training)
+        for hook in hooks:
+            hook.remove()
+    total = sum(p.numel() for p in net.parameters())
+    lines = [f"{'Layer (type)':<44}{'Output shape':<20}{'Param #':>12}{'% of total':>12}"]
+    lines.append("=" * len(lines[0]))
+    for name, module in rows:
+        count = sum(p.numel() for p in module.parameters(recurse=False))
+        share = f"{100 * count / total:.2f}%" if total else "-"
+        label = f"{name} ({type(module).__name__})"
+        lines.append(f"{label:<44}{shapes.get(name, '-'):<20}{count:>12,}{share:>12}")
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    lines += ["=" * len(lines[0]), f"Total params: {total:,} (trainable: {trainable:,})"]
+    return "\n".join(lines) + "\n"
+
+
+def _is_row(module: nn.Module) -> bool:
+    if isinstance(module, nn.Identity):  # norm=none's placeholder: not a layer
+        return False
+    return not any(module.children()) or any(module.parameters(recurse=False))
+
+
+def _recorder(shapes: dict[str, str], name: str):
+    def hook(module, inputs, output) -> None:
+        if isinstance(output, torch.Tensor):
+            shapes[name] = str(tuple(output.shape[1:]))  # per image, as Keras prints (None, ...)
+
+    return hook
+
+
+class LayerSummary(ModelSummary):
+    """Prints ``layer_table`` of the network when fitting starts and writes it to
+    ``<run>/model_summary.txt``. A ModelSummary, so Lightning adds no summary of its own."""
+
+    def __init__(self) -> None:
+        super().__init__(max_depth=-1)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        net = pl_module.hparams.net
+        shape = (net.get("in_channels", 3), net.get("image_size", 32), net.get("image_size", 32))
+        table = layer_table(pl_module.net, shape)
+        print(table, end="")
+        write_text(run_dir(trainer) / "model_summary.txt", table)
