@@ -1,0 +1,87 @@
+"""Classifying ordinary image files with a checkpoint: reading them as the model was trained
+(channels, size), and the top-k classes of each."""
+
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms.v2 import functional as TF
+
+from cnnlab.errors import ConfigError
+from cnnlab.module import Classifier
+
+
+def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
+    """The model of a cnnlab checkpoint, in eval mode; a one-line ConfigError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"ckpt={path}: no such checkpoint file")
+    try:
+        module = Classifier.load_from_checkpoint(path, map_location=device)
+    except Exception as err:  # not a checkpoint, or another program's: say which file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"ckpt={path} is not a cnnlab checkpoint ({reason})") from None
+    return module.eval()
+
+
+def image_files(path: str | Path) -> list[Path]:
+    """``path`` itself, or every file under the folder ``path`` (sorted, hidden ones aside)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ConfigError(f"inputs={path}: no such file or folder")
+    return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
+    """uint8 (channels, size, size): converted to grey (L) or RGB, the shorter side resized to
+    ``size`` (antialiased), then the centre cropped square. ValueError if it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as err:  # not an image, truncated
+        raise ValueError(str(err).splitlines()[0] or type(err).__name__) from None
+    tensor = TF.pil_to_tensor(image)
+    tensor = TF.resize(tensor, size, antialias=True)  # an int: the shorter side
+    return TF.center_crop(tensor, [size, size])
+
+
+@torch.no_grad()
+def top_k(module: Classifier, images: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities and class indices of the ``k`` most probable classes, (N, k) each."""
+    probs = module(images.to(module.device)).float().softmax(1)
+    best = probs.topk(k, dim=1)
+    return best.values.cpu(), best.indices.cpu()
+
+
+def predict(
+    ckpt: str | Path, inputs: str | Path, k: int = 3, batch_size: int = 256, device: str = "cpu"
+) -> tuple[list[dict], list[dict]]:
+    """Each readable image's top-``k`` classes (``{file, top: [{label, index, probability}]}``)
+    and the files skipped with the reason (``{file, error}``)."""
+    module = load_classifier(ckpt, device)
+    net = module.hparams.net
+    classes = net.get("num_classes", 10)
+    if not 1 <= k <= classes:
+        raise ConfigError(f"top_k={k}: the model has {classes} classes; choose 1 to {classes}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size}: must be at least 1")
+    names = module.class_names or [str(i) for i in range(classes)]
+    files, results, skipped = image_files(inputs), [], []
+    for start in range(0, len(files), batch_size):
+        read = []
+        for path in files[start : start + batch_size]:
+            try:
+                read.append((path, read_image(path, net["in_channels"], net["image_size"])))
+            except ValueError as err:
+                skipped.append({"file": str(path), "error": str(err)})
+        if not read:
+            continue
+        probs, indices = top_k(module, torch.stack([image for _, image in read]), k)
+        for (path, _), p, i in zip(read, probs.tolist(), indices.tolist(), strict=True):
+            top = [
+                {"label": names[c], "index": c, "probability": q} for q, c in zip(p, i, strict=True)
+            ]
+            results.append({"file": str(path), "top": top})
+    return results, skipped
