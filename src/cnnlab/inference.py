@@ -12,12 +12,14 @@ from cnnlab.module import Classifier
 
 
 def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
-    """The model of a cnnlab checkpoint, in eval mode; a one-line ConfigError otherwise."""
+    """The model of a cnnlab checkpoint, in eval mode and not compiled (compiling pays off over
+    many batches, not a few; and export traces the plain network); a one-line ConfigError if
+    ``path`` is not one."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"ckpt={path}: no such checkpoint file")
     try:
-        module = Classifier.load_from_checkpoint(path, map_location=device)
+        module = Classifier.load_from_checkpoint(path, map_location=device, compile=False)
     except Exception as err:  # not a checkpoint, or another program's: say which file
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"ckpt={path} is not a cnnlab checkpoint ({reason})") from None

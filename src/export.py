@@ -1,0 +1,30 @@
+"""Export a checkpoint to TorchScript or ONNX:
+`python src/export.py ckpt=…/best.ckpt format=onnx` (checked against the checkpoint first)."""
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from cnnlab.errors import ConfigError
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+@hydra.main(config_path=str(CONF), config_name="export", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from cnnlab.export import TOLERANCE, export  # torch: not needed by --help
+
+    try:
+        if not cfg.ckpt:
+            raise ConfigError("give the checkpoint: ckpt=PATH (and format=torchscript|onnx)")
+        path, difference = export(cfg.ckpt, cfg.format, cfg.output)
+    except ConfigError as err:
+        print(f"cnnlab: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"{path}: outputs equal the checkpoint's within {TOLERANCE} (largest {difference:.1e})")
+
+
+if __name__ == "__main__":
+    main()
