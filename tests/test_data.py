@@ -80,8 +80,10 @@ def test_every_data_set_reads_files_in_its_real_format(name, make_cfg, tmp_path)
     assert images.dtype == torch.uint8 and labels.dtype == torch.long
     assert images.shape[1:] == (cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)
     assert 0 <= labels.min() and labels.max() < cfg.data.num_classes and len(dm.test_set) >= 30
-    x = torch.cat([dm.on_after_batch_transfer(b, 0)[0] for b in dm.train_dataloader()])
+    batches = [dm.on_after_batch_transfer(b, 0)[0] for b in dm.train_dataloader()]
+    x = dm.normalize(torch.cat(batches))  # the model's first step
     assert x.mean().abs() < 1e-3 and (x.std(dim=(0, 2, 3)) - 1).abs().max() < 0.01  # own stats
+    assert dm.class_names is None or len(dm.class_names) == cfg.data.num_classes
     if name in ("svhn", "mnist"):  # a mirrored digit is no digit
         assert cfg.data.hflip == 0 and cfg.augment.transforms.crop_flip.flip == 0
 
@@ -144,13 +146,15 @@ def batches(dm, loader, training: bool) -> list[torch.Tensor]:
     return [dm.on_after_batch_transfer(batch, 0)[0] for batch in loader]
 
 
-def test_loaders_give_uint8_batches_normalised_with_the_given_statistics():
+def test_loaders_give_uint8_batches_and_the_given_statistics():
     dm = datamodule(eval_batch_size=7)
     images, labels = next(iter(dm.test_dataloader()))
     assert images.dtype == torch.uint8 and images.shape == (7, 3, 32, 32) and len(labels) == 7
     assert [len(b) for b in batches(dm, dm.test_dataloader(), False)] == [7, 7, 6]
-    x = batches(dm, dm.test_dataloader(), False)[0]
-    assert torch.allclose(x, (dm.arrays.test_images[:7].float() / 255 - 0.5) / 0.25, atol=1e-6)
+    x = batches(dm, dm.test_dataloader(), False)[0]  # [0, 1]: the model normalises
+    assert torch.equal(x, dm.arrays.test_images[:7].float() / 255)
+    expected = (dm.arrays.test_images[:7].float() / 255 - 0.5) / 0.25
+    assert torch.allclose(dm.normalize(x), expected, atol=1e-6)
     assert len(next(iter(dm.train_dataloader()))[0]) == 10  # batch_size
 
 
@@ -173,12 +177,12 @@ def test_train_and_validation_images_never_overlap():
 def test_validation_and_test_images_are_not_augmented():
     dm = datamodule(augment=CROP_FLIP, val_split=0.2)
     for dataset, loader in ((dm.val_set, dm.val_dataloader()), (dm.test_set, dm.test_dataloader())):
-        expected = (dataset.images.float() / 255 - 0.5) / 0.25
+        expected = dataset.images.float() / 255
         torch.manual_seed(0)
         first = torch.cat(batches(dm, loader, training=False))
         torch.manual_seed(1)
         second = torch.cat(batches(dm, loader, training=False))
-        assert torch.allclose(first, expected, atol=1e-6) and torch.equal(first, second)
+        assert torch.equal(first, expected) and torch.equal(first, second)
     plain = dm.train_set.images[:1].expand(8, -1, -1, -1).contiguous()
     dm.trainer = _Stage(training=True)
     augmented, _ = dm.on_after_batch_transfer((plain, torch.zeros(8, dtype=torch.long)), 0)
