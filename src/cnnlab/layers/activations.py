@@ -89,6 +89,12 @@ class Swish(nn.Module):
         return x * torch.sigmoid(self.beta * x)
 
 
+def is_activation(module: nn.Module) -> bool:
+    """Whether ``module`` is an activation: one of torch's (also in timm's own layers) or ours."""
+    ours = (Maxout, RandomizedReLU, ElementwisePReLU, Swish)
+    return isinstance(module, ours) or type(module).__module__ == "torch.nn.modules.activation"
+
+
 @register("activation", "relu")
 def relu(channels: int) -> nn.Module:
     return nn.ReLU(inplace=True)

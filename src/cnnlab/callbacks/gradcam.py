@@ -1,0 +1,143 @@
+"""Where the network looks, stage by stage: Grad-CAM (Selvaraju et al. 2017) at the last layer
+of every spatial resolution, as seed 004's fig. 13 shows it. The maps are captum's LayerGradCam,
+which hooks the layer's output and its gradient."""
+
+from collections import Counter
+from contextlib import contextmanager
+
+import matplotlib.pyplot as plt
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+
+from cnnlab.callbacks.confusion import class_names
+from cnnlab.callbacks.predictions import _show
+from cnnlab.callbacks.publish import publish
+
+
+def stages(model: nn.Module, net: nn.Module, images: torch.Tensor) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of each stage of ``net`` (inside ``model``): the last module, in the
+    order a forward pass of ``images`` completes them, whose output has a given spatial size
+    (larger than 1x1). A container whose output is its last layer's tensor is not a stage of
+    its own; a module called more than once is skipped (its gradient would be ambiguous)."""
+    done: list[tuple[str, nn.Module, tuple[int, int]]] = []
+    calls: Counter[str] = Counter()
+    last = [None]
+
+    def recorder(name: str):
+        def hook(module, inputs, output) -> None:
+            calls[name] += 1
+            if isinstance(output, torch.Tensor) and output.ndim == 4 and output is not last[0]:
+                done.append((name, module, tuple(output.shape[2:])))
+            last[0] = output
+
+        return hook
+
+    hooks = [m.register_forward_hook(recorder(n)) for n, m in net.named_modules() if n]
+    try:
+        with torch.no_grad():
+            model(images[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    by_size: dict[tuple[int, int], tuple[str, nn.Module]] = {}
+    for name, module, size in done:
+        if calls[name] == 1 and min(size) > 1:
+            by_size[size] = (name, module)  # first seen sizes first, each its last module
+    return list(by_size.values())
+
+
+@contextmanager
+def _plain_mode(model: nn.Module):
+    """Eval mode, gradients on, in-place activations off (an in-place ReLU would overwrite the
+    output whose gradient Grad-CAM reads), a compiled network run eagerly (hooks)."""
+    inplace = [m for m in model.modules() if getattr(m, "inplace", None) is True]
+    training = model.training
+    for m in inplace:
+        m.inplace = False
+    model.eval()
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            with torch.compiler.set_stance("force_eager"):
+                yield
+    finally:
+        for m in inplace:
+            m.inplace = True
+        model.train(training)
+
+
+def grad_cam(
+    model: nn.Module, net: nn.Module, images: torch.Tensor
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Grad-CAM of each stage of ``net`` for the class ``model`` predicts for each image.
+
+    Returns the stage labels, the maps (images, stages, H, W) at the images' size (bilinear),
+    non-negative (the ReLU of the weighted sum, as the paper), and the predicted classes."""
+    with _plain_mode(model):
+        x = images.clone()  # a normal tensor, also from a test batch made in inference mode
+        predicted = model(x).argmax(1)
+        found = stages(model, net, x)
+        maps, labels = [], []
+        for name, module in found:
+            cam = LayerGradCam(model, module).attribute(x, target=predicted, relu_attributions=True)
+            size = cam.shape[-2:]
+            maps.append(LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), "bilinear")[:, 0])
+            labels.append(f"{name} ({type(module).__name__}, {size[0]}x{size[1]})")
+    cams = torch.stack(maps, 1).detach().clamp(min=0) if maps else x.new_zeros(len(x), 0)
+    return labels, cams, predicted.detach()
+
+
+class GradCamGrid(Callback):
+    """``figures/grad_cam.png`` after testing: the first ``images`` test images (rows), then
+    the Grad-CAM of the predicted class at every stage (columns), each map scaled to its own
+    maximum; wrong predictions titled in red."""
+
+    def __init__(self, images: int = 8) -> None:
+        self.images = images
+        self.batch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch_idx == 0 and dataloader_idx == 0:
+            self.batch = (batch[0][: self.images].clone(), batch[1][: self.images].clone())
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if self.batch is None or not trainer.is_global_zero:
+            return
+        images, labels = self.batch
+        self.batch = None
+        with torch.inference_mode(False):
+            stage_names, cams, predicted = grad_cam(pl_module, pl_module.net, images.clone())
+        names = class_names(pl_module, pl_module.hparams.net.get("num_classes", 10))
+        fig = grad_cam_figure(
+            images.cpu(), labels.cpu(), predicted.cpu(), cams.cpu(), stage_names, names
+        )
+        publish(trainer, fig, "grad_cam")
+
+
+def grad_cam_figure(images, labels, predicted, cams, stage_names, names) -> plt.Figure:
+    """Rows of [image, map of each stage over the image]; images in [0, 1] (N, C, H, W)."""
+    n, columns = len(images), 1 + len(stage_names)
+    fig, axes = plt.subplots(n, columns, figsize=(2 * columns, 2.1 * n), squeeze=False)
+    for i in range(n):
+        wrong = predicted[i] != labels[i]
+        _show(axes[i, 0], images[i])
+        axes[i, 0].set_title(
+            f"true: {names[labels[i]]}\npredicted: {names[predicted[i]]}",
+            fontsize=8,
+            color="red" if wrong else "black",
+        )
+        for s in range(len(stage_names)):
+            ax = axes[i, s + 1]
+            grey = images[i].mean(0)
+            ax.imshow(grey.numpy(), cmap="gray", vmin=0, vmax=1)
+            peak = cams[i, s].max()
+            scaled = cams[i, s] / peak if peak > 0 else cams[i, s]
+            ax.imshow(scaled.numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            if i == 0:
+                ax.set_title(stage_names[s].replace(" (", "\n("), fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
