@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from cnnlab.errors import ConfigError
-from cnnlab.files import write_json, write_text
+from cnnlab.files import remove_refused, write_json, write_text
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -29,6 +29,7 @@ def main(cfg: DictConfig) -> None:
             raise ConfigError(f"inputs={cfg.inputs}: no readable image")
     except ConfigError as err:
         print(f"cnnlab: error: {err}", file=sys.stderr)
+        remove_refused(Path(cfg.output_dir))
         sys.exit(2)
     for item in results:
         best = ", ".join(f"{t['label']} {100 * t['probability']:.1f}%" for t in item["top"])

@@ -38,11 +38,12 @@ def write_json(path: Path, data: Any) -> None:
 
 def remove_refused(directory: Path) -> None:
     """Remove the directory of a run that was refused at start: only if it holds nothing but
-    what Hydra and the refusal wrote there (.hydra/, train.log, a metrics.json of the error),
-    never a directory with another run's files in it."""
+    what Hydra and the refusal wrote there (.hydra/, the job's log, a metrics.json of the
+    error), never a directory with another run's files in it."""
     if not directory.is_dir():
         return
-    if not {p.name for p in directory.iterdir()} <= {".hydra", "train.log", "metrics.json"}:
+    names = [p.name for p in directory.iterdir()]
+    if not all(n in (".hydra", "metrics.json") or n.endswith(".log") for n in names):
         return
     record = directory / "metrics.json"
     if record.is_file():

@@ -61,6 +61,7 @@ class Classifier(L.LightningModule):
         kind = (preprocess or {}).get("name")
         self.preprocess = placeholder(kind, net.get("in_channels", 3), net.get("image_size", 32))
         self.class_names: list[str] | None = None  # the data set's, taken with the statistics
+        self.data: dict[str, Any] | None = None  # the data module's arguments (src/eval.py)
         self.net = build_model(**net)
         self.channels_last = bool(net["model"].get("channels_last", False))
         if compile:
@@ -89,15 +90,19 @@ class Classifier(L.LightningModule):
             self.use_data(datamodule)  # resume or to test, brings its own
 
     def use_data(self, datamodule) -> None:
-        """Take the normalisation statistics and class names of a set-up ImageDataModule."""
+        """Take the normalisation statistics, class names and arguments (the data it was trained
+        on, for evaluating the checkpoint later) of a set-up ImageDataModule."""
         self.preprocess.load_state_dict(datamodule.normalize.state_dict())
         self.class_names = datamodule.class_names
+        self.data = dict(datamodule.hparams)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["class_names"] = self.class_names
+        checkpoint["data"] = self.data
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.class_names = checkpoint.get("class_names")
+        self.data = checkpoint.get("data")
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy against class indices (N,) or mixup's soft targets (N, classes)."""

@@ -1,0 +1,56 @@
+"""Snapshots of one run for a snapshot ensemble (seed 003; Huang et al. 2017): the weights every
+k epochs, or at the end of each cosine cycle, where the learning rate is lowest."""
+
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback
+
+from cnnlab.errors import ConfigError
+
+RESTARTS = "CosineAnnealingWarmRestarts"
+
+
+def restart_ends(scheduler: dict | None, epochs: int) -> list[int]:
+    """The epochs (counted from 1) at which the cycles of a warm-restart cosine schedule end,
+    up to ``epochs``; [] for any other schedule."""
+    inner = (scheduler or {}).get("scheduler") or {}
+    if not str(inner.get("_target_", "")).endswith(RESTARTS):
+        return []
+    length, grow, ends = int(inner["T_0"]), int(inner.get("T_mult", 1)), []
+    end = length
+    while end <= epochs:
+        ends.append(end)
+        length *= grow
+        end += length
+    return ends
+
+
+class Snapshots(Callback):
+    """``checkpoints/snapshot-e<epoch>.ckpt`` (weights, normalisation and class names: what
+    src/eval.py needs) after every ``every_n_epochs`` epochs, and/or with ``at_restarts`` at
+    the end of every cycle of ``scheduler=cosine_restarts``. Both off: nothing is saved."""
+
+    def __init__(self, every_n_epochs: int = 0, at_restarts: bool = False) -> None:
+        if every_n_epochs < 0:
+            raise ConfigError(
+                f"callbacks.snapshots.every_n_epochs must be 0 (off) or more, got {every_n_epochs}"
+            )
+        self.every_n_epochs, self.at_restarts = every_n_epochs, at_restarts
+        self.ends: list[int] = []
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if not self.at_restarts:
+            return
+        self.ends = restart_ends(pl_module.hparams.scheduler, trainer.max_epochs)
+        if not self.ends:
+            raise ConfigError(
+                "callbacks.snapshots.at_restarts=true needs scheduler=cosine_restarts with a "
+                f"cycle that ends within trainer.max_epochs={trainer.max_epochs}"
+            )
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        done = trainer.current_epoch + 1
+        every = self.every_n_epochs and done % self.every_n_epochs == 0
+        if every or done in self.ends:
+            folder = Path(trainer.default_root_dir) / "checkpoints"
+            trainer.save_checkpoint(folder / f"snapshot-e{done}.ckpt", weights_only=True)
