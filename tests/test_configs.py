@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from cnnlab import registry
 from cnnlab.run import run
@@ -30,21 +31,21 @@ STUDIES = [f"study/{d.name}" for d in sorted((CONF / "study").iterdir())]
 OPTIONS = [(g, p.stem) for g in GROUPS + STUDIES for p in sorted((CONF / g).glob("*.yaml"))]
 
 
-def small_data(dataset, root: Path) -> list[str]:
-    """Overrides that point a data set at a tiny copy, written by ``write_<name>``."""
+def small_data(dataset, root: Path) -> dict[str, object]:
+    """Settings that point a data set at a tiny copy, written by ``write_<name>``."""
     if dataset.name == "fake":
-        return [
-            "data.dataset.train_size=64",
-            "data.dataset.test_size=16",
-            "data.batch_size=16",
-            "data.image_size=16",
-        ]
+        return {
+            "data.dataset.train_size": 64,
+            "data.dataset.test_size": 16,
+            "data.batch_size": 16,
+            "data.image_size": 16,
+        }
     getattr(disk_formats, f"write_{dataset.name}")(root)
-    flags = [f"data.dataset.{key}=false" for key in ("verify", "download") if key in dataset]
-    subset = ["data.train_subset=64", "data.test_subset=16", "data.batch_size=16"]
+    flags = {f"data.dataset.{key}": False for key in ("verify", "download") if key in dataset}
+    subset = {"data.train_subset": 64, "data.test_subset": 16, "data.batch_size": 16}
     if dataset.name == "cifar100":  # 64 images of 100 classes: a 10% stratified split is empty
-        subset.append("data.val_split=0.5")
-    return [f"data.dataset.root={root}", *flags, *subset]
+        subset["data.val_split"] = 0.5
+    return {"data.dataset.root": str(root), **flags, **subset}
 
 
 @pytest.mark.parametrize("kind", ["model", "activation", "init", "norm", "data"])
@@ -72,11 +73,14 @@ def test_option_runs_fast_dev_run(group, option, make_cfg, tmp_path, monkeypatch
     run_length = ["trainer.fast_dev_run=true"]
     if group == "debug":  # the debug options set their own run length; keep it short
         run_length = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
-    cfg = make_cfg(choice)
+    cfg = make_cfg([*choice, *run_length])
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         pytest.skip("composes; running it needs a CUDA GPU")
-    data = small_data(cfg.data.dataset, tmp_path / "disk")
-    run(make_cfg([*choice, *data, *run_length]))
+    # Set on the composed config rather than composed again: composing is half of this test's
+    # time, and these are plain values, as a command-line override would set them.
+    for key, value in small_data(cfg.data.dataset, tmp_path / "disk").items():
+        OmegaConf.update(cfg, key, value)
+    run(cfg)
 
 
 def test_trainer_gpu_is_bf16_with_cudnn_benchmark_and_tf32(make_cfg):
