@@ -114,8 +114,11 @@ def test_the_benchmark_times_both_paths_and_prints_their_ratio_last(capsys, tmp_
 
     monkeypatch.chdir(tmp_path)
     small = ["model=cnn_shallow", "model.pool=2", "data.image_size=16", "~callbacks.progress_bar"]
-    bench.main([*small, "data.dataset.train_size=200", "--batches", "2", "--rounds", "2"])
+    # overrides on both sides of the options, as a user adds one to a command line
+    bench.main([*small, "--batches", "2", "--rounds", "2", "data.dataset.train_size=200"])
     lines = capsys.readouterr().out.strip().splitlines()
+    (used,) = [line for line in lines if line.startswith("overrides: ")]
+    assert used.endswith("~callbacks.progress_bar data.dataset.train_size=200")
     rounds = [line for line in lines if line.startswith("round ")]
     assert len(rounds) == 2
     ratios = []

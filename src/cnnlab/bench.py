@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternations of (a) and (b)")
     parser.add_argument("--data-path", action="store_true", help="time the loaders alone")
     parser.add_argument("--workers", type=int, default=2, help="of the per-image loader")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides before and after the options
     args.overrides = with_defaults(args.overrides)
     if args.epochs < 2 or args.batches < 1 or args.rounds < 1:
         parser.error("--epochs must be at least 2, --batches and --rounds at least 1")
