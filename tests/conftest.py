@@ -5,9 +5,11 @@ from pathlib import Path
 
 # pytest-xdist runs one worker per core (pyproject's addopts). Each worker, and the jobs its
 # tests start, gets its share of the cores as threads: two workers of two threads each on two
-# cores slowed a training test 4.7x (40 s alone, 187 s beside another). Set before torch loads.
+# cores slowed a training test 4.7x (40 s alone, 187 s beside another). Set before torch loads;
+# the cores counted as pytest-xdist counts them: those this process may use (SLURM, taskset).
 if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(workers))))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (cores or 1) // int(workers))))
 
 import pytest
 from hydra import compose, initialize_config_dir
