@@ -126,6 +126,8 @@ def test_the_benchmark_times_both_paths_and_prints_their_ratio_last(capsys, tmp_
         cnnlab, raw = (float(v.replace(",", "")) for v in re.findall(r"([\d,]+) img/s", line))
         assert cnnlab > 0 and raw > 0
         ratios.append(cnnlab / raw)
+        # the end-of-run figures (curves.png) are timed apart, outside the images/s
+        assert float(re.search(r"figures: ([\d.]+) s", line)[1]) > 0
     median = (ratios[0] + ratios[1]) / 2  # of two rounds
     assert float(lines[-1].removeprefix("ratio ")) == pytest.approx(median, abs=0.01)
     bench.main(["--data-path", "--batches", "2", "data.dataset.train_size=600"])

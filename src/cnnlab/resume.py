@@ -26,13 +26,11 @@ import torch
 from lightning.fabric.utilities.cloud_io import _load as load_checkpoint
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.errors import ConfigError, Diverged
-from cnnlab.files import atomic
 from cnnlab.sweep import in_sweep, launcher
 
 # The settings a run's result depends on: a checkpoint is only continued under the same ones.
@@ -265,15 +263,6 @@ class SaveOnSignal(Callback):
             signal.signal(sig, handler)
         if signum is not None and callable(previous.get(signum)):
             previous[signum](signum, None)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, through a temporary file renamed into place: a kill
-    while saving leaves the previous checkpoint whole."""
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        with atomic(Path(path)) as tmp:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:

@@ -21,13 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.syntax import Syntax
 
+from cnnlab.checkpoints import AtomicCheckpointIO
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.files import write_json
 from cnnlab.models import count_parameters
 from cnnlab.module import Classifier
 from cnnlab.resume import (
-    AtomicCheckpointIO,
     EpochSeed,
     Preempted,
     RunState,

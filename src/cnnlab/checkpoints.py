@@ -1,0 +1,81 @@
+"""Checkpoint files: written whole or not at all, and the same state not written twice.
+
+A run keeps two checkpoints, best.ckpt and last.ckpt, each from its own ModelCheckpoint. On
+an epoch that improves, both would save the same state at the same moment: for a net of 6M
+parameters that is 2 x 50 MB gathered, copied and written. Here the second becomes a hard
+link to the first file (no extra write); the next save of either replaces its own name only
+(a new file renamed into place), so the other keeps its content.
+"""
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+from weakref import proxy
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from cnnlab.files import atomic
+
+
+class Link:
+    """In place of a checkpoint's state: the file ``source`` already holds it."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through a temporary file renamed into place: a kill
+    while saving leaves the previous checkpoint whole. A ``Link`` is written as a hard link
+    (a copy where the file system has none); it comes through the same writer, so in the
+    writer thread it waits for its source to be written."""
+
+    def save_checkpoint(self, checkpoint: Any, path, storage_options=None) -> None:
+        with atomic(Path(path)) as tmp:
+            if isinstance(checkpoint, Link):
+                try:
+                    os.link(checkpoint.source, tmp)
+                except OSError:
+                    shutil.copyfile(checkpoint.source, tmp)
+            else:
+                super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+class Checkpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint that links to what another one saved at the same point of
+    training (same step, batch and stage) instead of saving it again."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._saved: tuple[tuple, str] | None = None  # (where in training, file)
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        # Lightning's own hook for writing one file (it then updates what was saved when)
+        here = (
+            trainer.global_step,
+            trainer.fit_loop.total_batch_idx,
+            trainer.state.stage,
+            self.save_weights_only,
+        )
+        twin = next(
+            (
+                other._saved[1]
+                for other in trainer.checkpoint_callbacks
+                if isinstance(other, Checkpoint) and other is not self and other._saved
+                if other._saved[0] == here and other._saved[1] != filepath
+            ),
+            None,
+        )
+        if twin is None:
+            super()._save_checkpoint(trainer, filepath)
+        else:
+            trainer.strategy.save_checkpoint(Link(twin), filepath)  # rank 0 writes
+            trainer.strategy.barrier("Trainer.save_checkpoint")
+            self._last_global_step_saved = trainer.global_step
+            self._last_checkpoint_saved = filepath
+            if trainer.is_global_zero:  # as Lightning's save does (W&B's log_model)
+                for logger in trainer.loggers:
+                    logger.after_save_checkpoint(proxy(self))
+        self._saved = (here, filepath)
