@@ -93,3 +93,10 @@ def test_without_hard_links_last_ckpt_is_a_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "link", no_links)
     seen = fit(tmp_path, epochs=2)
     assert seen == [(0, 0, False), (1, 1, False)]  # each epoch's state, in two files
+
+
+def test_its_state_is_stored_under_lightnings_name(tmp_path):
+    fit(tmp_path, epochs=1)
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)["callbacks"]
+    keys = {Checkpoint(monitor="val/acc", mode="max").state_key, Checkpoint().state_key}
+    assert keys == {key for key in saved if key.startswith("ModelCheckpoint{")}

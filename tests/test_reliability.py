@@ -18,6 +18,7 @@ from filelock import FileLock
 from omegaconf import OmegaConf
 from test_train import train_cli
 
+from cnnlab.curves import epoch_series
 from cnnlab.data.cifar import cifar10
 from cnnlab.data.fashion_mnist import fashion_mnist
 from cnnlab.errors import ConfigError, Diverged
@@ -169,6 +170,10 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_results(make_cfg
         for d in (uninterrupted, killed)
     ]
     assert steps == [28, 28]
+    # the CSV log has every epoch, the first attempt's two too, with the same figures
+    series = [epoch_series(d) for d in (uninterrupted, killed)]
+    assert sorted(series[1]["train/loss"]) == [0, 1, 2, 3]
+    assert series[0] == series[1]
 
 
 def _weights(run_dir: Path) -> dict:

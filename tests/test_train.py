@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from cnnlab.data.cifar import cifar10
 from cnnlab.data.fake import fake
@@ -17,7 +18,7 @@ from cnnlab.data.split import stratified_split
 from cnnlab.data.stats import channel_stats
 from cnnlab.errors import ConfigError
 from cnnlab.module import Classifier
-from cnnlab.run import run
+from cnnlab.run import build_datamodule, build_module, build_trainer, run
 
 import wandb_records
 from conftest import CONF, FAST, ROOT, TINY_DATA, evaluate
@@ -72,6 +73,41 @@ def test_the_best_checkpoint_is_the_one_tested(make_cfg, tmp_path):
     assert metrics["best_val_acc"] == pytest.approx(max(val_acc))
     acc, loss = evaluate(out / "checkpoints" / "best.ckpt", cfg)
     assert metrics["test_acc"] == pytest.approx(acc) and metrics["test_loss"] == pytest.approx(loss)
+
+
+class BatchLosses(Callback):
+    """Each training batch's (epoch, loss, images)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seen.append((trainer.current_epoch, outputs["loss"].item(), len(batch[0])))
+
+
+def test_the_logged_training_loss_is_each_epochs_mean_over_images(make_cfg, tmp_path):
+    cfg = make_cfg(
+        [
+            *TINY_DATA,
+            "data.dataset.train_size=20",
+            "data.val_split=0",
+            "trainer.max_epochs=2",
+            "+callbacks.spy._target_=test_train.BatchLosses",
+        ]
+    )
+    module = build_module(cfg)
+    datamodule = build_datamodule(cfg)
+    datamodule.setup()
+    trainer = build_trainer(cfg, select_best=False)
+    trainer.fit(module, datamodule=datamodule)
+    (spy,) = [c for c in trainer.callbacks if isinstance(c, BatchLosses)]
+    assert [n for _, _, n in spy.seen] == [8, 8, 4] * 2  # the last batch of each is smaller
+    for epoch, logged in enumerate(epoch_metric(tmp_path / "run", "train/loss")):
+        batches = [(loss, n) for e, loss, n in spy.seen if e == epoch]
+        mean = sum(loss * n for loss, n in batches) / sum(n for _, n in batches)
+        assert logged == pytest.approx(mean, rel=1e-5)
+    acc = epoch_metric(tmp_path / "run", "train/acc")
+    assert len(acc) == 2 and all(0 <= a <= 1 for a in acc)
 
 
 def test_a_checkpoint_alone_classifies_raw_images(make_cfg, tmp_path):

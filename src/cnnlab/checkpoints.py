@@ -51,6 +51,11 @@ class Checkpoint(ModelCheckpoint):
         super().__init__(*args, **kwargs)
         self._saved: tuple[tuple, str] | None = None  # (where in training, file)
 
+    @property
+    def state_key(self) -> str:
+        # ModelCheckpoint's own: a run resumes from checkpoints written by either class
+        return "ModelCheckpoint" + super().state_key.removeprefix(type(self).__qualname__)
+
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         # Lightning's own hook for writing one file (it then updates what was saved when)
         here = (
