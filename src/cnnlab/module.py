@@ -8,7 +8,6 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from cnnlab.data.preprocess import placeholder
@@ -74,7 +73,10 @@ class Classifier(L.LightningModule):
             MulticlassAccuracy(classes, average="micro", validate_args=False)
             for _ in range(3)
         )
-        self.train_loss = MeanMetric()  # weighted by batch size, as Lightning's epoch means
+        # The epoch's (sum of loss x images, images). Not torchmetrics' MeanMetric: its NaN
+        # check reads the loss on the host at every step, and without it (nan_strategy=
+        # "disable") it drops the weights (torchmetrics 1.9).
+        self.register_buffer("_loss_sum", torch.zeros(2), persistent=False)
         self._losses: list[tuple[torch.Tensor, int, int, int]] = []  # since the last check
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,7 +124,8 @@ class Classifier(L.LightningModule):
         # metric's forward at every step cost ~3 ms of Python per step (measured on a 2-core
         # CPU), as much as a small network's whole step on a GPU.
         self.train_acc.update(logits.detach(), hard)
-        self.train_loss.update(loss.detach(), len(logits))
+        self._loss_sum[0] += loss.detach() * len(logits)
+        self._loss_sum[1] += len(logits)
         extra = penalty(self.net, self.reg["l1"], self.reg["l2"])
         if extra is not None:
             self.log("train/penalty", extra, on_step=False, on_epoch=True, sync_dist=True)
@@ -162,11 +165,12 @@ class Classifier(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._check_finite()
-        # compute() sums over every process under DDP (plateau schedules may watch these);
-        # sync_dist then averages equal values, and keeps Lightning from warning
-        self.log("train/loss", self.train_loss.compute(), prog_bar=True, sync_dist=True)
+        # Summed over every process under DDP (plateau schedules may watch these); sync_dist
+        # then averages equal values, and keeps Lightning from warning.
+        loss, images = self.trainer.strategy.reduce(self._loss_sum.clone(), reduce_op="sum")
+        self.log("train/loss", loss / images, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc.compute(), sync_dist=True)
-        self.train_loss.reset()
+        self._loss_sum.zero_()
         self.train_acc.reset()
 
     def on_train_end(self) -> None:
