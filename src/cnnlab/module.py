@@ -73,10 +73,11 @@ class Classifier(L.LightningModule):
             MulticlassAccuracy(classes, average="micro", validate_args=False)
             for _ in range(3)
         )
-        # The epoch's (sum of loss x images, images). Not torchmetrics' MeanMetric: its NaN
+        # The epoch's (sum of loss x images, images), on the loss's device; not a buffer, which
+        # weight averaging (EMA) would average and swap. Not torchmetrics' MeanMetric: its NaN
         # check reads the loss on the host at every step, and without it (nan_strategy=
         # "disable") it drops the weights (torchmetrics 1.9).
-        self.register_buffer("_loss_sum", torch.zeros(2), persistent=False)
+        self._loss_sum: torch.Tensor | None = None
         self._losses: list[tuple[torch.Tensor, int, int, int]] = []  # since the last check
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,9 +122,11 @@ class Classifier(L.LightningModule):
             self._check_finite()  # before the epoch's end: checkpoints are saved then
         hard = targets.argmax(1) if targets.ndim == 2 else targets  # mixup: the larger share
         # Accumulated here and logged once an epoch (on_train_epoch_end): self.log and a
-        # metric's forward at every step cost ~3 ms of Python per step (measured on a 2-core
-        # CPU), as much as a small network's whole step on a GPU.
+        # metric's forward at every step cost ~2 ms of Python a step more (measured on a
+        # 2-core CPU), a large share of a small network's whole step on a GPU.
         self.train_acc.update(logits.detach(), hard)
+        if self._loss_sum is None:
+            self._loss_sum = torch.zeros(2, device=loss.device)
         self._loss_sum[0] += loss.detach() * len(logits)
         self._loss_sum[1] += len(logits)
         extra = penalty(self.net, self.reg["l1"], self.reg["l2"])
@@ -167,10 +170,12 @@ class Classifier(L.LightningModule):
         self._check_finite()
         # Summed over every process under DDP (plateau schedules may watch these); sync_dist
         # then averages equal values, and keeps Lightning from warning.
-        loss, images = self.trainer.strategy.reduce(self._loss_sum.clone(), reduce_op="sum")
+        sums, self._loss_sum = self._loss_sum, None
+        if sums is None:  # no training step this epoch
+            return
+        loss, images = self.trainer.strategy.reduce(sums, reduce_op="sum")
         self.log("train/loss", loss / images, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc.compute(), sync_dist=True)
-        self._loss_sum.zero_()
         self.train_acc.reset()
 
     def on_train_end(self) -> None:
