@@ -15,6 +15,7 @@ from weakref import proxy
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.strategies import Strategy
 
 from cnnlab.files import atomic
 
@@ -73,6 +74,9 @@ class Checkpoint(ModelCheckpoint):
             ),
             None,
         )
+        # Strategies that write checkpoints their own way (FSDP, DeepSpeed: sharded) save twice.
+        if type(trainer.strategy).save_checkpoint is not Strategy.save_checkpoint:
+            twin = None
         if twin is None:
             super()._save_checkpoint(trainer, filepath)
         else:
