@@ -56,10 +56,10 @@ def test_four_jobs_share_two_devices_one_job_each_at_a_time(tmp_path):
     # Each job pauses 3 s in its first batch: two jobs started together overlap even when one
     # of them is slower to start (a loaded machine), and the test can then say they did.
     pause = {"_target_": "fault_callbacks.PauseAt", "epoch": 0, "batch": 0, "seconds": 3}
-    pause["marker"] = str(tmp_path / "paused")
-    paused = [f"+callbacks.pause.{key}={value}" for key, value in pause.items()]
-    tests = str(Path(__file__).resolve().parent)
+    paused = [f"+callbacks.pause.{k}={v}" for k, v in pause.items()]
+    paused.append(f"+callbacks.pause.marker={tmp_path / 'paused'}")
     devices = "hydra.launcher.devices=[a,b]"
+    tests = str(ROOT / "tests")
     result = sweep(devices, "seed=1,2,3,4", *TINY, *paused, cwd=tmp_path, PYTHONPATH=tests)
     assert result.returncode == 0, result.stderr[-3000:]
     found = jobs(tmp_path)

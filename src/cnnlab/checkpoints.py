@@ -65,18 +65,17 @@ class Checkpoint(ModelCheckpoint):
             trainer.state.stage,
             self.save_weights_only,
         )
+        # Strategies that write checkpoints their own way (FSDP, DeepSpeed: sharded) save twice.
+        plain = type(trainer.strategy).save_checkpoint is Strategy.save_checkpoint
         twin = next(
             (
                 other._saved[1]
                 for other in trainer.checkpoint_callbacks
-                if isinstance(other, Checkpoint) and other is not self and other._saved
+                if plain and isinstance(other, Checkpoint) and other is not self and other._saved
                 if other._saved[0] == here and other._saved[1] != filepath
             ),
             None,
         )
-        # Strategies that write checkpoints their own way (FSDP, DeepSpeed: sharded) save twice.
-        if type(trainer.strategy).save_checkpoint is not Strategy.save_checkpoint:
-            twin = None
         if twin is None:
             super()._save_checkpoint(trainer, filepath)
         else:
