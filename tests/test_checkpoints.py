@@ -1,11 +1,14 @@
 """best.ckpt and last.ckpt: the same state is written once, and each file holds its own epoch."""
 
 import os
+import zipfile
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins import AsyncCheckpointIO
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.utils.serialization import config
 
 from cnnlab.checkpoints import AtomicCheckpointIO, Checkpoint
 
@@ -100,3 +103,18 @@ def test_its_state_is_stored_under_lightnings_name(tmp_path):
     saved = torch.load(tmp_path / "last.ckpt", weights_only=False)["callbacks"]
     keys = {Checkpoint(monitor="val/acc", mode="max").state_key, Checkpoint().state_key}
     assert keys == {key for key in saved if key.startswith("ModelCheckpoint{")}
+
+
+def test_checkpoints_load_back_whole_from_files_written_without_crc32s(tmp_path):
+    state = {"state_dict": {"w": torch.randn(1000)}, "epoch": 3}
+    AtomicCheckpointIO().save_checkpoint(state, tmp_path / "ours.ckpt")
+    TorchCheckpointIO().save_checkpoint(state, tmp_path / "lightning.ckpt")
+    files = list(tmp_path.iterdir())
+    crcs = {p.name: {i.CRC for i in zipfile.ZipFile(p).infolist()} for p in files}
+    assert crcs.keys() == {"ours.ckpt", "lightning.ckpt"}  # and no temporary file left
+    assert crcs["ours.ckpt"] == {0} and 0 not in crcs["lightning.ckpt"]
+    folders = {p.name: {n.split("/")[0] for n in zipfile.ZipFile(p).namelist()} for p in files}
+    assert folders == {"ours.ckpt": {"archive"}, "lightning.ckpt": {"archive"}}
+    assert config.save.compute_crc32  # for everything else the process saves
+    back = AtomicCheckpointIO().load_checkpoint(tmp_path / "ours.ckpt")
+    assert back["epoch"] == 3 and torch.equal(back["state_dict"]["w"], state["state_dict"]["w"])

@@ -134,3 +134,39 @@ def test_the_benchmark_times_both_paths_and_prints_their_ratio_last(capsys, tmp_
     table = capsys.readouterr().out.splitlines()
     standard = next(line for line in table if line.startswith("standard")).split()
     assert float(standard[1].replace(",", "")) > 0 and float(standard[3]) > 0  # a speed-up
+
+
+def test_the_benchmark_times_the_timed_epochs_own_checkpoints(tmp_path):
+    """Its clock starts once the first epoch's checkpoint is written and stops once the last
+    epoch's is: a slow writer's work for epochs 1 and 2 inside, for epoch 0 outside."""
+    import time
+
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.demos.boring_classes import BoringModel
+    from lightning.pytorch.plugins import AsyncCheckpointIO
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from cnnlab.bench import _Clock
+
+    written = []
+
+    class SlowWriter(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None):
+            time.sleep(0.3)
+            super().save_checkpoint(checkpoint, path)
+            written.append(time.perf_counter())
+
+    clock = _Clock()
+    L.Trainer(
+        max_epochs=3,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        callbacks=[clock, ModelCheckpoint(tmp_path, save_last=True)],
+        plugins=[AsyncCheckpointIO(SlowWriter())],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(BoringModel())
+    assert len(written) == 6  # epoch-N.ckpt and last.ckpt after each epoch
+    assert written[1] < clock.start < written[2] and written[-1] <= clock.end

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from weakref import proxy
 
+import torch
+import torch.utils.serialization
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.strategies import Strategy
@@ -28,12 +30,20 @@ class Link:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, through a temporary file renamed into place: a kill
-    while saving leaves the previous checkpoint whole. A ``Link`` is written as a hard link
-    (a copy where the file system has none); it comes through the same writer, so in the
-    writer thread it waits for its source to be written."""
+    """Writes checkpoints through a temporary file renamed into place: a kill while saving
+    leaves the previous checkpoint whole (reading them is Lightning's). A ``Link`` is written
+    as a hard link (a copy where the file system has none); it comes through the same writer,
+    so in the writer thread it waits for its source.
+
+    ``torch.save`` writes the file directly and without the zip's CRC-32s: ~20 ms of CPU for a
+    50 MB checkpoint against 77 ms through Lightning's writer (measured on a 2-core CPU, where
+    that time is taken from training). Lightning's serialises to memory first, for remote file
+    systems (cnnlab writes local files), and torch.load never checks the CRC-32s (it loads a
+    file with a changed byte), so they protected nothing."""
 
     def save_checkpoint(self, checkpoint: Any, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
         with atomic(Path(path)) as tmp:
             if isinstance(checkpoint, Link):
                 try:
@@ -41,7 +51,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 except OSError:
                     shutil.copyfile(checkpoint.source, tmp)
             else:
-                super().save_checkpoint(checkpoint, tmp, storage_options)
+                # Process-wide while it saves: a file another thread saves meanwhile would
+                # lack its CRC-32s too, and load all the same. Through a file object, the zip's
+                # folder is "archive", as in Lightning's files, not the temporary file's name.
+                config = torch.utils.serialization.config
+                with config.patch("save.compute_crc32", False), open(tmp, "wb") as file:
+                    torch.save(checkpoint, file)
 
 
 class Checkpoint(ModelCheckpoint):
@@ -51,11 +66,16 @@ class Checkpoint(ModelCheckpoint):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._saved: tuple[tuple, str] | None = None  # (where in training, file)
+        self._state_key: str | None = None
 
     @property
     def state_key(self) -> str:
-        # ModelCheckpoint's own: a run resumes from checkpoints written by either class
-        return "ModelCheckpoint" + super().state_key.removeprefix(type(self).__qualname__)
+        # ModelCheckpoint's own: a run resumes from checkpoints written by either class. Kept:
+        # Lightning asks for it at every hook of every batch (to name it to the profiler).
+        if self._state_key is None:
+            own = super().state_key.removeprefix(type(self).__qualname__)
+            self._state_key = "ModelCheckpoint" + own
+        return self._state_key
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         # Lightning's own hook for writing one file (it then updates what was saved when)
