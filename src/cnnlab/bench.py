@@ -65,7 +65,8 @@ def with_defaults(overrides: list[str]) -> list[str]:
     return [f"{k}={v}" for k, v in defaults.items() if k not in given] + overrides
 
 
-def _sync(device: torch.device) -> float:
+def now(device: torch.device) -> float:
+    """The time, once ``device`` has done the work queued on it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()
@@ -80,17 +81,17 @@ class _Clock(Callback):
             # The first epoch's checkpoint, still being written, is not the timed epochs' own:
             # they pay for theirs (written while the next trains, the last one waited for).
             trainer.strategy.checkpoint_io.teardown()  # waits for the writer thread
-            self.start = _sync(pl_module.device)
+            self.start = now(pl_module.device)
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        self.end = _sync(pl_module.device)
+        self.end = now(pl_module.device)
 
 
 class _EndOfRun(Callback):
     """When the callbacks' end-of-run work (figures) was done: called after the others."""
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        self.end = _sync(pl_module.device)
+        self.end = now(pl_module.device)
 
 
 def run_cnnlab(overrides: list[str], epochs: int, batches: int) -> tuple[float, float]:
@@ -142,7 +143,7 @@ def run_raw(overrides: list[str], epochs: int, batches: int) -> float:
     start = None
     for epoch in range(epochs):
         if epoch == 1:
-            start = _sync(device)
+            start = now(device)
         net.train()
         order = torch.randperm(len(train), device=device)
         for i in range(batches):
@@ -159,105 +160,7 @@ def run_raw(overrides: list[str], epochs: int, batches: int) -> float:
         with torch.no_grad(), autocast:
             for i in range(0, len(val), eval_size):
                 model(val.images[i : i + eval_size].float().div_(255))
-    return (epochs - 1) * batches * size / (_sync(device) - start)
-
-
-# The per-image torchvision pipelines that the batched presets replace, run in DataLoader
-# workers as before: the reference for the data path's speed-up.
-def _per_image(preset: str, mean: list[float], std: list[float]):
-    from torchvision.transforms import v2
-
-    crop_flip = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()]
-    steps = {
-        "none": [],
-        "standard": crop_flip,
-        "cutout": [*crop_flip, v2.RandomErasing(scale=(0.02, 0.2))],
-        "autoaugment": [*crop_flip, v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)],
-    }.get(preset)
-    if steps is None:
-        return None
-    return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
-
-
-class _PerImage(torch.utils.data.Dataset):
-    def __init__(self, images, labels, transform):
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        return self.transform(self.images[i]), self.labels[i]
-
-
-class _Training:
-    """The little of a Trainer the data module asks for in a training step."""
-
-    training = True
-
-    def __init__(self, device: torch.device):
-        self.strategy = type("Strategy", (), {"root_device": device})()
-
-
-def _images_per_second(batches, device: torch.device, count: int) -> float:
-    """Throughput of an iterator of batches, after three batches of warm-up."""
-    seen, start = 0, None
-    for i, (x, _) in enumerate(batches):
-        if i == 3:
-            start, seen = _sync(device), 0
-        seen += len(x)
-        if i == count + 3:
-            break
-    return seen / (_sync(device) - start)
-
-
-def _batched(dm, device: torch.device):
-    """Training batches as cnnlab makes them: sliced, moved, augmented, and normalised (by the
-    model, in training; here as the per-image pipelines do)."""
-    normalize = dm.normalize.to(device)
-    while True:
-        for batch in dm.train_dataloader():
-            batch = [t.to(device, non_blocking=True) for t in batch]
-            x, y = dm.on_after_batch_transfer(batch, 0)
-            yield normalize(x), y
-
-
-def _per_image_batches(loader, device: torch.device):
-    while True:
-        for x, y in loader:
-            yield x.to(device, non_blocking=True), y
-
-
-def data_path(overrides: list[str], batches: int, workers: int) -> list[tuple[str, float, float]]:
-    """Images/s of each augment preset: batched (as cnnlab runs it), per image (workers)."""
-    from cnnlab.run import build_datamodule
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    presets = sorted(p.stem for p in (CONF / "augment").glob("*.yaml"))
-    rows = []
-    for preset in presets:
-        with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as out:
-            cfg = compose([f"augment={preset}", *overrides], out)
-        dm = build_datamodule(cfg)
-        dm.setup()
-        dm.trainer = _Training(device)
-
-        fast = _images_per_second(_batched(dm, device), device, batches)
-        per_image = _per_image(
-            preset, dm.normalize.mean.flatten().tolist(), dm.normalize.std.flatten().tolist()
-        )
-        slow = float("nan")
-        if per_image is not None and cfg.data.image_size == 32:
-            loader = torch.utils.data.DataLoader(
-                _PerImage(dm.train_set.images, dm.train_set.labels, per_image),
-                batch_size=cfg.data.batch_size,
-                shuffle=True,
-                num_workers=workers,
-                persistent_workers=workers > 0,
-            )
-            slow = _images_per_second(_per_image_batches(loader, device), device, batches)
-        rows.append((preset, fast, slow))
-    return rows
+    return (epochs - 1) * batches * size / (now(device) - start)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -278,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads")
     print(f"overrides: {' '.join(args.overrides)}")
     if args.data_path:
+        from cnnlab.bench_data import data_path  # which imports this module
+
         print(f"{'augment':<16}{'batched img/s':>15}{'per-image img/s':>17}{'speed-up':>10}")
         for preset, fast, slow in data_path(args.overrides, args.batches, args.workers):
             if slow != slow:  # NaN: no per-image pipeline to compare with
