@@ -11,6 +11,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.serialization import config
 
 from cnnlab.checkpoints import AtomicCheckpointIO, Checkpoint
+from cnnlab.run import run
+
+from conftest import TINY_DATA
 
 VAL_ACC = [0.5, 0.7, 0.6, 0.8, 0.8]  # by epoch: improves on 0, 1 and 3 only
 
@@ -54,7 +57,7 @@ class Files(Callback):
     def look(self, trainer):
         trainer.strategy.checkpoint_io.teardown()  # waits for the writer thread
         best, last = self.folder / "best.ckpt", self.folder / "last.ckpt"
-        epoch = {p.name: torch.load(p, weights_only=False)["epoch"] for p in (best, last)}
+        epoch = {p.name: torch.load(p, weights_only=True)["epoch"] for p in (best, last)}
         self.seen.append((epoch["best.ckpt"], epoch["last.ckpt"], os.path.samefile(best, last)))
 
 
@@ -100,7 +103,7 @@ def test_without_hard_links_last_ckpt_is_a_copy(tmp_path, monkeypatch):
 
 def test_its_state_is_stored_under_lightnings_name(tmp_path):
     fit(tmp_path, epochs=1)
-    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)["callbacks"]
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)["callbacks"]
     keys = {Checkpoint(monitor="val/acc", mode="max").state_key, Checkpoint().state_key}
     assert keys == {key for key in saved if key.startswith("ModelCheckpoint{")}
 
@@ -118,3 +121,30 @@ def test_checkpoints_load_back_whole_from_files_written_without_crc32s(tmp_path)
     assert config.save.compute_crc32  # for everything else the process saves
     back = AtomicCheckpointIO().load_checkpoint(tmp_path / "ours.ckpt")
     assert back["epoch"] == 3 and torch.equal(back["state_dict"]["w"], state["state_dict"]["w"])
+
+
+def _classes(obj) -> set[type]:
+    """The class of every object in a loaded checkpoint, containers and what they hold."""
+    found = {type(obj)}
+    items = obj.items() if isinstance(obj, dict) else []
+    if isinstance(obj, list | tuple | set):
+        items = enumerate(obj)
+    for key, value in items:
+        found |= _classes(key) | _classes(value)
+    return found
+
+
+def test_a_runs_checkpoints_hold_only_plain_python_and_tensors(make_cfg, tmp_path):
+    # Lists from the config in every place that reaches a checkpoint: Adam's betas (optimizer
+    # state), multistep's milestones (scheduler state), EMA's callback state, hyperparameters.
+    ema = "+callbacks.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging"
+    options = ["optimizer=adam", "scheduler=multistep", "scheduler.scheduler.milestones=[1,2]"]
+    run(make_cfg([*TINY_DATA, *options, ema, "trainer.max_epochs=2"]))
+    saved = sorted((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+    assert {p.name for p in saved} == {"best.ckpt", "last.ckpt"}
+    for path in saved:
+        # torch.load's default since torch 2.6, and how Lightning reads it to resume or test
+        checkpoint = torch.load(path, weights_only=True)
+        modules = {cls.__module__.split(".")[0] for cls in _classes(checkpoint)}
+        assert modules <= {"builtins", "collections", "torch"}, path.name
+        assert checkpoint["optimizer_states"][0]["param_groups"][0]["betas"][1] == 0.999

@@ -1,3 +1,5 @@
+import io
+import tarfile
 from types import SimpleNamespace
 
 import pytest
@@ -34,6 +36,30 @@ def test_cifar10_unpacks_a_local_archive(tmp_path):
     arrays = registry.create("data", "cifar10", root=str(tmp_path), verify=False, download=False)
     assert len(arrays.train_labels) == 100
     assert (tmp_path / "cifar-10-batches-py" / "data_batch_5").is_file()
+
+
+@pytest.mark.parametrize("filters", [True, False], ids=["tar-filters", "python-3.11.2"])
+def test_cifar10_unpacks_with_or_without_tarfiles_filters(filters, tmp_path, monkeypatch):
+    if not filters:  # as on Python before 3.11.4 (Debian 12's 3.11.2)
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    write_cifar10_archive(tmp_path)
+    arrays = registry.create("data", "cifar10", root=str(tmp_path), verify=False, download=False)
+    assert len(arrays.train_labels) == 100
+
+
+@pytest.mark.parametrize("filters", [True, False], ids=["tar-filters", "python-3.11.2"])
+def test_an_archive_that_writes_outside_its_folder_is_refused(filters, tmp_path, monkeypatch):
+    if not filters:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as tar:
+        evil = tarfile.TarInfo("../escaped")
+        tar.addfile(evil, io.BytesIO(b""))
+    with pytest.raises(ConfigError, match="cannot be unpacked.*escaped"):
+        registry.create("data", "cifar10", root=str(tmp_path), verify=False, download=False)
+    assert not (tmp_path.parent / "escaped").exists()
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"not a gzip file")
+    with pytest.raises(ConfigError, match="cannot be unpacked"):
+        registry.create("data", "cifar10", root=str(tmp_path), verify=False, download=False)
 
 
 def test_cifar10_archive_with_a_wrong_md5_is_refused(tmp_path):

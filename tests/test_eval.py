@@ -132,8 +132,8 @@ def test_the_best_jobs_of_a_sweep_by_validation_accuracy(sweep, tmp_path):
 def test_snapshots_every_epoch_and_at_the_end_of_each_cosine_cycle(sweep, tmp_path):
     every = snapshot_members(sweep / "1")
     assert [name for name, _ in every] == ["epoch 1", "epoch 2"]
-    last = torch.load(sweep / "1" / "checkpoints" / "last.ckpt", weights_only=False)
-    snap = torch.load(every[1][1], weights_only=False)
+    last = torch.load(sweep / "1" / "checkpoints" / "last.ckpt", weights_only=True)
+    snap = torch.load(every[1][1], weights_only=True)
     assert "optimizer_states" not in snap  # weights only: a snapshot is small
     for key, tensor in last["state_dict"].items():
         assert torch.equal(tensor, snap["state_dict"][key]), key

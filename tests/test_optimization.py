@@ -190,7 +190,7 @@ def test_training_with_max_norm_keeps_every_unit_within_c(make_cfg, tmp_path):
         ]
     )
     run(cfg)
-    module = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    module = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     for name, w in module["state_dict"].items():
         if w.ndim > 1 and name.startswith("net."):  # the network's kernels (not the mean/std)
             assert w.flatten(1).norm(dim=1).max() <= 0.5 + 1e-5, name

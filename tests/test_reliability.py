@@ -2,6 +2,7 @@
 saved on pre-emption signals, NaN stopped at its step, files and downloads that a kill cannot
 leave half-written."""
 
+import errno
 import json
 import os
 import re
@@ -97,6 +98,31 @@ def test_a_directory_that_holds_a_run_is_never_overwritten(make_cfg, tmp_path):
         run(make_cfg([*SMALL, "trainer.max_epochs=1"]))
 
 
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("a file", "logs/train/runs/now: Not a directory"),
+        ("no permission", "Permission denied (the folder it goes in must be writable by user"),
+    ],
+)
+def test_a_run_directory_that_cannot_be_made_ends_in_one_line(
+    fault, message, tmp_path, capsys, monkeypatch
+):
+    if fault == "a file":
+        (tmp_path / "logs").write_text("")
+    else:  # as a logs/ mount owned by another user (root here may write anywhere)
+
+        def denied(*args, **kwargs):
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+        monkeypatch.setattr(Path, "mkdir", denied)
+    with pytest.raises(SystemExit) as caught:
+        new_dir(str(tmp_path / "logs" / "train" / "runs" / "now"))
+    assert caught.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("cnnlab: error: cannot create the run directory") and message in line
+
+
 def test_runs_started_in_the_same_second_get_directories_of_their_own(tmp_path):
     path = str(tmp_path / "runs" / "2026-01-01_00-00-00")
     assert [new_dir(path) for _ in range(3)] == [path, f"{path}-2", f"{path}-3"]
@@ -153,7 +179,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_results(make_cfg
     job.send_signal(signal.SIGKILL)  # in the third epoch, its weights changed and unsaved
     job.wait()
     assert not (killed / "metrics.json").exists()
-    last = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)
+    last = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (1, 14)  # the end of the second epoch
 
     run(make_cfg([*EXACT, f"paths.output_dir={killed}", "resume=auto"]))
@@ -166,7 +192,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_results(make_cfg
     for name in weights[0]:
         assert torch.equal(weights[0][name], weights[1][name]), name  # bit for bit
     steps = [
-        torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+        torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
         for d in (uninterrupted, killed)
     ]
     assert steps == [28, 28]
@@ -177,7 +203,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_and_results(make_cfg
 
 
 def _weights(run_dir: Path) -> dict:
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
 @pytest.mark.parametrize(
@@ -200,7 +226,7 @@ def test_a_preemption_signal_saves_where_it_stopped_and_the_run_goes_on(
     assert job.wait(timeout=120) == 128 + sig, job.stderr.read()[-2000:]
     stopped = json.loads((out / "metrics.json").read_text())
     assert stopped["status"] == "interrupted" and signal.Signals(sig).name in stopped["error"]
-    saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == step
     seconds_before = run_state(out / "checkpoints" / "last.ckpt")["seconds"]
     assert seconds_before >= 3  # the pause was training time
@@ -227,7 +253,7 @@ def test_a_nan_loss_stops_the_run_at_its_step_and_keeps_the_last_good_checkpoint
         run(make_cfg([*SMALL, "trainer.max_epochs=3", *poison]))
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["status"] == "failed" and "Diverged" in record["error"]
-    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0 and all(t.isfinite().all() for t in last["state_dict"].values())
 
 
@@ -235,7 +261,7 @@ def test_weights_that_are_not_finite_are_never_saved(make_cfg, tmp_path):
     poison = [f"+callbacks.poison.{k}" for k in ("_target_=fault_callbacks.PoisonAt", "epoch=1")]
     with pytest.raises(Diverged, match="weights are not finite after epoch 1, step 16"):
         run(make_cfg([*SMALL, "trainer.max_epochs=3", *poison, "+callbacks.poison.batch=7"]))
-    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0 and all(t.isfinite().all() for t in last["state_dict"].values())
 
 

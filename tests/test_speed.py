@@ -54,7 +54,7 @@ def test_compile_compiles_the_network_and_checkpoints_keep_its_names(make_cfg, t
     module, _, seen = fit(make_cfg, "model=cnn_shallow", "model.pool=2", "compile=true")
     assert counters["stats"]["unique_graphs"] >= 1  # dynamo traced the network
     assert seen and torch.isfinite(seen[-1][1]).all()
-    ckpt = torch.load(next((tmp_path / "run").rglob("last.ckpt")), weights_only=False)
+    ckpt = torch.load(next((tmp_path / "run").rglob("last.ckpt")), weights_only=True)
     assert all(not k.startswith("net._orig_mod") for k in ckpt["state_dict"])
     names = {f"net.{k}" for k in module.net.state_dict()} | {"preprocess.mean", "preprocess.std"}
     assert set(ckpt["state_dict"]) == names

@@ -68,7 +68,7 @@ def test_the_best_checkpoint_is_the_one_tested(make_cfg, tmp_path):
     assert metrics["checkpoint"] == str(out / "checkpoints" / "best.ckpt")
     assert set(metrics) >= {"best_val_acc", "test_acc", "epochs", "wall_time_s", "params"}
     val_acc = epoch_metric(out, "val/acc")
-    best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=False)
+    best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
     assert len(val_acc) == 3 and best["epoch"] == val_acc.index(max(val_acc))
     assert metrics["best_val_acc"] == pytest.approx(max(val_acc))
     acc, loss = evaluate(out / "checkpoints" / "best.ckpt", cfg)
@@ -117,7 +117,7 @@ def test_a_checkpoint_alone_classifies_raw_images(make_cfg, tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     path = tmp_path / "run" / "checkpoints" / "best.ckpt"
     module = Classifier.load_from_checkpoint(path).eval()  # no config, no data module
-    saved = torch.load(path, weights_only=False)["state_dict"]
+    saved = torch.load(path, weights_only=True)["state_dict"]
     assert any(isinstance(m, torch.nn.ELU) for m in module.modules())
     assert all(torch.equal(v, saved[k]) for k, v in module.state_dict().items())
     raw = cifar10(str(tmp_path / "data"), verify=False)
@@ -161,9 +161,7 @@ def test_without_validation_the_last_epoch_is_tested(make_cfg, tmp_path):
     assert metrics["best_val_acc"] is None and metrics["epochs"] == 2
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.ckpt"]
     assert metrics["checkpoint"] == str(out / "checkpoints" / "last.ckpt")
-    assert (
-        torch.load(metrics["checkpoint"], weights_only=False)["global_step"] == 2 * 8
-    )  # all steps
+    assert torch.load(metrics["checkpoint"], weights_only=True)["global_step"] == 2 * 8  # all steps
     acc, loss = evaluate(out / "checkpoints" / "last.ckpt", cfg)
     assert metrics["test_acc"] == pytest.approx(acc) and metrics["test_loss"] == pytest.approx(loss)
 

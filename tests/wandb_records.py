@@ -8,8 +8,10 @@ data; a record is one FULL chunk or FIRST, MIDDLE..., LAST. Each record is a ser
 
 import json
 import struct
+import sys
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
 from wandb.proto import wandb_internal_pb2 as pb
 
 BLOCK, HEADER = 32 * 1024, 7
@@ -17,6 +19,10 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
 def records(path: Path) -> list[pb.Record]:
+    """The file's records; a record cut short at its end (a process killed while wandb wrote
+    it) is left out."""
+    if "wandb" in sys.modules:  # its service process writes the file, and may not be done yet
+        sys.modules["wandb"].teardown()
     raw = Path(path).read_bytes()
     assert raw[:4] == b":W&B", f"{path} is not a W&B run file"
     found, pos, parts = [], HEADER, b""
@@ -27,12 +33,19 @@ def records(path: Path) -> list[pb.Record]:
         _, length, kind = struct.unpack("<IHB", raw[pos : pos + HEADER])
         data = raw[pos + HEADER : pos + HEADER + length]
         pos += HEADER + length
+        if len(data) < length:  # cut short
+            break
         if kind == 0 and length == 0:  # zero padding at the end of what was written
             break
         parts = data if kind in (FULL, FIRST) else parts + data
         if kind in (FULL, LAST):
             record = pb.Record()
-            record.ParseFromString(parts)
+            try:
+                record.ParseFromString(parts)
+            except DecodeError:
+                if pos + HEADER <= len(raw.rstrip(b"\0")):  # not the last: a damaged file
+                    raise
+                break
             found.append(record)
     return found
 

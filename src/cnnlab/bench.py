@@ -105,6 +105,7 @@ def run_cnnlab(overrides: list[str], epochs: int, batches: int) -> tuple[float, 
             out,
         )
         torch.manual_seed(cfg.seed)
+        torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))  # as run() does
         dm, module = build_datamodule(cfg), build_module(cfg)
         dm.setup()
         trainer = build_trainer(cfg, select_best=dm.has_validation)
@@ -118,22 +119,25 @@ def run_cnnlab(overrides: list[str], epochs: int, batches: int) -> tuple[float, 
 
 def run_raw(overrides: list[str], epochs: int, batches: int) -> float:
     """Images/s of a plain loop over the same network, data and optimizer."""
-    from hydra.utils import instantiate
-
     from cnnlab.regularizers import param_groups
     from cnnlab.run import build_datamodule, build_module
+    from cnnlab.targets import build
 
     with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as out:
         cfg = compose(overrides, out)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
+    # What the Trainer sets for cnnlab's path (trainer=gpu: cuDNN's autotuner, TF32): the raw
+    # loop's too, whichever of the two runs first.
+    torch.backends.cudnn.benchmark = bool(cfg.trainer.get("benchmark"))
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
     dm, module = build_datamodule(cfg), build_module(cfg)
     dm.setup()
     module.use_data(dm)
     model = module.to(device)  # its forward: normalisation, then the network
     net = module.net
     decay_all = (cfg.regularizer or {}).get("decay_norm_and_bias", True)
-    optimizer = instantiate(cfg.optimizer)(params=param_groups(net, decay_all))
+    optimizer = build(cfg.optimizer)(params=param_groups(net, decay_all))
     augment = dm.augment.to(device)
     train, val = dm.train_set.to(device), dm.val_set.to(device)
     size, eval_size = cfg.data.batch_size, cfg.data.eval_batch_size or cfg.data.batch_size
@@ -198,16 +202,25 @@ def main(argv: list[str] | None = None) -> None:
             "does not have; use 32-true or bf16-mixed"
         )
     ratios = []
-    for r in range(args.rounds):
-        order = (run_cnnlab, run_raw) if r % 2 == 0 else (run_raw, run_cnnlab)
-        speed = {run: run(args.overrides, args.epochs, args.batches) for run in order}
-        (ours, end_of_run), raw = speed[run_cnnlab], speed[run_raw]
+    for r, (ours, raw, end_of_run) in enumerate(
+        rounds(args.overrides, args.epochs, args.batches, args.rounds)
+    ):
         ratios.append(ours / raw)
         print(
             f"round {r + 1}: cnnlab {ours:,.0f} img/s, raw loop {raw:,.0f} img/s, "
             f"ratio {ratios[-1]:.3f} (cnnlab's end-of-run figures: {end_of_run:.2f} s, once)"
         )
     print(f"ratio {statistics.median(ratios):.3f}")
+
+
+def rounds(overrides: list[str], epochs: int, batches: int, count: int):
+    """(cnnlab img/s, raw loop img/s, seconds of cnnlab's end-of-run work) of each round, the
+    order of the two alternating from round to round."""
+    for r in range(count):
+        order = (run_cnnlab, run_raw) if r % 2 == 0 else (run_raw, run_cnnlab)
+        speed = {run: run(overrides, epochs, batches) for run in order}
+        (ours, end_of_run), raw = speed[run_cnnlab], speed[run_raw]
+        yield ours, raw, end_of_run
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import lightning as L
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cnnlab.callbacks.filters import FirstLayerFilters
@@ -20,6 +19,7 @@ from cnnlab.ensemble import Ensemble, snapshot_members, sweep_members
 from cnnlab.errors import ConfigError
 from cnnlab.files import write_json, write_text
 from cnnlab.inference import load_classifier
+from cnnlab.targets import build
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 SHAPE_KEYS = ("in_channels", "image_size", "num_classes")
@@ -95,7 +95,7 @@ def evaluate(cfg: DictConfig, data_choice: str | None = None) -> dict[str, Any]:
         raise ConfigError(f"device={cfg.device}: choose auto, cpu or gpu")
     single = len(models) == 1 and tta is None
     module = models[0] if single else Ensemble(models, tta)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c]
+    callbacks = [build(c) for c in cfg.callbacks.values() if c]
     if not single:  # drawn from one network's layers: not an ensemble's
         callbacks = [c for c in callbacks if not isinstance(c, FirstLayerFilters | GradCamGrid)]
     out = Path(cfg.output_dir)

@@ -46,6 +46,7 @@ def _onnx(model: nn.Module, shape: tuple[int, ...], path: Path) -> None:
         input_names=["images"],
         output_names=["logits"],
         dynamic_shapes=({0: batch},),
+        dynamo=True,  # the default only from torch 2.9; the older exporter takes no Dim
         external_data=False,  # one file, weights inside
     )
 

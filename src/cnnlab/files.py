@@ -4,6 +4,7 @@ import itertools
 import json
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,7 +56,11 @@ def remove_refused(directory: Path) -> None:
 
 def new_dir(path: str) -> str:
     """``path``, created now; ``path-2``, ``path-3``... if another run took it first (two runs
-    started in the same second). mkdir is atomic, also on shared file systems."""
+    started in the same second). mkdir is atomic, also on shared file systems.
+
+    A folder that cannot be made (a logs/ mount the user may not write, a file in the way) ends
+    the program with one line and status 2: this runs inside Hydra's config resolution, whose
+    reports of any exception are a page of traceback."""
     for n in itertools.count(1):
         candidate = path if n == 1 else f"{path}-{n}"
         try:
@@ -63,4 +68,15 @@ def new_dir(path: str) -> str:
             return candidate
         except FileExistsError:
             continue
+        except OSError as err:
+            print(f"cnnlab: error: {_cannot_create(candidate, err)}", file=sys.stderr)
+            raise SystemExit(2) from None
     raise AssertionError("unreachable")
+
+
+def _cannot_create(path: str, err: OSError) -> str:
+    why = f"cannot create the run directory {os.path.abspath(path)}: {err.strerror}"
+    if isinstance(err, PermissionError):
+        owner = f"user {os.getuid()}" if hasattr(os, "getuid") else "this user"
+        why += f" (the folder it goes in must be writable by {owner}; see paths.log_dir)"
+    return why

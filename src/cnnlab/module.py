@@ -7,7 +7,6 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torchmetrics.classification import MulticlassAccuracy
 
 from cnnlab.data.preprocess import placeholder
@@ -15,6 +14,7 @@ from cnnlab.errors import Diverged
 from cnnlab.models import build_model
 from cnnlab.regularizers import apply_max_norm, param_groups, penalty
 from cnnlab.schedules import build_schedule
+from cnnlab.targets import build
 
 # Training steps between two reads of their losses by the host (see Classifier._check_finite).
 CHECK_EVERY = 50
@@ -203,7 +203,7 @@ class Classifier(L.LightningModule):
 
     def configure_optimizers(self):
         params = param_groups(self.net, self.reg["decay_norm_and_bias"])
-        optimizer = instantiate(self.hparams.optimizer)(params=params)
+        optimizer = build(self.hparams.optimizer)(params=params)
         trainer = self.trainer
         trainer.fit_loop.setup_data()  # the batch count, also for runs bounded by max_steps
         batches = trainer.num_training_batches  # inf where Lightning skips training

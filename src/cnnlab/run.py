@@ -5,13 +5,12 @@ import logging
 import os
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins import AsyncCheckpointIO
 from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -39,6 +38,7 @@ from cnnlab.resume import (
     settings,
 )
 from cnnlab.sweep import group_choices, task_overrides
+from cnnlab.targets import build
 from cnnlab.validate import check
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
         for name, callback in list(callback_cfgs.items()):
             if callback and str(callback.get("monitor")).startswith("val/"):
                 del callback_cfgs[name]  # nothing to choose by: last.ckpt is the one kept
-    callbacks = [instantiate(c) for c in callback_cfgs.values() if c]
+    callbacks = [build(c) for c in callback_cfgs.values() if c]
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     own = own_checkpoint(cfg, resume)  # another run's checkpoint: a new clock and W&B run
     callbacks += [RunState(cfg, carry=own), EpochSeed(cfg.seed), SaveOnSignal(last)]
@@ -177,7 +177,7 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
     wandb_id = run_state(resume).get("wandb_id") if own else None
     if wandb_id and logger_cfgs.get("wandb"):
         logger_cfgs["wandb"] |= {"id": wandb_id, "resume": "allow"}
-    loggers = [instantiate(c) for c in logger_cfgs.values() if c]
+    loggers = [build(c) for c in logger_cfgs.values() if c]
     validates = select_best or cfg.data.get("val_on_test", False)
     extra = {} if validates else {"limit_val_batches": 0}
     # Checkpoints are written in a thread (from copies of the tensors), so training does not
@@ -185,9 +185,7 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
     plugins = [AsyncCheckpointIO(AtomicCheckpointIO())]
     if SLURMEnvironment.detect():  # submitit requeues SLURM jobs; Lightning must not as well
         plugins.append(SLURMEnvironment(auto_requeue=False))
-    trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, **extra
-    )
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, **extra)
     for logger in trainer.loggers:  # the whole config, beside the module's hyperparameters
         logger.log_hyperparams(_plain(cfg))  # (fast_dev_run's stand-in loggers drop it)
     return trainer
@@ -220,7 +218,7 @@ def _describe(error: BaseException) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def _plain(node: Any) -> Any:

@@ -11,11 +11,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from hydra.utils import instantiate
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ConstantLR, LRScheduler
 
 from cnnlab.errors import ConfigError
+from cnnlab.targets import build
 
 # The arguments of torch's schedulers that count epochs ("count") or act once per epoch
 # ("rate"), by class name. Schedules not listed here can only be stepped once per epoch.
@@ -100,7 +100,7 @@ def build_schedule(
         if interval == "epoch" and math.isfinite(total_steps):
             run_length = math.ceil(total_steps / steps_per_epoch)
         main_cfg = _in_units(main_cfg, per_unit, run_length)
-    main = instantiate(main_cfg)(optimizer) if main_cfg else ConstantLR(optimizer, 1.0, 0)
+    main = build(main_cfg)(optimizer) if main_cfg else ConstantLR(optimizer, 1.0, 0)
     if warmup:
         main = Warmup(optimizer, main, warmup, cfg.get("warmup_start", 0.1))
     schedule = {"scheduler": main, "interval": interval}

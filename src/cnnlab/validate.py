@@ -11,11 +11,11 @@ from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.errors import ConfigError
 from cnnlab.sweep import in_sweep, launcher
+from cnnlab.targets import build
 
 # key: (type, test, what is accepted). A key the config does not have is skipped.
 RANGES: dict[str, tuple[type, Callable, str]] = {
@@ -61,7 +61,7 @@ def check_optimizer(cfg: DictConfig) -> None:
     import torch  # here: the other checks run before torch is loaded (python src/train.py -h)
 
     try:
-        instantiate(cfg.optimizer)(params=[torch.zeros(1, requires_grad=True)])
+        build(cfg.optimizer)(params=[torch.zeros(1, requires_grad=True)])
     except (TypeError, ValueError, HydraException) as err:
         raise ConfigError(f"optimizer: {_first_line(err)}") from None
 

@@ -7,7 +7,6 @@ from typing import Any
 import lightning as L
 import torch
 import torch.distributed as dist
-from hydra.utils import instantiate
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from timm.data import Mixup
 from torch import nn
@@ -19,6 +18,7 @@ from cnnlab.data.preprocess import MinMax, Standardize, Whitening, check_kind
 from cnnlab.data.split import stratified_split
 from cnnlab.data.stats import cached, channel_stats, fingerprint, zca
 from cnnlab.errors import ConfigError
+from cnnlab.targets import build
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ class LazyLoader(DataLoader):
 
 def _augmentations(augment: Mapping[str, Any]) -> list[nn.Module]:
     transforms = augment.get("transforms") or {}
-    return [instantiate(t, _convert_="all") for t in transforms.values() if t is not None]
+    return [build(t) for t in transforms.values() if t is not None]
 
 
 def _rounded(values: torch.Tensor) -> list[float]:
