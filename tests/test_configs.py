@@ -1,5 +1,6 @@
 """Every option of every config group composes and runs one batch of train, val and test."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,16 @@ STUDIES = [f"study/{d.name}" for d in sorted((CONF / "study").iterdir())]
 OPTIONS = [(g, p.stem) for g in GROUPS + STUDIES for p in sorted((CONF / g).glob("*.yaml"))]
 
 
+def _runs(group: str, option: str):
+    """The option as a test parameter, marked gpu where it trains on a GPU (the GPU check runs
+    those: python src/gpu_check.py)."""
+    text = (CONF / group / f"{option}.yaml").read_text()
+    gpu = "accelerator: gpu" in text or re.search(r"override /trainer: (gpu|ddp)\b", text)
+    gpu = gpu or (group == "trainer" and re.search(r"^  - gpu$", text, re.M))  # on top of gpu
+    marks = [pytest.mark.gpu] if gpu else []
+    return pytest.param(group, option, marks=marks, id=f"{group}={option}")
+
+
 def small_data(dataset, root: Path) -> dict[str, object]:
     """Settings that point a data set at a tiny copy, written by ``write_<name>``."""
     if dataset.name == "fake":
@@ -58,7 +69,7 @@ def test_every_group_has_options():
     assert {g for g, _ in OPTIONS} == set(GROUPS + STUDIES)
 
 
-@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+@pytest.mark.parametrize(("group", "option"), [_runs(g, o) for g, o in OPTIONS])
 def test_option_runs_fast_dev_run(group, option, make_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     # base_cnn on fake data unless the option under test chooses otherwise.
@@ -74,8 +85,12 @@ def test_option_runs_fast_dev_run(group, option, make_cfg, tmp_path, monkeypatch
     if group == "debug":  # the debug options set their own run length; keep it short
         run_length = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
     cfg = make_cfg([*choice, *run_length])
-    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
-        pytest.skip("composes; running it needs a CUDA GPU")
+    if cfg.trainer.accelerator == "gpu":
+        wanted = cfg.trainer.get("devices")
+        if not torch.cuda.is_available():
+            pytest.skip("composes; running it needs a CUDA GPU")
+        if isinstance(wanted, int) and wanted > torch.cuda.device_count():
+            pytest.skip(f"composes; running it needs {wanted} GPUs")
     # Set on the composed config rather than composed again: composing is half of this test's
     # time, and these are plain values, as a command-line override would set them.
     for key, value in small_data(cfg.data.dataset, tmp_path / "disk").items():
