@@ -4,6 +4,7 @@
 # Volta to Blackwell. pip adds the rest with README.md's install line and keeps the base's torch.
 # BASE can be any image like it (the tests build this file on a local stand-in).
 ARG BASE=docker.io/pytorch/pytorch:2.7.1-cuda12.8-cudnn9-runtime
+# hadolint ignore=DL3006
 FROM ${BASE}
 
 # g++: torch.compile builds its kernels with it (compile=true; runtime images have no compiler).
@@ -16,20 +17,20 @@ RUN apt-get update \
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_CONSTRAINT=/etc/cnnlab-base-versions.txt
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The base's torch and torchvision are the CUDA builds it was made for: pip may not replace them
 # (PIP_CONSTRAINT, also for whatever is installed in the image later).
 RUN python -c 'import importlib.metadata as m; print("\n".join(f"{p}=={m.version(p)}" for p in ("torch", "torchvision")))' \
     > /etc/cnnlab-base-versions.txt
+ENV PIP_CONSTRAINT=/etc/cnnlab-base-versions.txt
 
 WORKDIR /cnnlab
 # The dependencies first, in a layer that a change of the sources does not rebuild: an editable
 # install of an empty package (its .pth file names src/, which the COPY below fills).
-COPY pyproject.toml README.md ./
-RUN mkdir -p src/cnnlab && touch src/cnnlab/__init__.py && pip install -e ".[dev]"
-COPY Dockerfile .dockerignore ./
+COPY pyproject.toml ./
+RUN mkdir -p src/cnnlab && touch src/cnnlab/__init__.py README.md && pip install -e ".[dev]"
+COPY README.md Dockerfile .dockerignore ./
 COPY .ci/floors.txt ./.ci/
 COPY src ./src
 COPY conf ./conf
@@ -41,8 +42,10 @@ RUN python src/train.py data=fake data.dataset.train_size=64 data.batch_size=16 
     || { tail -n 40 /tmp/smoke.log; exit 1; }; \
     rm -rf /tmp/smoke /tmp/smoke.log
 
-# Runs as a user of its own; data/ and logs/ are meant to be mounted (docker run -v).
-RUN useradd --create-home --uid 1000 cnnlab && mkdir -p data logs && chown 1000 data logs
+# Runs as uid 1000 (its own user, or the base's where it has one); data/ and logs/ are meant to
+# be mounted (docker run -v).
+RUN (id 1000 >/dev/null 2>&1 || useradd --create-home --uid 1000 cnnlab) \
+    && mkdir -p data logs && chown 1000 data logs
 USER 1000
 
 ENTRYPOINT ["tini", "--", "python", "src/train.py"]

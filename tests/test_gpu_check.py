@@ -6,7 +6,7 @@ import json
 import pytest
 
 from cnnlab import gpucheck
-from cnnlab.gpucheck_report import projection
+from cnnlab.gpucheck_report import busy_seconds, projection
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,9 @@ def checked(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("gpu-check")
     fashion = write_fashion_mnist(root / "fashion")
-    status = gpucheck.main(["--toy", "--out", str(root / "out"), "--fashion", str(fashion)])
+    with pytest.MonkeyPatch.context() as env:  # --toy hides any GPU: not from the later tests
+        env.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        status = gpucheck.main(["--toy", "--out", str(root / "out"), "--fashion", str(fashion)])
     return status, root / "out"
 
 
@@ -48,21 +50,45 @@ def test_the_packing_grid_ran_each_job_through_the_gpus_launcher(checked):
     out = checked[1]
     part = json.loads((out / "results.json").read_text())["parts"]["packing"]
     assert [int(k) for k in part["levels"]] == list(gpucheck.TOY.packing)
-    for k in gpucheck.TOY.packing:
+    for k, row in part["levels"].items():
         records = [json.loads(p.read_text()) for p in out.glob(f"packing/*_{k}/*/metrics.json")]
         assert len(records) == gpucheck.TOY.grid_jobs
         assert {r["cuda_visible_devices"] for r in records} == {"0"}  # the launcher's device
         assert {r["choices"]["model"] for r in records} == {"nin"}
-    assert part["levels"]["1"]["throughput_vs_one_job"] == 1.0
+        assert 0 < row["busy_s"] <= row["wall_s"]  # some job was running, within the sweep
 
 
-def test_seed002s_grid_is_projected_from_the_faster_epoch_and_the_best_packing(checked):
-    parts = json.loads((checked[1] / "results.json").read_text())["parts"]
-    epochs = parts["seed002"]["epoch_s"]
+def test_seed002s_epoch_was_timed_eager_and_compiled_and_the_grid_projected(checked):
+    results = json.loads((checked[1] / "results.json").read_text())
+    epochs = results["parts"]["seed002"]["epoch_s"]
     assert set(epochs) == {"eager", "compile"} and min(epochs.values()) > 0
+    assert results["projection"] == projection(results["parts"])  # in the JSON as well
+    assert results["projection"]["epoch_s"] == min(epochs.values())
+
+
+def test_busy_time_counts_overlapping_runs_once_and_gaps_not_at_all():
+    assert busy_seconds([(0, 10), (20, 30)]) == 20  # one at a time, a start-up gap between
+    assert busy_seconds([(0, 10), (2, 12), (3, 5)]) == 12  # overlapping
+    assert busy_seconds([(5, 6), (0, 10)]) == 10  # inside another
+    assert busy_seconds([]) == 0
+
+
+def test_the_projection_runs_seed002s_ten_runs_in_waves_at_the_fastest_packing():
+    levels = {
+        "1": {"throughput_vs_one_job": 1.0},
+        "2": {"throughput_vs_one_job": 1.6},
+        "4": {"throughput_vs_one_job": 2.0},
+    }
+    parts = {"seed002": {"epoch_s": {"eager": 10.0, "compile": 8.0}}, "packing": {"levels": levels}}
     found = projection(parts)
-    gain = max(row["throughput_vs_one_job"] for row in parts["packing"]["levels"].values())
-    assert found["hours"] == pytest.approx(10 * 164 * min(epochs.values()) / gain / 3600, abs=0.005)
+    # jobs_per_gpu=4: waves of 4, 4 and 2 runs, each 164 epochs of 8 s at that wave's gain
+    hours = 164 * 8 * (4 / 2.0 + 4 / 2.0 + 2 / 1.6) / 3600
+    assert found["jobs_per_gpu"] == 4 and found["epoch"] == "compile"
+    assert found["hours"] == pytest.approx(hours, abs=1e-3)
+    # without packing: ten runs one after another
+    alone = projection({"seed002": parts["seed002"]})
+    assert alone["hours"] == pytest.approx(10 * 164 * 8 / 3600, abs=1e-3)
+    assert not alone["packing_measured"]
 
 
 def test_the_fashion_run_is_a_network_under_5m_parameters_that_learns(checked):
@@ -78,3 +104,17 @@ def test_without_a_gpu_the_full_check_is_refused_in_one_line(capsys, tmp_path):
         gpucheck.main(["--out", str(tmp_path)])
     assert caught.value.code == 2
     assert "no CUDA device here; --toy runs" in capsys.readouterr().err
+
+
+def test_a_part_run_again_into_the_same_folder_measures_afresh_and_keeps_the_others(checked):
+    out = checked[1]
+    before = json.loads((out / "results.json").read_text())["parts"]
+    first = json.loads((out / "fashion" / "metrics.json").read_text())["started_at"]
+    fashion = next(p.parent for p in out.parent.rglob("train-images-idx3-ubyte.gz"))
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        args = ["--toy", "--out", str(out), "--fashion", str(fashion), "--only", "fashion"]
+        assert gpucheck.main(args) == 0
+    after = json.loads((out / "results.json").read_text())["parts"]
+    assert after["packing"] == before["packing"] and list(after) == list(before)
+    assert json.loads((out / "fashion" / "metrics.json").read_text())["started_at"] != first

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -11,6 +10,7 @@ from cnnlab.models import build_model
 from cnnlab.regularizers import apply_max_norm, param_groups, penalty, weights
 from cnnlab.run import build_module, run
 from cnnlab.schedules import build_schedule
+from cnnlab.targets import build
 
 from conftest import FAST
 
@@ -36,11 +36,14 @@ def test_optimizer_options_build_the_named_optimizer(option, cls, settings, make
     cfg = make_cfg(
         [f"optimizer={option}", "optimizer.lr=0.05"] if option == "sgd" else [f"optimizer={option}"]
     )
-    opt = instantiate(plain(cfg.optimizer))(params=[nn.Parameter(torch.zeros(2))])
+    opt = build(plain(cfg.optimizer))(params=[nn.Parameter(torch.zeros(2))])
     assert type(opt) is cls
     group = opt.param_groups[0]
     for key, value in settings.items():
-        assert tuple(group[key]) == value if isinstance(value, tuple) else group[key] == value
+        if isinstance(value, tuple):  # a list or tuple, not an OmegaConf ListConfig
+            assert type(group[key]) in (list, tuple) and tuple(group[key]) == value
+        else:
+            assert group[key] == value
     if option == "sgd":
         assert group["lr"] == 0.05
 

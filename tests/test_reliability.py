@@ -102,6 +102,7 @@ def test_a_directory_that_holds_a_run_is_never_overwritten(make_cfg, tmp_path):
     ("fault", "message"),
     [
         ("a file", "logs/train/runs/now: Not a directory"),
+        ("a dangling link", "logs/train/runs/now: File exists ("),
         ("no permission", "Permission denied (the folder it goes in must be writable by user"),
     ],
 )
@@ -110,6 +111,8 @@ def test_a_run_directory_that_cannot_be_made_ends_in_one_line(
 ):
     if fault == "a file":
         (tmp_path / "logs").write_text("")
+    elif fault == "a dangling link":
+        (tmp_path / "logs").symlink_to(tmp_path / "gone")
     else:  # as a logs/ mount owned by another user (root here may write anywhere)
 
         def denied(*args, **kwargs):

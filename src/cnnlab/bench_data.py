@@ -46,12 +46,14 @@ class _Training:
 
 
 def _images_per_second(batches, device: torch.device, count: int) -> float:
-    """Throughput of an iterator of batches, after three batches of warm-up."""
+    """Throughput of an iterator of batches, after three batches of warm-up: the ``count``
+    batches made after the clock starts."""
     seen, start = 0, None
     for i, (x, _) in enumerate(batches):
-        if i == 3:
-            start, seen = now(device), 0
-        seen += len(x)
+        if i == 3:  # made before the clock starts: not counted
+            start = now(device)
+        elif i > 3:
+            seen += len(x)
         if i == count + 3:
             break
     return seen / (now(device) - start)

@@ -61,21 +61,25 @@ def new_dir(path: str) -> str:
     A folder that cannot be made (a logs/ mount the user may not write, a file in the way) ends
     the program with one line and status 2: this runs inside Hydra's config resolution, whose
     reports of any exception are a page of traceback."""
-    for n in itertools.count(1):
-        candidate = path if n == 1 else f"{path}-{n}"
-        try:
-            Path(candidate).mkdir(parents=True)
-            return candidate
-        except FileExistsError:
-            continue
-        except OSError as err:
-            print(f"cnnlab: error: {_cannot_create(candidate, err)}", file=sys.stderr)
-            raise SystemExit(2) from None
+    candidate = path
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count(2):
+            try:
+                os.mkdir(candidate)
+                return candidate
+            except FileExistsError:  # another run's: the next name
+                candidate = f"{path}-{n}"
+    except OSError as err:
+        print(f"cnnlab: error: {_cannot_create(candidate, err)}", file=sys.stderr)
+        raise SystemExit(2) from None
     raise AssertionError("unreachable")
 
 
 def _cannot_create(path: str, err: OSError) -> str:
     why = f"cannot create the run directory {os.path.abspath(path)}: {err.strerror}"
+    if err.filename and os.path.abspath(err.filename) != os.path.abspath(path):
+        why += f" ({err.filename})"  # the folder above it, say
     if isinstance(err, PermissionError):
         owner = f"user {os.getuid()}" if hasattr(os, "getuid") else "this user"
         why += f" (the folder it goes in must be writable by {owner}; see paths.log_dir)"

@@ -23,8 +23,10 @@ the check cannot rot); its figures mean nothing.
 
 import argparse
 import json
+import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,13 +34,14 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cnnlab.files import write_json, write_text
-from cnnlab.gpucheck_report import markdown
+from cnnlab.gpucheck_report import busy_seconds, markdown, projection
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = [
@@ -49,6 +52,7 @@ QUIET = [
 
 @dataclass(frozen=True)
 class Sizes:
+    toy: bool = False
     trainer: str = "gpu"
     bench: list[str] = field(default_factory=list)  # the bench's own data: 4,300 fake images
     rounds: int = 2
@@ -58,18 +62,19 @@ class Sizes:
     workers: int = 8  # of the per-image loader
     grid_jobs: int = 4
     packing: tuple[int, ...] = (1, 2, 4)
+    # seed 002's runs in small: no validation split, 2 epochs of 40,000 images
     grid: list[str] = field(
-        default_factory=lambda: ["data.dataset.train_size=20000", "trainer.max_epochs=2"]
+        default_factory=lambda: ["data.dataset.train_size=40000", "trainer.max_epochs=2"]
     )
     seed002_batches: int = 391
     seed002: list[str] = field(default_factory=lambda: ["data.dataset.train_size=50000"])
     fashion: list[str] = field(default_factory=list)
-    devices: list[str] = field(default_factory=list)  # of the gpus launcher: every GPU
 
 
 TINY = ["data.image_size=16", "data.batch_size=16"]
 TOY = Sizes(
-    trainer="default",
+    toy=True,
+    trainer="cpu",
     bench=[*TINY, "data.dataset.train_size=200"],
     rounds=1,
     epochs=2,
@@ -82,11 +87,10 @@ TOY = Sizes(
     seed002_batches=2,
     seed002=[*TINY, "data.dataset.train_size=64"],
     fashion=["data.train_subset=500", "data.test_subset=200", "trainer.max_epochs=1"],
-    devices=["hydra.launcher.devices=[0]"],  # a stand-in id: the jobs train on the CPU
 )
 
 
-def gpu_tests(out: Path, sizes: Sizes, fashion: Path) -> dict[str, Any]:
+def gpu_tests(out: Path, sizes: Sizes, images: Path) -> dict[str, Any]:
     try:
         import pytest  # noqa: F401
     except ImportError:
@@ -96,7 +100,10 @@ def gpu_tests(out: Path, sizes: Sizes, fashion: Path) -> dict[str, Any]:
         str(p) for p in sorted((ROOT / "tests").glob("test_*.py")) if "mark.gpu" in p.read_text()
     ]
     command = ["-m", "pytest", "-m", "gpu", "-o", "addopts=", "-p", "no:cacheprovider", "-q"]
+    xml.unlink(missing_ok=True)
     done = _python([*command, f"--junitxml={xml}", *files], timeout=1200)
+    if not xml.is_file():
+        raise RuntimeError(f"pytest wrote no report: {(done.stdout + done.stderr)[-1500:]}")
     suite = ET.parse(xml).getroot()
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
     failed = [
@@ -114,7 +121,7 @@ def gpu_tests(out: Path, sizes: Sizes, fashion: Path) -> dict[str, Any]:
     }
 
 
-def framework(out: Path, sizes: Sizes, fashion: Path) -> dict[str, Any]:
+def framework(out: Path, sizes: Sizes, images: Path) -> dict[str, Any]:
     from cnnlab import bench
 
     models = {}
@@ -128,20 +135,21 @@ def framework(out: Path, sizes: Sizes, fashion: Path) -> dict[str, Any]:
             "raw_img_s": [round(raw) for _, raw, _ in rows],
             "ratio": round(statistics.median(ours / raw for ours, raw, _ in rows), 3),
         }
-    return {"models": models, "overrides": f"trainer={sizes.trainer} data=fake (4,300 images)"}
+    shared = bench.with_defaults([f"trainer={sizes.trainer}", *sizes.bench])
+    return {"models": models, "overrides": " ".join(shared)}
 
 
-def data_path(out: Path, sizes: Sizes, fashion: Path) -> dict[str, Any]:
+def data_path(out: Path, sizes: Sizes, images: Path) -> dict[str, Any]:
     from cnnlab import bench, bench_data
 
-    overrides = bench.with_defaults(["data.dataset.train_size=600"] if sizes.workers == 0 else [])
+    overrides = bench.with_defaults(["data.dataset.train_size=600"] if sizes.toy else [])
     rows = bench_data.data_path(overrides, sizes.data_batches, sizes.workers)
     return {
         "presets": {
             preset: {
                 "batched_img_s": round(fast),
-                "per_image_img_s": None if slow != slow else round(slow),
-                "speedup": None if slow != slow else round(fast / slow, 2),
+                "per_image_img_s": None if math.isnan(slow) else round(slow),
+                "speedup": None if math.isnan(slow) else round(fast / slow, 2),
             }
             for preset, fast, slow in rows
         },
@@ -149,7 +157,13 @@ def data_path(out: Path, sizes: Sizes, fashion: Path) -> dict[str, Any]:
     }
 
 
-def packing(out: Path, sizes: Sizes, fashion: Path) -> dict[str, Any]:
+def packing(out: Path, sizes: Sizes, images: Path) -> dict[str, Any]:
+    """The grid's jobs on one GPU (device 0; on the CPU a stand-in id), jobs_per_gpu at a time.
+    Throughput against one job alone: the time during which some job ran, one job at a time,
+    over that time at this level (the same work both ways). Moments when no job runs (a process
+    starting) are left out: a real grid's jobs run for hours, and start-up is not what packing
+    gains."""
+    shutil.rmtree(out / "packing", ignore_errors=True)  # a rerun would find them finished
     levels = {}
     seeds = ",".join(str(i + 1) for i in range(sizes.grid_jobs))
     for jobs_per_gpu in sizes.packing:
@@ -160,11 +174,12 @@ def packing(out: Path, sizes: Sizes, fashion: Path) -> dict[str, Any]:
                 str(ROOT / "src" / "train.py"),
                 "-m",
                 "hydra/launcher=gpus",
+                "hydra.launcher.devices=[0]",
                 f"hydra.launcher.jobs_per_gpu={jobs_per_gpu}",
-                *sizes.devices,
                 f"hydra.sweep.dir={sweep}",
                 "model=nin",
                 "data=fake",
+                "data.val_split=0",
                 f"trainer={sizes.trainer}",
                 f"seed={seeds}",
                 *QUIET,
@@ -176,18 +191,24 @@ def packing(out: Path, sizes: Sizes, fashion: Path) -> dict[str, Any]:
         records = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
         if len(records) != sizes.grid_jobs or any(r["status"] != "finished" for r in records):
             raise RuntimeError(f"jobs_per_gpu={jobs_per_gpu}: not every job finished ({sweep})")
+        spans = [(_seconds(r["started_at"]), _seconds(r["finished_at"])) for r in records]
         levels[jobs_per_gpu] = {
             "wall_s": round(wall, 1),
             "jobs_per_hour": round(sizes.grid_jobs * 3600 / wall, 1),
+            "busy_s": round(busy_seconds(spans), 2),
             "mean_fit_s": round(statistics.mean(r["wall_time_s"] for r in records), 2),
         }
-    alone = levels[min(levels)]["mean_fit_s"]
-    for k, row in levels.items():  # k jobs train at once: k times the images in their fit time
-        row["throughput_vs_one_job"] = round(min(k, sizes.grid_jobs) * alone / row["mean_fit_s"], 2)
+    alone = levels[min(levels)]["busy_s"]
+    for row in levels.values():
+        row["throughput_vs_one_job"] = round(alone / row["busy_s"], 2)
     return {"jobs": sizes.grid_jobs, "levels": levels, "overrides": " ".join(sizes.grid)}
 
 
-def seed002(out: Path, sizes: Sizes, fashion: Path) -> dict[str, Any]:
+def _seconds(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def seed002(out: Path, sizes: Sizes, images: Path) -> dict[str, Any]:
     from cnnlab import bench
 
     base = ["experiment=seed002_nin_grid", "data=fake", f"trainer={sizes.trainer}", *QUIET]
@@ -203,17 +224,18 @@ def seed002(out: Path, sizes: Sizes, fashion: Path) -> dict[str, Any]:
     return {"epoch_s": epochs, "steps": sizes.seed002_batches, "batch_size": batch}
 
 
-def fashion(out: Path, sizes: Sizes, fashion: Path) -> dict[str, Any]:
-    if not sorted(fashion.glob("*-idx*-ubyte.gz")):
-        return {"not_run": f"no Fashion-MNIST .gz files in {fashion}"}
+def fashion(out: Path, sizes: Sizes, images: Path) -> dict[str, Any]:
+    if not sorted(images.glob("*-idx*-ubyte.gz")):
+        return {"not_run": f"no Fashion-MNIST .gz files in {images}"}
     run_dir = out / "fashion"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a rerun's: "already holds a run"
     started = time.perf_counter()
     _python(
         [
             str(ROOT / "src" / "train.py"),
             "experiment=fashion_base_cnn",
             f"trainer={sizes.trainer}",
-            f"data.dataset.root={fashion}",
+            f"data.dataset.root={images}",
             f"hydra.run.dir={run_dir}",
             *QUIET,
             *sizes.fashion,
@@ -271,11 +293,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=list(PARTS), help="these parts alone")
     parser.add_argument("--wheels", type=Path, help="(read by src/gpu_check.py)")
     args = parser.parse_args(argv)
-    if not args.toy and not torch.cuda.is_available():
+    if args.toy:  # on the CPU, also where there is a GPU (set before CUDA starts)
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    elif not torch.cuda.is_available():
         parser.error("no CUDA device here; --toy runs the same parts at toy sizes on the CPU")
     sizes = TOY if args.toy else Sizes()
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"machine": machine(), "toy": args.toy, "parts": {}}
+    saved = args.out / "results.json"
+    if args.only and saved.is_file():  # the other parts' results stay
+        results["parts"] = json.loads(saved.read_text()).get("parts", {})
     for name in args.only or PARTS:
         print(f"gpu check: {name} ...", flush=True)
         started = time.perf_counter()
@@ -284,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # recorded; the other parts still run
             found = {"error": f"{type(err).__name__}: {err}"[:3000]}
         results["parts"][name] = {**found, "seconds": round(time.perf_counter() - started, 1)}
-        write_json(args.out / "results.json", results)
+        results["projection"] = projection(results["parts"])
+        write_json(saved, results)
         write_text(args.out / "results.md", markdown(results))
     print(markdown(results))
     return int(any("error" in part for part in results["parts"].values()))
