@@ -1,4 +1,4 @@
-"""The GPU check in one command (cnnlab/gpucheck.py says what it measures):
+"""The GPU check in one command (cnnlab/gpucheck/__init__.py says what it measures):
 
     python src/gpu_check.py --out DIR [--fashion DIR] [--wheels DIR] [--toy]
 

@@ -4,9 +4,10 @@ a GPU runs it: the tests it ran, the runs it timed, the grids it launched, the t
 import json
 
 import pytest
+import torch
 
 from cnnlab import gpucheck
-from cnnlab.gpucheck_report import busy_seconds, projection
+from cnnlab.gpucheck.report import busy_seconds, projection
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def test_the_fashion_run_is_a_network_under_5m_parameters_that_learns(checked):
 
 
 def test_without_a_gpu_the_full_check_is_refused_in_one_line(capsys, tmp_path):
-    if gpucheck.torch.cuda.is_available():
+    if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(SystemExit) as caught:
         gpucheck.main(["--out", str(tmp_path)])

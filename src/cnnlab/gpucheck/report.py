@@ -1,4 +1,4 @@
-"""The GPU check's results as markdown: one table per part (cnnlab.gpucheck measures them)."""
+"""The GPU check's results as markdown, one table per part, and the figures made from them."""
 
 from typing import Any
 
