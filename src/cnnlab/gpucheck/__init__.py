@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=list(PARTS), help="these parts alone")
     parser.add_argument("--wheels", type=Path, help="(read by src/gpu_check.py)")
     args = parser.parse_args(argv)
+    args.out, args.fashion = args.out.resolve(), args.fashion.resolve()  # jobs run from the root
     if args.toy:  # on the CPU, also where there is a GPU (set before CUDA starts)
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     elif not torch.cuda.is_available():
