@@ -114,6 +114,8 @@ def packing(out: Path, sizes: Sizes, images: Path) -> dict[str, Any]:
                 *sizes.grid,
             ],
             timeout=1800,
+            # On the CPU, GPU 0 is a stand-in id (CUDA finds no device under it).
+            **({"CUDA_VISIBLE_DEVICES": "stand-in"} if sizes.toy else {}),
         )
         wall = time.perf_counter() - started
         records = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
@@ -180,10 +182,13 @@ def fashion(out: Path, sizes: Sizes, images: Path) -> dict[str, Any]:
     }
 
 
-def _python(args: list[str], timeout: float, check: bool = True) -> subprocess.CompletedProcess:
+def _python(
+    args: list[str], timeout: float, check: bool = True, **env: str
+) -> subprocess.CompletedProcess:
     """A Python child of this one, which imports cnnlab from this source tree (and whatever
-    --wheels added), run from the repository's root; ``check``: a failure raises."""
-    env = dict(os.environ)
+    --wheels added), run from the repository's root, with ``env`` added to its environment;
+    ``check``: a failure raises."""
+    env = {**os.environ, **env}
     paths = [str(ROOT / "src"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     done = subprocess.run(

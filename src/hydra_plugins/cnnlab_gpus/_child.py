@@ -1,9 +1,12 @@
 """One job of a ``hydra/launcher=gpus`` sweep, in its own process:
 ``python -m hydra_plugins.cnnlab_gpus._child <job.pkl> <result.pkl>``.
 
-The parent pickles what Hydra's ``run_job`` needs (the job's sweep config, Hydra's context and
-singletons) and how to find the task function; this process runs the job exactly as Hydra's
-basic launcher would in-process, and pickles the JobReturn back.
+The parent sends what Hydra's ``run_job`` needs (the job's sweep config, Hydra's context and
+singletons), how to find the task function, and its OmegaConf resolvers, pickled with
+cloudpickle as submitit does, so that a resolver registered in a script's ``__main__`` block
+(or a task defined inside a function) travels by value. This process runs the job exactly as
+Hydra's basic launcher would in-process and sends back the JobReturn; a failure's traceback
+goes to the job's ``launcher.log`` and back to the parent.
 """
 
 import importlib.util
@@ -11,8 +14,10 @@ import inspect
 import os
 import pickle
 import sys
+import traceback
 from pathlib import Path
 
+import cloudpickle
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf
@@ -25,51 +30,85 @@ def main(job_path: str, result_path: str, *ignored: str) -> None:
     with open(job_path, "rb") as f:
         sys_path, blob = pickle.load(f)
     sys.path[:] = sys_path  # so the task's modules import here as they did in the parent
-    job = pickle.loads(blob)
-    # The parent's OmegaConf resolvers are closures and could not be sent; keep the ones this
-    # process's imports registered (OmegaConf's own, the task's), which set_state would drop.
-    resolvers = dict(BaseContainer._resolvers)
+    job = cloudpickle.loads(blob)  # imports the task's modules, which register their resolvers
+    imported = dict(BaseContainer._resolvers)
     Singleton.set_state(job["singletons"])
-    BaseContainer._resolvers.update(resolvers)
+    # The parent's resolvers (one registered in a script's __main__ block exists only there),
+    # under the ones this process's imports registered: those are the same, and made here.
+    BaseContainer._resolvers.update({**_resolvers(job["resolvers"]), **imported})
     setup_globals()
     ret = run_job(
         hydra_context=job["hydra_context"],
-        task_function=_task(*job["task"]),
+        task_function=_task(job["task"]),
         config=job["config"],
         job_dir_key="hydra.sweep.dir",
         job_subdir_key="hydra.sweep.subdir",
     )
+    failure = _failure(ret)
     if os.environ.get("LOCAL_RANK", "0") == "0":
         tmp = Path(f"{result_path}.tmp")
-        tmp.write_bytes(pickle.dumps(_picklable(ret)))
+        tmp.write_bytes(cloudpickle.dumps((_plain_configs(ret), failure)))
         tmp.replace(result_path)
 
 
-def _picklable(ret: JobReturn) -> JobReturn:
-    """The JobReturn with plain configs and, for a failed job, a plain exception: structured
-    configs refer to their dataclasses, which Hydra's plugin scan has defined a second time in
-    this process (pickle refuses those), and an exception may not pickle at all."""
+def _task(reference):
+    """The task function: sent by value, or imported by name, or, for a script's
+    ``__main__``, loaded from its file (its ``if __name__ == "__main__"`` block does not run);
+    unwrapped from ``@hydra.main`` where the parent found it wrapped."""
+    if callable(reference):
+        return reference
+    module, name, path, wrapped = reference
+    if path is None:
+        found = _attribute(importlib.import_module(module), name)
+    else:
+        spec = importlib.util.spec_from_file_location("cnnlab_gpus_task", path)
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+        found = _attribute(script, name)
+    return inspect.unwrap(found) if wrapped else found
+
+
+def _attribute(owner, dotted: str):
+    for part in dotted.split("."):
+        owner = getattr(owner, part)
+    return owner
+
+
+def _resolvers(pickled: dict[str, bytes]) -> dict:
+    loaded = {}
+    for name, blob in pickled.items():
+        try:
+            loaded[name] = cloudpickle.loads(blob)
+        except Exception as error:  # noqa: BLE001 - a config that uses it names it if needed
+            print(f"resolver {name} could not be rebuilt here: {error}", file=sys.stderr)
+    return loaded
+
+
+def _failure(ret: JobReturn) -> dict | None:
+    """For a failed job: its exception (pickled, if it can be), a one-line summary and its
+    traceback, which is also printed to this job's launcher.log, as Hydra's launcher would."""
+    if ret.status != JobStatus.FAILED:
+        return None
+    error = ret._return_value
+    text = "".join(traceback.format_exception(error))
+    print(text, file=sys.stderr, flush=True)
+    ret._return_value = None
+    try:
+        blob = cloudpickle.dumps(error)
+    except Exception:  # noqa: BLE001 - the summary and the traceback still go back
+        blob = None
+    return {"error": blob, "summary": f"{type(error).__name__}: {error}", "traceback": text}
+
+
+def _plain_configs(ret: JobReturn) -> JobReturn:
+    """The JobReturn with plain configs: structured configs refer to their dataclasses, which
+    Hydra's plugin scan has defined a second time in this process (pickle refuses those)."""
     ret.cfg, ret.hydra_cfg = (_plain(c) for c in (ret.cfg, ret.hydra_cfg))
-    if ret.status == JobStatus.FAILED:
-        error = ret._return_value
-        ret._return_value = RuntimeError(f"{type(error).__name__}: {error}")
     return ret
 
 
 def _plain(config: DictConfig | None) -> DictConfig | None:
     return None if config is None else OmegaConf.create(OmegaConf.to_container(config))
-
-
-def _task(module: str, name: str, path: str | None):
-    """The task function: imported by name, or, for a script's ``__main__``, loaded from its
-    file (its ``if __name__ == "__main__"`` block does not run) and unwrapped from
-    ``@hydra.main``."""
-    if path is None:
-        return getattr(importlib.import_module(module), name)
-    spec = importlib.util.spec_from_file_location("cnnlab_gpus_task", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return inspect.unwrap(getattr(script, name))
 
 
 if __name__ == "__main__":

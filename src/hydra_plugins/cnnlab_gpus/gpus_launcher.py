@@ -2,9 +2,11 @@
 
 Every job runs in a fresh process (nothing of CUDA, W&B or the environment leaks from one job
 to the next, unlike in a reused worker pool) that sees only its devices through
-``CUDA_VISIBLE_DEVICES``. At most ``jobs_per_gpu`` jobs share a GPU; the rest wait for one to
-free up. Each job runs through Hydra's own ``run_job`` in its child process, so job numbers,
-output directories, ``.hydra/`` files and return values are those of Hydra's basic launcher.
+``CUDA_VISIBLE_DEVICES``. ``devices`` index the GPUs this process sees, so that inside an
+allocation (SLURM's ``--gres``, ``docker --gpus``) the jobs get the allocation's GPUs. At most
+``jobs_per_gpu`` jobs share a GPU; the rest wait for one to free up. Each job runs through
+Hydra's own ``run_job`` in its child process, so job numbers, output directories, ``.hydra/``
+files and return values are those of Hydra's basic launcher.
 A failed job is reported and does not stop the others; Ctrl-C (or SIGTERM) stops them all.
 """
 
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
@@ -29,6 +32,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf.basecontainer import BaseContainer
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class GpusLauncherConf:
     _target_: str = "hydra_plugins.cnnlab_gpus.gpus_launcher.GpusLauncher"
-    devices: Any = None  # GPU ids to use, e.g. [0, 1]; null: every visible GPU
+    devices: Any = None  # which visible GPUs to use, by index, e.g. [0, 1]; null: all
     jobs_per_gpu: int = 1  # jobs that share one GPU at a time (small models leave it idle)
     gpus_per_job: int = 1  # devices each job sees, for DDP jobs (trainer.devices to match)
     stop_seconds: float = 10.0  # after Ctrl-C, how long jobs get to stop before they are killed
@@ -144,17 +148,25 @@ class GpusLauncher(Launcher):
         return [results[num] for num in sorted(results)]
 
     def _devices(self) -> list[str]:
+        """The devices to use, as this process sees them: ``devices`` index the visible GPUs
+        (an allocation's ``CUDA_VISIBLE_DEVICES``: SLURM's ``--gres``, ``docker --gpus``), so
+        ``[0, 1]`` under ``CUDA_VISIBLE_DEVICES=4,5`` are GPUs 4 and 5; by default all of them."""
         if self.gpus_per_job < 1 or self.jobs_per_gpu < 1:
             raise ValueError("hydra.launcher.gpus_per_job and jobs_per_gpu must be at least 1")
-        devices = self.devices
-        if devices is None:
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-            if visible is not None:
-                devices = [d for d in visible.split(",") if d.strip()]
-            else:
-                import torch  # only here: the launcher itself never touches CUDA
-
-                devices = [str(i) for i in range(torch.cuda.device_count())]
+        visible = _visible_devices()
+        if self.devices is None:
+            devices = visible
+        else:
+            wrong = [d for d in self.devices if not (d.isdigit() and int(d) < len(visible))]
+            if wrong:
+                raise ValueError(
+                    f"hydra.launcher.devices={_listed(self.devices)}: {_listed(wrong)} "
+                    f"index no visible GPU; {len(visible)} visible "
+                    f"({', '.join(visible) or 'none'}): use indices 0 to {len(visible) - 1}"
+                    if visible
+                    else f"hydra.launcher.devices={_listed(self.devices)}: no GPU is visible"
+                )
+            devices = [visible[int(d)] for d in self.devices]
         devices = list(dict.fromkeys(devices))  # a device named twice is still one device
         if len(devices) < self.gpus_per_job:
             raise ValueError(
@@ -177,21 +189,25 @@ class GpusLauncher(Launcher):
         with read_write(config.hydra.run):  # Lightning starts a DDP job's other ranks in
             config.hydra.run.dir = str(output_dir)  # hydra.run.dir: the job's, as rank 0's
         job_file, result = scratch / f"{num}.pkl", scratch / f"{num}.result.pkl"
-        # OmegaConf's resolvers are closures, which do not pickle: the child registers its own,
-        # Hydra's in setup_globals() and the task's when its module is imported.
+        # OmegaConf's resolvers go by value (cloudpickle, as submitit sends them): one that a
+        # script's __main__ block registered exists only in this process.
         singletons = {**Singleton.get_state(), "omegaconf_resolvers": {}}
         job = {
             "config": config,
             "hydra_context": self.hydra_context,
             "singletons": singletons,
+            "resolvers": _pickled_resolvers(),
             "task": _task_reference(self.task_function),
         }
-        job_file.write_bytes(pickle.dumps((list(sys.path), pickle.dumps(job))))
+        job_file.write_bytes(pickle.dumps((list(sys.path), cloudpickle.dumps(job))))
         # Inside a SLURM allocation the job must not take itself for a SLURM task: Lightning
         # would then wait for SLURM to start its other DDP ranks.
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
         env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
-        with open(output_dir / "launcher.log", "wb") as output:
+        with open(output_dir / "launcher.log", "ab") as output:  # a rerun's attempt adds to it
+            header = f"==== job #{num}, GPU {','.join(devices)}, started {_now()} ====\n"
+            output.write(header.encode())
+            output.flush()
             process = subprocess.Popen(
                 [sys.executable, "-m", "hydra_plugins.cnnlab_gpus._child", job_file, result],
                 env=env,
@@ -205,8 +221,11 @@ class GpusLauncher(Launcher):
         return Job(num, overrides, config, devices, process, result, output_dir)
 
     def _finish(self, job: Job) -> JobReturn:
+        log_file = job.output_dir / "launcher.log"
         if job.result.is_file():
-            ret = pickle.loads(job.result.read_bytes())
+            ret, failure = pickle.loads(job.result.read_bytes())
+            if failure is not None:
+                ret._return_value = _rebuilt(failure)
         else:  # the process died before run_job returned (a crash, a kill, sys.exit)
             ret = JobReturn(
                 overrides=list(job.overrides),
@@ -214,14 +233,15 @@ class GpusLauncher(Launcher):
                 status=JobStatus.FAILED,
                 _return_value=RuntimeError(
                     f"job #{job.num} exited with code {job.process.returncode}; its output is "
-                    f"in {job.output_dir / 'launcher.log'}"
+                    f"in {log_file}"
                 ),
             )
             # run_job never got to its callbacks (a sweep's report among them): call them here.
             HydraConfig.instance().set_config(job.config)
             self.hydra_context.callbacks.on_job_end(config=job.config, job_return=ret)
         if ret.status == JobStatus.FAILED:
-            log.error(f"#{job.num} failed: {ret._return_value}")
+            error = ret._return_value
+            log.error(f"#{job.num} failed: {type(error).__name__}: {error} (see {log_file})")
         return ret
 
     def _stop(self, running: list[Job]) -> None:
@@ -245,11 +265,84 @@ class GpusLauncher(Launcher):
             signal.signal(sig, handler)
 
 
-def _task_reference(task: TaskFunction) -> tuple[str, str, str | None]:
-    """How the child finds the task: module and name, and the file of a script's __main__."""
-    module = task.__module__
-    path = getattr(sys.modules.get(module), "__file__", None) if module == "__main__" else None
-    return module, task.__name__, path
+def _task_reference(task: TaskFunction) -> tuple[str, str, str | None, bool] | TaskFunction:
+    """How the child finds the task: by module and name, importing it, so that tracebacks
+    name the user's files (what cloudpickle sends by value, it files as "<dynamic-code>").
+    A script's ``__main__`` is loaded from its file, ``python -m pkg.app``'s imported as
+    ``pkg.app`` (its relative imports then work); neither runs its ``__main__`` block. The
+    flag: the name holds ``@hydra.main``'s wrapper of the task. A function that cannot be
+    found by name (one defined inside another, a callable object) goes by value."""
+    module, name = getattr(task, "__module__", None), getattr(task, "__qualname__", "<locals>")
+    if "<locals>" in name or module not in sys.modules:
+        return task
+    found = sys.modules[module]
+    for part in name.split("."):
+        found = getattr(found, part, None)
+    wrapped = found is not task
+    if module != "__main__":
+        return module, name, None, wrapped
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        return spec.name, name, None, wrapped
+    return module, name, getattr(main, "__file__", None), wrapped
+
+
+def _visible_devices() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (indices, UUIDs)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip()]
+    import torch  # only here: the launcher itself never touches CUDA
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _listed(values: Sequence[str]) -> str:
+    return "[" + ",".join(values) + "]"
+
+
+def _pickled_resolvers() -> dict[str, bytes]:
+    """Each OmegaConf resolver of this process that can be sent, pickled on its own: one that
+    cannot is left to the job's own imports (and named there, if a config uses it)."""
+    pickled = {}
+    for name, resolver in BaseContainer._resolvers.items():
+        try:
+            pickled[name] = cloudpickle.dumps(resolver)
+        except Exception:  # noqa: BLE001, S112 - e.g. a resolver holding a lock or a file
+            continue
+    return pickled
+
+
+class RemoteTraceback(Exception):
+    """The failed job's traceback, from its process: the cause of the error it raised there,
+    so that the error printed at the end of the sweep shows the frames of the user's code."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+def _rebuilt(failure: dict) -> BaseException:
+    """The job's exception, as raised in its process (or a RuntimeError naming it, if it
+    cannot be rebuilt here), caused by its traceback there."""
+    error = None
+    if failure["error"] is not None:
+        try:
+            error = pickle.loads(failure["error"])
+        except Exception:  # noqa: BLE001 - e.g. an exception class that takes other arguments
+            error = None
+    if not isinstance(error, BaseException):
+        error = RuntimeError(failure["summary"])
+    error.__cause__ = RemoteTraceback(failure["traceback"])
+    return error
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _die_with_parent() -> None:
