@@ -1,6 +1,8 @@
 """Lightning callbacks that make a fault happen at a known point of a run, for the tests of what
 survives it. Jobs started from the command line find them with PYTHONPATH=tests."""
 
+import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -50,3 +52,37 @@ class PoisonAt(Callback):
     def _poison(self, pl_module) -> None:
         with torch.no_grad():
             next(pl_module.parameters()).view(-1)[0] = math.nan
+
+
+class RecordDraws(Callback):
+    """Writes ``<out>/rank<r>.json``: a digest of this process's initial weights and, at the
+    first training batch of each epoch, of what the augmentation and dropout would draw next
+    for one fixed probe batch (the same images in every process; the draws from a copy of the
+    random state, so the run is not changed), to compare the processes' draws."""
+
+    def __init__(self, out: str):
+        self.out, self.record = Path(out), {"weights": None, "draws": {}}
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.record["weights"] = _digest(*pl_module.parameters())
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx != 0:
+            return
+        shape = batch[0].shape
+        probe = torch.arange(math.prod(shape), dtype=torch.float32).reshape(shape) / math.prod(
+            shape
+        )
+        with torch.random.fork_rng():
+            augmented = trainer.datamodule.augment(probe)
+            dropped = torch.nn.functional.dropout(torch.ones(64), 0.5)
+        self.record["draws"][trainer.current_epoch] = _digest(augmented, dropped)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.record))
+
+
+def _digest(*tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -243,3 +243,21 @@ def test_validating_on_the_test_set_needs_no_held_out_split():
     assert len(dm.val_dataloader().dataset) == 20
     with pytest.raises(ConfigError, match="val_on_test=true needs data.val_split=0"):
         datamodule(val_split=0.1, val_on_test=True)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_under_ddp_only_evaluation_shares_images_out_without_repeats(tmp_path, shuffle):
+    """Training keeps Lightning's DistributedSampler (equal shares, so every process takes
+    the same number of steps, also with data.shuffle=false); validation and test take each
+    image once, in unequal shares."""
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+    dist = torch.distributed
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        dm = datamodule(shuffle=shuffle)
+        assert not isinstance(dm.train_dataloader().sampler, UnrepeatedDistributedSampler)
+        assert isinstance(dm.val_dataloader().sampler, UnrepeatedDistributedSampler)
+        assert isinstance(dm.test_dataloader().sampler, UnrepeatedDistributedSampler)
+    finally:
+        dist.destroy_process_group()

@@ -6,8 +6,9 @@
   directory skips the finished jobs and resumes the others.
 - A checkpoint carries the settings that decide the result; auto refuses to go on from one
   written for other settings, rather than silently mixing two runs.
-- Each epoch's randomness (data order, augmentation, dropout) is seeded from (seed, epoch), so
-  a run resumed from the end of an epoch continues exactly as the uninterrupted run would.
+- Each epoch's randomness (data order, augmentation, dropout) is seeded from (seed, epoch,
+  rank), so a run resumed from the end of an epoch continues exactly as the uninterrupted run
+  would, and each DDP process draws its own.
 - SIGTERM, SIGUSR1 and SIGUSR2 (SLURM's and submitit's pre-emption signals) end the current
   batch, save last.ckpt and exit; checkpoints are written to a temporary file and renamed.
 """
@@ -31,6 +32,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.errors import ConfigError, Diverged
+from cnnlab.module import CHECK_EVERY
 from cnnlab.sweep import in_sweep, launcher
 
 # The settings a run's result depends on: a checkpoint is only continued under the same ones.
@@ -192,15 +194,20 @@ class RunState(Callback):
 
 
 class EpochSeed(Callback):
-    """Reseed torch, numpy and Python at the start of every epoch from (seed, epoch): the
-    epoch's shuffle, augmentation and dropout then do not depend on what ran before it."""
+    """Reseed torch, numpy and Python at the start of every epoch from (seed, epoch, rank): the
+    epoch's shuffle, augmentation and dropout then do not depend on what ran before it, and
+    under DDP each process draws its own crops, flips, noise, dropout masks and mixups (one
+    draw for all would give N GPUs the variety of one). The initial weights come from the seed
+    alone, before the first epoch, and are the same in every process."""
 
     def __init__(self, seed: int):
         self.seed = seed
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        # SeedSequence mixes the pair, so seed 1's epoch 2 is not seed 2's epoch 1
-        mixed = np.random.SeedSequence([self.seed, trainer.current_epoch]).generate_state(1)[0]
+        # SeedSequence mixes them, so seed 1's epoch 2 is not seed 2's epoch 1. The order of
+        # the images is DistributedSampler's (seeded by the epoch, the same in every process).
+        entropy = [self.seed, trainer.current_epoch, trainer.global_rank]
+        mixed = np.random.SeedSequence(entropy).generate_state(1)[0]
         L.seed_everything(int(mixed), workers=True, verbose=False)
 
 
@@ -217,7 +224,13 @@ class Preempted(SystemExit):
 
 class SaveOnSignal(Callback):
     """On SIGTERM, SIGUSR1 or SIGUSR2 during training: finish the batch, save ``path``, call the
-    handler that was there before (submitit's requeues the job), and exit."""
+    handler that was there before (submitit's requeues the job), and exit.
+
+    Under DDP every process must stop at the same step (the save is collective): they agree
+    on it every ``CHECK_EVERY`` steps and at an epoch's last batch, not at every step, where
+    the collective would make the host wait for the device. (Lightning itself shares rank 0's
+    SIGTERM at every step: every process then stops with SIGTERMException, see on_exception.)
+    """
 
     SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # SIGTERM: Lightning's handler notes it
 
@@ -235,34 +248,53 @@ class SaveOnSignal(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         signum = self.signum or (signal.SIGTERM if trainer.received_sigterm else None)
-        if trainer.world_size > 1:  # every process must take part in the save
-            stop = trainer.strategy.reduce_boolean_decision(signum is not None, all=False)
-            signum = signum or (signal.SIGTERM if stop else None)
+        if trainer.world_size > 1:
+            ends_epoch = batch_idx + 1 >= trainer.num_training_batches
+            if trainer.global_step % CHECK_EVERY and not ends_epoch:
+                return
+            # the largest signal number any process got (0: none), so all name the same one
+            got = torch.tensor(signum or 0, device=pl_module.device)
+            signum = int(trainer.strategy.reduce(got, reduce_op="max")) or None
         if signum is None:
             return
         trainer.save_checkpoint(self.path)
+        self._quiet_sigterm()
         self._hand_on(signum)
         raise Preempted(signum)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        """SIGTERM during validation: Lightning stops there with SIGTERMException. Save what
-        training reached (not in the sanity check, nor in a test after training)."""
+        """SIGTERM during validation, or under DDP: Lightning stops with SIGTERMException. Save
+        what training reached (not in the sanity check, nor in a test after training)."""
         if isinstance(exception, SIGTERMException) and not trainer.sanity_checking:
             if trainer.state.fn == TrainerFn.FITTING:
                 trainer.save_checkpoint(self.path)
+            self._quiet_sigterm()
         self._hand_on(self.signum)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
-        self._hand_on(self.signum)  # a signal that came after the last training batch
+        signum = self.signum  # a signal that came after the last training batch
+        if self._hand_on(signum):
+            raise Preempted(signum)
 
-    def _hand_on(self, signum: int | None) -> None:
+    def _quiet_sigterm(self) -> None:
+        """From here the run only stops. A requeue makes SLURM send SIGTERM to every task, and
+        Lightning's handler would broadcast it to processes that have already exited (gloo:
+        "connection reset by peer", and the attempt is recorded as failed; NCCL: a hang)."""
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+
+    def _hand_on(self, signum: int | None) -> bool:
         """Put the previous handlers back, and let the one for ``signum`` (submitit's requeues
-        the job, then exits) have the signal it missed."""
+        the job, then exits) have the signal it missed; whether that handler exited."""
         previous, self.previous, self.signum = self.previous, {}, None
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if signum is not None and callable(previous.get(signum)):
+        if signum is None or not callable(previous.get(signum)):
+            return False
+        try:
             previous[signum](signum, None)
+        except SystemExit:  # submitit's sys.exit(-1) once the job is requeued: the caller's
+            return True  # Preempted says what happened (and an exit status that names it)
+        return False
 
 
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:

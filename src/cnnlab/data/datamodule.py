@@ -195,7 +195,9 @@ class ImageDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # Mixup pairs each image with its mirror in the batch, so batches must be even.
         h = self.hparams
-        return self._loader(self.train_set, h.batch_size, h.shuffle, drop_last=bool(self.mixup))
+        return self._loader(
+            self.train_set, h.batch_size, h.shuffle, drop_last=bool(self.mixup), training=True
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         validates = self.has_validation or self.hparams.val_on_test
@@ -219,16 +221,23 @@ class ImageDataModule(L.LightningDataModule):
         return x, labels
 
     def _loader(
-        self, dataset: ImageDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False
+        self,
+        dataset: ImageDataset,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        training: bool = False,
     ) -> DataLoader:
         device = self._device()
         if device is not None:
             key = (id(dataset), str(device))
             dataset = self._placed.setdefault(key, dataset.to(device))
         sampler = None
-        if not shuffle and dist.is_available() and dist.is_initialized():
+        if not training and dist.is_available() and dist.is_initialized():
             # Under DDP, each process evaluates its own share of the images, none twice:
             # Lightning's default sampler pads the shares with repeats, which biases accuracy.
+            # Training keeps that default (also unshuffled): shares of unequal length would
+            # leave one process waiting for the others' last step, for ever.
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         root = self.trainer.strategy.root_device if self.trainer is not None else None
         return LazyLoader(
