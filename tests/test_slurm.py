@@ -17,7 +17,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
+from cnnlab.errors import LaunchError
 from cnnlab.run import build_trainer
+from hydra_plugins.cnnlab_slurm.slurm_launcher import check_fits
 
 from conftest import CONF, FAST, ROOT
 
@@ -149,3 +151,75 @@ def test_launchers_compose(launcher, cls):
         cfg = compose("train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
     GlobalHydra.instance().clear()
     assert cfg.hydra.launcher._target_.endswith(cls)
+
+
+@pytest.fixture
+def sinfo(tmp_path, monkeypatch):
+    """A stand-in ``sinfo`` on PATH that prints what the real one prints for one node of 2
+    CPUs, 7.8 GB and two GPUs in partition debug (the default) and one with none in cpu."""
+    script = tmp_path / "bin" / "sinfo"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\nprintf '2|8000|gpu:2|debug*\\n16|64000|(null)|cpu\\n'\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_a_request_no_node_can_hold_is_refused_before_submitting(sinfo):
+    defaults = {"cpus_per_task": 8, "tasks_per_node": 1, "mem_gb": 32, "gpus_per_node": 1}
+    with pytest.raises(LaunchError) as refused:
+        check_fits({**defaults, "partition": None})
+    assert str(refused.value) == (
+        "hydra/launcher=slurm: each job asks for 8 CPUs (cpus_per_task x tasks_per_node), "
+        "mem_gb=32 and gpus_per_node=1, but no node of the default partition has that (at most "
+        "2 CPUs, 7 GB, 2 GPUs): lower hydra.launcher.cpus_per_task, mem_gb or gpus_per_node"
+    )
+    check_fits({**defaults, "partition": None, "cpus_per_task": 1, "mem_gb": 4, "gpus_per_node": 2})
+    check_fits({**defaults, "partition": "cpu", "gpus_per_node": 0})
+    with pytest.raises(LaunchError, match="gpus_per_node=1, but no node of partition cpu"):
+        check_fits({**defaults, "partition": "cpu"})
+    with pytest.raises(LaunchError, match="partition=gpu: sinfo lists no such partition"):
+        check_fits({**defaults, "partition": "gpu"})
+
+
+class EndedJob:
+    """A submitit job that has ended: with a result, or (``result`` None) without one, as a
+    job killed by ``scancel -s TERM`` ends."""
+
+    def __init__(self, job_id: str, result):
+        self.job_id, self.result = job_id, result
+
+    def done(self) -> bool:
+        return True
+
+    def results(self):
+        if self.result is None:
+            raise submitit.core.utils.UncompletedJobError(
+                f"Job {self.job_id} (task: 0) has not produced any output (state: FAILED)\n..."
+            )
+        return [self.result]
+
+
+def test_a_job_that_ended_without_a_result_is_reported_once_all_are_done(tmp_path, monkeypatch):
+    from hydra.core.utils import JobReturn, JobStatus
+
+    class Executor(RecordingExecutor):
+        def map_array(self, fn, *job_args):
+            ok = JobReturn(overrides=["seed=2"], status=JobStatus.COMPLETED, _return_value=7)
+            return [EndedJob("5_0", None), EndedJob("5_1", ok)]
+
+    monkeypatch.setattr(submitit, "AutoExecutor", Executor)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3", job_name="train"):
+        overrides = [
+            "hydra/launcher=slurm",
+            "seed=1,2",
+            f"hydra.sweep.dir={tmp_path}",
+            "~hydra.callbacks.report",
+            "+hydra.callbacks.record._target_=sweep_tasks.RecordJobEnds",
+        ]
+        hydra = GlobalHydra.instance().hydra
+        with pytest.raises(RuntimeError, match=r"job #0 \(5_0\): Job 5_0 .*state: FAILED\)$"):
+            hydra.multirun("train", print, overrides, with_log_configuration=False)
+    GlobalHydra.instance().clear()
+    # job 1's own process called its end callbacks; job 0's were called by the launcher
+    assert (tmp_path / "job_ends.txt").read_text() == "0 FAILED\n"
