@@ -9,19 +9,18 @@ Hydra's basic launcher would in-process and sends back the JobReturn; a failure'
 goes to the job's ``launcher.log`` and back to the parent.
 """
 
-import importlib.util
-import inspect
 import os
 import pickle
 import sys
-import traceback
 from pathlib import Path
 
 import cloudpickle
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from hydra.core.utils import JobReturn, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.basecontainer import BaseContainer
+
+from hydra_plugins.cnnlab_gpus import transport
 
 
 def main(job_path: str, result_path: str, *ignored: str) -> None:
@@ -35,69 +34,20 @@ def main(job_path: str, result_path: str, *ignored: str) -> None:
     Singleton.set_state(job["singletons"])
     # The parent's resolvers (one registered in a script's __main__ block exists only there),
     # under the ones this process's imports registered: those are the same, and made here.
-    BaseContainer._resolvers.update({**_resolvers(job["resolvers"]), **imported})
+    BaseContainer._resolvers.update({**transport.resolvers(job["resolvers"]), **imported})
     setup_globals()
     ret = run_job(
         hydra_context=job["hydra_context"],
-        task_function=_task(job["task"]),
+        task_function=transport.task(job["task"]),
         config=job["config"],
         job_dir_key="hydra.sweep.dir",
         job_subdir_key="hydra.sweep.subdir",
     )
-    failure = _failure(ret)
+    failure = transport.failure(ret)
     if os.environ.get("LOCAL_RANK", "0") == "0":
         tmp = Path(f"{result_path}.tmp")
         tmp.write_bytes(cloudpickle.dumps((_plain_configs(ret), failure)))
         tmp.replace(result_path)
-
-
-def _task(reference):
-    """The task function: sent by value, or imported by name, or, for a script's
-    ``__main__``, loaded from its file (its ``if __name__ == "__main__"`` block does not run);
-    unwrapped from ``@hydra.main`` where the parent found it wrapped."""
-    if callable(reference):
-        return reference
-    module, name, path, wrapped = reference
-    if path is None:
-        found = _attribute(importlib.import_module(module), name)
-    else:
-        spec = importlib.util.spec_from_file_location("cnnlab_gpus_task", path)
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
-        found = _attribute(script, name)
-    return inspect.unwrap(found) if wrapped else found
-
-
-def _attribute(owner, dotted: str):
-    for part in dotted.split("."):
-        owner = getattr(owner, part)
-    return owner
-
-
-def _resolvers(pickled: dict[str, bytes]) -> dict:
-    loaded = {}
-    for name, blob in pickled.items():
-        try:
-            loaded[name] = cloudpickle.loads(blob)
-        except Exception as error:  # noqa: BLE001 - a config that uses it names it if needed
-            print(f"resolver {name} could not be rebuilt here: {error}", file=sys.stderr)
-    return loaded
-
-
-def _failure(ret: JobReturn) -> dict | None:
-    """For a failed job: its exception (pickled, if it can be), a one-line summary and its
-    traceback, which is also printed to this job's launcher.log, as Hydra's launcher would."""
-    if ret.status != JobStatus.FAILED:
-        return None
-    error = ret._return_value
-    text = "".join(traceback.format_exception(error))
-    print(text, file=sys.stderr, flush=True)
-    ret._return_value = None
-    try:
-        blob = cloudpickle.dumps(error)
-    except Exception:  # noqa: BLE001 - the summary and the traceback still go back
-        blob = None
-    return {"error": blob, "summary": f"{type(error).__name__}: {error}", "traceback": text}
 
 
 def _plain_configs(ret: JobReturn) -> JobReturn:

@@ -32,7 +32,8 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
-from omegaconf.basecontainer import BaseContainer
+
+from hydra_plugins.cnnlab_gpus import transport
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +197,8 @@ class GpusLauncher(Launcher):
             "config": config,
             "hydra_context": self.hydra_context,
             "singletons": singletons,
-            "resolvers": _pickled_resolvers(),
-            "task": _task_reference(self.task_function),
+            "resolvers": transport.pickled_resolvers(),
+            "task": transport.task_reference(self.task_function),
         }
         job_file.write_bytes(pickle.dumps((list(sys.path), cloudpickle.dumps(job))))
         # Inside a SLURM allocation the job must not take itself for a SLURM task: Lightning
@@ -225,7 +226,7 @@ class GpusLauncher(Launcher):
         if job.result.is_file():
             ret, failure = pickle.loads(job.result.read_bytes())
             if failure is not None:
-                ret._return_value = _rebuilt(failure)
+                ret._return_value = transport.rebuilt(failure)
         else:  # the process died before run_job returned (a crash, a kill, sys.exit)
             ret = JobReturn(
                 overrides=list(job.overrides),
@@ -265,29 +266,6 @@ class GpusLauncher(Launcher):
             signal.signal(sig, handler)
 
 
-def _task_reference(task: TaskFunction) -> tuple[str, str, str | None, bool] | TaskFunction:
-    """How the child finds the task: by module and name, importing it, so that tracebacks
-    name the user's files (what cloudpickle sends by value, it files as "<dynamic-code>").
-    A script's ``__main__`` is loaded from its file, ``python -m pkg.app``'s imported as
-    ``pkg.app`` (its relative imports then work); neither runs its ``__main__`` block. The
-    flag: the name holds ``@hydra.main``'s wrapper of the task. A function that cannot be
-    found by name (one defined inside another, a callable object) goes by value."""
-    module, name = getattr(task, "__module__", None), getattr(task, "__qualname__", "<locals>")
-    if "<locals>" in name or module not in sys.modules:
-        return task
-    found = sys.modules[module]
-    for part in name.split("."):
-        found = getattr(found, part, None)
-    wrapped = found is not task
-    if module != "__main__":
-        return module, name, None, wrapped
-    main = sys.modules["__main__"]
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name:
-        return spec.name, name, None, wrapped
-    return module, name, getattr(main, "__file__", None), wrapped
-
-
 def _visible_devices() -> list[str]:
     """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (indices, UUIDs)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -300,45 +278,6 @@ def _visible_devices() -> list[str]:
 
 def _listed(values: Sequence[str]) -> str:
     return "[" + ",".join(values) + "]"
-
-
-def _pickled_resolvers() -> dict[str, bytes]:
-    """Each OmegaConf resolver of this process that can be sent, pickled on its own: one that
-    cannot is left to the job's own imports (and named there, if a config uses it)."""
-    pickled = {}
-    for name, resolver in BaseContainer._resolvers.items():
-        try:
-            pickled[name] = cloudpickle.dumps(resolver)
-        except Exception:  # noqa: BLE001, S112 - e.g. a resolver holding a lock or a file
-            continue
-    return pickled
-
-
-class RemoteTraceback(Exception):
-    """The failed job's traceback, from its process: the cause of the error it raised there,
-    so that the error printed at the end of the sweep shows the frames of the user's code."""
-
-    def __init__(self, text: str):
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.text}"""'
-
-
-def _rebuilt(failure: dict) -> BaseException:
-    """The job's exception, as raised in its process (or a RuntimeError naming it, if it
-    cannot be rebuilt here), caused by its traceback there."""
-    error = None
-    if failure["error"] is not None:
-        try:
-            error = pickle.loads(failure["error"])
-        except Exception:  # noqa: BLE001 - e.g. an exception class that takes other arguments
-            error = None
-    if not isinstance(error, BaseException):
-        error = RuntimeError(failure["summary"])
-    error.__cause__ = RemoteTraceback(failure["traceback"])
-    return error
 
 
 def _now() -> str:
