@@ -17,7 +17,7 @@ import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, LaunchError
 from cnnlab.run import check
 from hydra_plugins.cnnlab_gpus.gpus_launcher import GpusLauncher
 
@@ -161,7 +161,7 @@ def test_a_job_that_dies_is_failed_and_its_end_callbacks_still_run(tmp_path, mon
 
 def test_a_device_named_twice_is_one_device(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "a,b")
-    with pytest.raises(ValueError, match="2 GPU.s. per job but 1 available"):
+    with pytest.raises(LaunchError, match="2 GPU.s. per job but 1 available"):
         GpusLauncher(devices=[0, 0], gpus_per_job=2)._devices()
 
 
@@ -173,10 +173,10 @@ def test_devices_index_the_gpus_the_allocation_made_visible(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8f2e,GPU-1c3d")  # UUIDs pass through
     assert GpusLauncher(devices=[1, 0])._devices() == ["GPU-1c3d", "GPU-8f2e"]
     for wrong in ([2], [-1], ["a"]):
-        with pytest.raises(ValueError, match=r"index no visible GPU; 2 visible .*0 to 1"):
+        with pytest.raises(LaunchError, match=r"index no visible GPU; 2 visible .*0 to 1"):
             GpusLauncher(devices=wrong)._devices()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    with pytest.raises(ValueError, match=r"devices=\[0\]: no GPU is visible"):
+    with pytest.raises(LaunchError, match=r"devices=\[0\]: no GPU is visible"):
         GpusLauncher(devices=[0])._devices()
 
 

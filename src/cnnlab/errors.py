@@ -1,5 +1,8 @@
 """The exceptions the entry point prints in one line instead of a traceback."""
 
+import sys
+from typing import NoReturn
+
 from hydra.errors import CompactHydraException
 
 
@@ -13,3 +16,11 @@ class Diverged(Exception):
 
 class LaunchError(CompactHydraException):
     """A launcher's refusal (a sweep that cannot run as asked): Hydra prints it in one line."""
+
+
+def refuse(err: Exception) -> NoReturn:
+    """End a sweep that cannot run as asked the way the entry points end a user's mistake: one
+    line, exit status 2. (Left to Hydra, a launcher's error gets a second line pointing at
+    HYDRA_FULL_ERROR and status 1; SystemExit passes through Hydra's handler untouched.)"""
+    print(f"cnnlab: error: {err}", file=sys.stderr)
+    sys.exit(2)

@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.errors import ConfigError, Diverged
 from cnnlab.module import CHECK_EVERY
-from cnnlab.sweep import in_sweep, launcher
+from cnnlab.sweep import by_submitit, in_sweep
 
 # The settings a run's result depends on: a checkpoint is only continued under the same ones.
 # (where the data sits, paths, loggers and callbacks may change between attempts.)
@@ -80,7 +80,7 @@ def resume_mode(cfg: DictConfig) -> str | None:
     resume = cfg.get("resume")
     # A DDP rank that Lightning started (LOCAL_RANK > 0) decides as rank 0 does, in its sweep.
     other_rank = os.environ.get("LOCAL_RANK", "0") != "0"
-    if resume is None and (in_sweep() or "submitit" in launcher() or other_rank):
+    if resume is None and (in_sweep() or by_submitit() or other_rank):
         return "auto"
     return None if resume is None else str(resume)
 

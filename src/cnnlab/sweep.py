@@ -77,6 +77,12 @@ def launcher() -> str:
     return str(HydraConfig.get().launcher._target_) if HydraConfig.initialized() else ""
 
 
+def by_submitit() -> bool:
+    """Launched by submitit's launchers or ours built on one (``hydra/launcher=slurm``): each
+    job is a process (or, under DDP, one task per rank) of its own, requeued on pre-emption."""
+    return any(name in launcher() for name in ("hydra_submitit_launcher", "cnnlab_slurm"))
+
+
 # For the logger configs: ${cnnlab.sweep_group:${task_name}}, ${cnnlab.swept_choices:}, ...
 for _fn in (sweep_group, swept_choices, choice_tags):
     if not OmegaConf.has_resolver(f"cnnlab.{_fn.__name__}"):

@@ -14,7 +14,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.errors import ConfigError
-from cnnlab.sweep import in_sweep, launcher
+from cnnlab.sweep import by_submitit, in_sweep, launcher
 from cnnlab.targets import build
 
 # key: (type, test, what is accepted). A key the config does not have is skipped.
@@ -84,7 +84,7 @@ def check_monitors(cfg: DictConfig) -> None:
 
 
 def check_strategy(cfg: DictConfig) -> None:
-    own_processes = launcher().endswith("GpusLauncher") or "submitit" in launcher()
+    own_processes = launcher().endswith("GpusLauncher") or by_submitit()
     if relaunches_script(cfg) and in_sweep() and not own_processes:
         raise ConfigError(
             f"trainer.strategy={cfg.trainer.strategy} starts its other processes by running the "

@@ -33,6 +33,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from cnnlab.errors import LaunchError, refuse
 from hydra_plugins.cnnlab_gpus import transport
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,10 @@ class GpusLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        devices = self._devices()
+        try:
+            devices = self._devices()
+        except LaunchError as err:
+            refuse(err)
         pool = DevicePool(devices, self.jobs_per_gpu)
         log.info(
             f"Launching {len(job_overrides)} jobs on GPUs {', '.join(devices)}, "
@@ -153,14 +157,14 @@ class GpusLauncher(Launcher):
         (an allocation's ``CUDA_VISIBLE_DEVICES``: SLURM's ``--gres``, ``docker --gpus``), so
         ``[0, 1]`` under ``CUDA_VISIBLE_DEVICES=4,5`` are GPUs 4 and 5; by default all of them."""
         if self.gpus_per_job < 1 or self.jobs_per_gpu < 1:
-            raise ValueError("hydra.launcher.gpus_per_job and jobs_per_gpu must be at least 1")
+            raise LaunchError("hydra.launcher.gpus_per_job and jobs_per_gpu must be at least 1")
         visible = _visible_devices()
         if self.devices is None:
             devices = visible
         else:
             wrong = [d for d in self.devices if not (d.isdigit() and int(d) < len(visible))]
             if wrong:
-                raise ValueError(
+                raise LaunchError(
                     f"hydra.launcher.devices={_listed(self.devices)}: {_listed(wrong)} "
                     f"index no visible GPU; {len(visible)} visible "
                     f"({', '.join(visible) or 'none'}): use indices 0 to {len(visible) - 1}"
@@ -170,7 +174,7 @@ class GpusLauncher(Launcher):
             devices = [visible[int(d)] for d in self.devices]
         devices = list(dict.fromkeys(devices))  # a device named twice is still one device
         if len(devices) < self.gpus_per_job:
-            raise ValueError(
+            raise LaunchError(
                 f"hydra/launcher=gpus: {self.gpus_per_job} GPU(s) per job but "
                 f"{len(devices)} available ({', '.join(devices) or 'none visible'}); "
                 "set hydra.launcher.devices=[...] or run without hydra/launcher=gpus"

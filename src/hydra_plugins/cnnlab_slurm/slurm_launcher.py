@@ -30,7 +30,7 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf, open_dict
 
-from cnnlab.errors import LaunchError
+from cnnlab.errors import LaunchError, refuse
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,10 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
     ) -> Sequence[JobReturn]:
         import submitit
 
-        check_fits(self.params)
+        try:
+            check_fits(self.params)
+        except LaunchError as err:
+            refuse(err)
         params = dict(self.params)
         executor = submitit.AutoExecutor(
             cluster="slurm",
