@@ -9,10 +9,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from cnnlab import CONF
 from cnnlab.errors import ConfigError
 from cnnlab.files import remove_refused
-
-CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 @hydra.main(config_path=str(CONF), config_name="eval", version_base="1.3")

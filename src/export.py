@@ -2,14 +2,12 @@
 `python src/export.py ckpt=…/best.ckpt format=onnx` (checked against the checkpoint first)."""
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from cnnlab import CONF
 from cnnlab.errors import ConfigError
-
-CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 @hydra.main(config_path=str(CONF), config_name="export", version_base="1.3")

@@ -9,10 +9,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from cnnlab import CONF
 from cnnlab.errors import ConfigError
 from cnnlab.files import remove_refused, write_json, write_text
-
-CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 @hydra.main(config_path=str(CONF), config_name="predict", version_base="1.3")

@@ -8,11 +8,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from cnnlab import CONF
 from cnnlab.errors import ConfigError, Diverged
 from cnnlab.files import remove_refused
 from cnnlab.validate import check_choices
-
-CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 @hydra.main(config_path=str(CONF), config_name="train", version_base="1.3")

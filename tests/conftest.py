@@ -17,10 +17,11 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from cnnlab import CONF
+
 from disk_formats import write_cifar10, write_fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 
 # Small, quiet, single-process runs: a test composes these after its own choices.
 FAST = [

@@ -154,7 +154,7 @@ def test_val_split_zero_means_no_validation():
 
 
 def test_val_split_must_be_a_fraction():
-    with pytest.raises(ConfigError, match=r"val_split must be in \[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"data.val_split=1.5: expected a number in \[0, 1\)"):
         datamodule(val_split=1.5)
 
 
@@ -221,7 +221,7 @@ def test_validation_and_test_images_are_not_augmented():
         ({"in_channels": 1, "mean": [0.5], "std": [0.25]}, r"data.in_channels is 1 but fake's"),
         ({"image_size": 28}, "data.image_size is 28 but fake's images are 32x32"),
         ({"num_classes": 5}, r"data.num_classes is 5 but fake has labels 0\.\.9"),
-        ({"test_subset": 0}, "fake has no test images"),
+        ({"test_subset": 0}, r"data.test_subset=0: expected an integer >= 1 or null"),
         ({"val_split": 0.001}, "data.val_split=0.001 leaves no validation image"),
         ({"mean": [0.5], "std": [0.25]}, "one value per channel"),
     ],

@@ -101,12 +101,12 @@ def test_two_jobs_per_gpu_overlap_and_a_failed_job_does_not_stop_the_others(tmp_
         WANDB_MODE="offline",
         **GPUS_AB,
     )
-    assert result.returncode != 0 and "data.batch_size must be at least 1" in result.stderr
+    assert result.returncode != 0 and "data.batch_size=0: expected an integer >= 1" in result.stderr
     found = jobs(tmp_path)
     assert [j["num"] for j in found] == [0, 1]
     assert overlap(*found) and {j["cuda_visible_devices"] for j in found} == {"b"}
     log = next((tmp_path / "logs").glob("train/multiruns/*/2/launcher.log")).read_text()
-    assert "data.batch_size must be at least 1" in log
+    assert "data.batch_size=0: expected an integer >= 1" in log
     (report,) = tmp_path.glob("logs/train/multiruns/*/report.md")  # written after each job
     lines = report.read_text().splitlines()
     assert any(line.startswith("| 0 |") and "1 failed" in line for line in lines)

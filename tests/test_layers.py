@@ -105,7 +105,9 @@ def test_init_std_matches_its_formula(init, std):
 
 
 def test_unknown_init_option_value_is_refused():
-    with pytest.raises(ConfigError, match="unknown distribution 'gauss'"):
+    with pytest.raises(
+        ConfigError, match="init.distribution=gauss: expected one of uniform, normal"
+    ):
         registry.factory("init", {"name": "he", "distribution": "gauss"})()
 
 

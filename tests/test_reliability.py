@@ -45,8 +45,52 @@ SMALL = ["data=fake", "data.image_size=16", "model=base_cnn", *FAST]
         ("trainer.max_epochs=-1", "trainer.max_epochs=-1 needs trainer.max_steps > 0"),
         ("seed=-3", "seed=-3: expected an integer >= 0"),
         ("label_smoothing=1", "label_smoothing=1: expected a number in [0, 1)"),
-        ("optimizer=adam optimizer.betas=[0.9,1.5]", "optimizer: Invalid beta parameter"),
-        ("model=cnn_shallow model.pool=40", "model=cnn_shallow cannot be built for 3x16x16"),
+        (
+            "optimizer=adam optimizer.betas=[0.9,1.5]",
+            "optimizer.betas=[0.9,1.5]: expected a list of 2 numbers in [0, 1)",
+        ),
+        (
+            "model=cnn_shallow model.pool=40",
+            "model.pool=40, model.hidden=500, model.dropout=0.7)"
+            " cannot be built for 3x16x16 images: Given input size: (20x16x16)",
+        ),
+        # Values that trained wrongly without a word, or crashed deep inside a build.
+        (
+            "scheduler=exponential scheduler.scheduler.gamma=-1",
+            "scheduler.scheduler.gamma=-1: expected a number in (0, 1]",
+        ),
+        ("scheduler.warmup_start=-3", "scheduler.warmup_start=-3: expected a number in (0, 1]"),
+        (
+            "scheduler=step scheduler.scheduler.step_size=0",
+            "scheduler.scheduler.step_size=0: expected an integer >= 1",
+        ),
+        (
+            "model=resnet model.blocks=[0,0,0,0]",
+            "model.blocks=[0,0,0,0]: expected a list of at least 1 integers in [1, 64]",
+        ),
+        ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1: expected a number >= 0"),
+        ("++trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: expected"),
+        ("trainer.precision=bogus", "trainer.precision=bogus: expected one of 64-true, 32-true"),
+        ("+trainer.strategy=bogus", "trainer (lightning.pytorch.Trainer) cannot be built:"),
+        (
+            "augment=seed000_heavy augment.transforms.all.transforms.3.low=2",
+            "augment.transforms.all (cnnlab.data.augment.RandomOrder) cannot be built: "
+            "low=2 is above high=1.5",
+        ),
+        ("augment.mix_prob=2", "augment.mix_prob=2: expected a number in [0, 1]"),
+        ("data.test_subset=-1", "data.test_subset=-1: expected an integer >= 1 or null"),
+        ("data.batch_size=abc", "data.batch_size=abc: expected an integer"),
+        ("data.std=[0,0,0]", "data.std=[0,0,0]: expected a list of"),
+        ("activation=elu activation.alpha=-1", "activation.alpha=-1: expected a number > 0"),
+        (
+            "regularizer=max_norm regularizer.max_norm=-1",
+            "regularizer.max_norm=-1: expected a number > 0",
+        ),
+        (
+            "augment=standard augment.transforms.crop_flip.padding=-4",
+            "augment.transforms.crop_flip.padding=-4: expected an integer in [0, 64]",
+        ),
+        ("preprocess=zca preprocess.eps=-1", "preprocess.eps=-1: expected a number > 0"),
         ("data.image_size=4", "base_cnn needs images of at least 10 pixels, got 4"),
     ],
 )

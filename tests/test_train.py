@@ -191,7 +191,7 @@ def test_validating_on_the_test_set_draws_test_curves_and_selects_nothing(make_c
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["reference=0.9"], "reference must be a mapping"),
+        (["reference=0.9"], "reference=0.9: expected a mapping or null"),
         (
             [
                 "data.val_split=0",

@@ -1,5 +1,11 @@
 """cnnlab: train and compare CNN image classifiers with Lightning and Hydra."""
 
+from pathlib import Path
+
 # The config resolvers (${cnnlab.new_dir:...}). The components (models, data sets, ...) are
 # imported by cnnlab.registry at the first lookup, so that importing cnnlab stays light.
 from cnnlab import sweep  # noqa: F401
+
+# The config tree. cnnlab is installed from its source tree (pip install -e), so the configs
+# sit beside src/, where the scripts, the evaluation and the benchmarks all compose them.
+CONF = Path(__file__).resolve().parents[2] / "conf"

@@ -95,7 +95,7 @@ def evaluate(cfg: DictConfig, data_choice: str | None = None) -> dict[str, Any]:
         raise ConfigError(f"device={cfg.device}: choose auto, cpu or gpu")
     single = len(models) == 1 and tta is None
     module = models[0] if single else Ensemble(models, tta)
-    callbacks = [build(c) for c in cfg.callbacks.values() if c]
+    callbacks = [build(c, where=f"callbacks.{k}") for k, c in cfg.callbacks.items() if c]
     if not single:  # drawn from one network's layers: not an ensemble's
         callbacks = [c for c in callbacks if not isinstance(c, FirstLayerFilters | GradCamGrid)]
     out = Path(cfg.output_dir)

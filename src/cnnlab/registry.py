@@ -4,13 +4,13 @@ The kind is the config group's name (``activation``, ``norm``, ``init``, ``model
 ``activation=elu`` on the command line finds ``@register("activation", "elu")``.
 """
 
-import inspect
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 from cnnlab.errors import ConfigError
+from cnnlab.options import check_options
 
 _REGISTRY: dict[str, dict[str, Callable]] = defaultdict(dict)
 
@@ -57,20 +57,18 @@ def create(kind: str, name: str, *args, **kwargs) -> Any:
     return lookup(kind, name)(*args, **kwargs)
 
 
-def factory(kind: str, spec: Mapping[str, Any], supplied: tuple[str, ...] = ()) -> Callable:
+def factory(
+    kind: str, spec: Mapping[str, Any], supplied: tuple[str, ...] = (), where: str | None = None
+) -> Callable:
     """Turn a config node ``{name: elu, alpha: 1.0}`` into a factory with its options bound.
 
     ``supplied`` names the arguments the caller passes itself (a model's activation, an
-    activation's channel count); the config may not set them. Checks the name and the option
-    names now, so a typo fails at start-up in one line rather than deep inside a model.
+    activation's channel count); the config may not set them. Checks the name, the option
+    names and their values (against the function's annotations) now, so a mistake fails at
+    start-up in one line rather than deep inside a model. ``where`` is the node's place in
+    the config, for the messages (``data.dataset``); the kind by default.
     """
     options = {k: v for k, v in spec.items() if k != "name"}
     fn = lookup(kind, spec["name"])
-    params = [p for p in inspect.signature(fn).parameters if p not in supplied]
-    unknown = sorted(set(options) - set(params))
-    if unknown:
-        accepted = ", ".join(params) or "no options"
-        raise ConfigError(
-            f"{kind} '{spec['name']}' has no option {', '.join(unknown)}; it takes: {accepted}"
-        )
+    check_options(fn, options, where or kind, supplied, name=spec["name"])
     return partial(fn, **options)

@@ -9,6 +9,18 @@ import torch
 from torch import nn
 
 from cnnlab.layers.inits import KERNEL_LAYERS
+from cnnlab.options import NonNegative, Positive
+
+
+def regularizer_options(
+    l1: NonNegative = 0.0,
+    l2: NonNegative = 0.0,
+    max_norm: Positive | None = None,
+    decay_norm_and_bias: bool = True,
+) -> None:
+    """The ``regularizer`` group's options: L1 and L2 penalties on the loss, a max-norm
+    constraint after every step, and whether the optimizer's weight decay reaches biases and
+    norm layers."""
 
 
 def weights(net: nn.Module) -> list[torch.Tensor]:

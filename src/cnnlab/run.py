@@ -169,7 +169,7 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
         for name, callback in list(callback_cfgs.items()):
             if callback and str(callback.get("monitor")).startswith("val/"):
                 del callback_cfgs[name]  # nothing to choose by: last.ckpt is the one kept
-    callbacks = [build(c) for c in callback_cfgs.values() if c]
+    callbacks = [build(c, where=f"callbacks.{k}") for k, c in callback_cfgs.items() if c]
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     own = own_checkpoint(cfg, resume)  # another run's checkpoint: a new clock and W&B run
     callbacks += [RunState(cfg, carry=own), EpochSeed(cfg.seed), SaveOnSignal(last)]
@@ -177,7 +177,7 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
     wandb_id = run_state(resume).get("wandb_id") if own else None
     if wandb_id and logger_cfgs.get("wandb"):
         logger_cfgs["wandb"] |= {"id": wandb_id, "resume": "allow"}
-    loggers = [build(c) for c in logger_cfgs.values() if c]
+    loggers = [build(c, where=f"logger.{k}") for k, c in logger_cfgs.items() if c]
     validates = select_best or cfg.data.get("val_on_test", False)
     extra = {} if validates else {"limit_val_batches": 0}
     # Checkpoints are written in a thread (from copies of the tensors), so training does not
@@ -185,7 +185,9 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
     plugins = [AsyncCheckpointIO(AtomicCheckpointIO())]
     if SLURMEnvironment.detect():  # submitit requeues SLURM jobs; Lightning must not as well
         plugins.append(SLURMEnvironment(auto_requeue=False))
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, **extra)
+    trainer = build(
+        cfg.trainer, where="trainer", callbacks=callbacks, logger=loggers, plugins=plugins, **extra
+    )
     for logger in trainer.loggers:  # the whole config, beside the module's hyperparameters
         logger.log_hyperparams(_plain(cfg))  # (fast_dev_run's stand-in loggers drop it)
     return trainer

@@ -9,12 +9,14 @@ without it.
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from annotated_types import Gt, Le
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ConstantLR, LRScheduler
 
 from cnnlab.errors import ConfigError
+from cnnlab.options import NonNegative, check_options
 from cnnlab.targets import build
 
 # The arguments of torch's schedulers that count epochs ("count") or act once per epoch
@@ -63,6 +65,18 @@ class Warmup(LRScheduler):
         self.__dict__.update(state)
 
 
+def schedule_options(
+    scheduler: Mapping[str, Any] | None = None,
+    interval: Literal["epoch", "step"] = "epoch",
+    warmup_epochs: NonNegative = 0,
+    warmup_start: Annotated[float, Gt(0), Le(1)] = 0.1,
+    monitor: str | None = None,
+) -> None:
+    """The ``scheduler`` group's options: ``scheduler`` (torch's schedule, a ``_partial_``
+    ``_target_``, or null), its ``interval``, the metric it watches (``plateau``), and a linear
+    warmup over ``warmup_epochs`` from ``warmup_start`` times the rate."""
+
+
 def build_schedule(
     optimizer: Optimizer, cfg: Mapping[str, Any], total_steps: float, steps_per_epoch: int
 ) -> dict[str, Any] | None:
@@ -74,9 +88,8 @@ def build_schedule(
         total_steps: optimizer steps in the whole run (inf for a run without an end).
         steps_per_epoch: optimizer steps in one epoch.
     """
+    check_options(schedule_options, cfg, "scheduler")
     interval = cfg.get("interval", "epoch")
-    if interval not in ("epoch", "step"):
-        raise ConfigError(f"scheduler.interval must be epoch or step, got '{interval}'")
     if steps_per_epoch < 1:
         raise ConfigError(
             "an epoch has no training batch: the training set is smaller than one batch "
@@ -111,8 +124,6 @@ def build_schedule(
 
 def _warmup_length(epochs: float, per_unit: int, interval: str) -> int:
     """The warmup in the schedule's own steps."""
-    if epochs < 0:
-        raise ConfigError(f"scheduler.warmup_epochs must be >= 0, got {epochs}")
     if interval == "step":
         return max(1, round(epochs * per_unit)) if epochs else 0
     if not math.isclose(epochs, round(epochs)):

@@ -2,11 +2,37 @@
 
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+from cnnlab.errors import ConfigError
 
-def build(config: Any, *args: Any, **kwargs: Any) -> Any:
+
+def build(config: Any, *args: Any, where: str | None = None, **kwargs: Any) -> Any:
     """``config``'s object, given plain Python values. Hydra's own default hands lists and dicts
     on as OmegaConf containers, which then reach checkpoints (Adam's ``betas`` in the optimizer's
-    state) that ``torch.load(weights_only=True)`` refuses to read."""
-    return instantiate(config, *args, _convert_="all", **kwargs)
+    state) that ``torch.load(weights_only=True)`` refuses to read.
+
+    ``where`` is the node's place in the config (``trainer``, ``callbacks.early_stopping``):
+    what the class itself refuses when it is built (an option the declarations leave to it, a
+    combination of values) is then one ConfigError line naming that place.
+    """
+    if where is None:
+        return instantiate(config, *args, _convert_="all", **kwargs)
+    # Here, not above: cnnlab.validate imports this module before torch is needed (--help).
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return instantiate(config, *args, _convert_="all", **kwargs)
+    except (InstantiationException, MisconfigurationException, TypeError, ValueError) as err:
+        cause = err  # a nested node's failure comes wrapped once per level: the innermost
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        target = config.get("_target_", "?") if hasattr(config, "get") else "?"
+        raise ConfigError(f"{where} ({target}) cannot be built: {first_line(cause)}") from None
+
+
+def first_line(error: BaseException) -> str:
+    """An error's message, its first line only; its type where it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,58 +1,112 @@
 """Checks a config passes before anything is built: each failure is one ConfigError line that
 names the setting, the value and what is accepted.
 
-Ranges that the data module or the model check themselves (val_split, batch_size, mixup's
-alphas, dropout) are not repeated here.
+Every option is declared once, where it is used (``cnnlab.options`` says how); ``check_declared``
+holds each node of a composed config against its declaration. What is left here are the
+relations between options that no single declaration can state.
 """
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, Literal
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from cnnlab.declared import declaration
 from cnnlab.errors import ConfigError
+from cnnlab.options import Fraction, Natural, check_options, check_value, parameters
 from cnnlab.sweep import by_submitit, in_sweep, launcher
-from cnnlab.targets import build
+from cnnlab.targets import build, first_line
 
-# key: (type, test, what is accepted). A key the config does not have is skipped.
-RANGES: dict[str, tuple[type, Callable, str]] = {
-    "seed": (int, lambda v: v >= 0, "an integer >= 0"),
-    "label_smoothing": (float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "optimizer.lr": (float, lambda v: v > 0, "a number > 0"),
-    "optimizer.weight_decay": (float, lambda v: v >= 0, "a number >= 0"),
-    "optimizer.momentum": (float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "trainer.max_epochs": (
-        int,
-        lambda v: v >= 1 or v == -1,
-        "an integer >= 1, or -1 with trainer.max_steps > 0",
-    ),
-    "trainer.max_steps": (int, lambda v: v >= 1 or v == -1, "an integer >= 1, or -1 (no limit)"),
-    "data.eval_batch_size": (int, lambda v: v >= 1, "an integer >= 1 or null"),
-    "data.image_size": (int, lambda v: v >= 1, "an integer >= 1"),
-    "data.in_channels": (int, lambda v: v >= 1, "an integer >= 1"),
-    "data.num_classes": (int, lambda v: v >= 2, "an integer >= 2"),
-    "scheduler.warmup_epochs": (float, lambda v: v >= 0, "a number >= 0"),
-    "regularizer.l1": (float, lambda v: v >= 0, "a number >= 0"),
-    "regularizer.l2": (float, lambda v: v >= 0, "a number >= 0"),
+
+def top_options(
+    seed: Natural = 42,
+    label_smoothing: Fraction = 0.0,
+    reference: Mapping[str, Any] | None = None,
+    resume: str | None = None,
+    compile: bool = False,
+    matmul_precision: Literal["highest", "high", "medium"] = "highest",
+    task_name: str = "train",
+) -> None:
+    """The options at the top of ``train.yaml``; the groups are declared where they are used."""
+
+
+# The groups whose options are a registered component's arguments, less those the code passes.
+REGISTERED = {
+    "model": ("act", "norm", "drop", "in_channels", "num_classes", "image_size"),
+    "activation": ("channels",),
+    "norm": ("channels",),
+    "init": (),
 }
 
 
-def check_ranges(cfg: DictConfig) -> None:
-    for key, (kind, test, accepted) in RANGES.items():
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is None:
+def group_declarations() -> dict[str, Any]:
+    """The plain groups' declarations (imported here: they load torch)."""
+    from cnnlab.data.datamodule import augment_options
+    from cnnlab.data.preprocess import preprocess_options
+    from cnnlab.regularizers import regularizer_options
+    from cnnlab.schedules import schedule_options
+
+    return {
+        "scheduler": schedule_options,
+        "regularizer": regularizer_options,
+        "augment": augment_options,
+        "preprocess": preprocess_options,
+    }
+
+
+def check_declared(cfg: DictConfig) -> None:
+    """Every option of ``cfg`` against its declaration: the top level, the registered
+    components, the plain groups, the data, and every ``_target_`` node wherever it is."""
+    from cnnlab import registry
+    from cnnlab.data.datamodule import ImageDataModule
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    tops = {k: v for k, v in plain.items() if k in parameters(top_options)}
+    check_options(top_options, tops, "")
+    for group, supplied in REGISTERED.items():
+        node = dict(plain.get(group) or {})
+        if group == "model":
+            check_value("model.channels_last", node.pop("channels_last", False), bool)
+        if group == "init" and node.get("name") == "auto":
             continue
-        # bool is an int to Python, but trainer.max_epochs=true is a mistake
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if kind is int:
-            ok = ok and float(value).is_integer()
-        if not (ok and test(value)):
-            raise ConfigError(f"{key}={value}: expected {accepted}")
+        if "name" in node:
+            options = {k: v for k, v in node.items() if k != "name"}
+            fn = registry.lookup(group, node["name"])
+            check_options(fn, options, group, supplied, name=node["name"])
+    for group, declared in group_declarations().items():
+        if group in plain:
+            check_options(declared, plain[group] or {}, group)
+    data = dict(plain["data"])
+    dataset = data.pop("dataset", None) or {}
+    check_options(ImageDataModule, data, "data", supplied=("augment", "preprocess"))
+    if "name" in dataset:
+        options = {k: v for k, v in dataset.items() if k != "name"}
+        fn = registry.lookup("data", dataset["name"])
+        check_options(fn, options, "data.dataset", name=dataset["name"])
+    for where, node in _target_nodes(plain):
+        declared = declaration(str(node["_target_"]))
+        if declared is not None:
+            check_options(declared, node, where, supplied=("params", "optimizer"))
     if cfg.trainer.get("max_epochs") == -1 and cfg.trainer.get("max_steps", -1) == -1:
         raise ConfigError("trainer.max_epochs=-1 needs trainer.max_steps > 0: the run has no end")
+
+
+def _target_nodes(node: Any, where: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every mapping with a ``_target_`` in ``node``, with its place (``callbacks.lr_monitor``,
+    ``augment.transforms.all.transforms.2``); Hydra's own settings are Hydra's to check."""
+    if isinstance(node, Mapping):
+        if "_target_" in node:
+            yield where, node
+        for key, value in node.items():
+            if where or key != "hydra":
+                yield from _target_nodes(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _target_nodes(value, f"{where}.{i}")
 
 
 def check_optimizer(cfg: DictConfig) -> None:
@@ -63,7 +117,7 @@ def check_optimizer(cfg: DictConfig) -> None:
     try:
         build(cfg.optimizer)(params=[torch.zeros(1, requires_grad=True)])
     except (TypeError, ValueError, HydraException) as err:
-        raise ConfigError(f"optimizer: {_first_line(err)}") from None
+        raise ConfigError(f"optimizer: {first_line(err)}") from None
 
 
 def check_monitors(cfg: DictConfig) -> None:
@@ -95,13 +149,7 @@ def check_strategy(cfg: DictConfig) -> None:
 
 def check(cfg: DictConfig) -> None:
     """Everything that can be checked before the data is loaded and the model built."""
-    reference = cfg.get("reference")
-    if reference is not None and not isinstance(reference, DictConfig):
-        raise ConfigError(
-            f"reference must be a mapping such as {{test_acc: 0.9167, source: 'seed 002, "
-            f"Table 2'}}, got {reference!r}"
-        )
-    check_ranges(cfg)
+    check_declared(cfg)
     check_optimizer(cfg)
     check_monitors(cfg)
     check_strategy(cfg)
@@ -144,7 +192,3 @@ def check_choices(overrides: list[str], conf: Path) -> None:
             raise ConfigError(
                 f"{group}={value}: no such option; {hint}choose from: {', '.join(options)}"
             )
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

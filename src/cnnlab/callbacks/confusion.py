@@ -8,6 +8,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from cnnlab.callbacks.publish import publish, run_dir, wandb_loggers
 from cnnlab.files import write_text
+from cnnlab.options import Natural
 
 
 class ConfusionMatrix(Callback):
@@ -16,7 +17,7 @@ class ConfusionMatrix(Callback):
     ``confusion_matrix.csv`` (counts) and ``test_classes.md`` (per-class accuracy, the
     ``pairs`` most-confused pairs); on W&B, its native confusion matrix and a bar chart."""
 
-    def __init__(self, pairs: int = 10) -> None:
+    def __init__(self, pairs: Natural = 10) -> None:
         self.pairs = pairs
         self.matrix: MulticlassConfusionMatrix | None = None
 

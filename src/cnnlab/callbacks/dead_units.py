@@ -13,6 +13,7 @@ from torch import nn
 from cnnlab.callbacks.publish import publish, run_dir
 from cnnlab.files import write_text
 from cnnlab.layers.activations import is_activation
+from cnnlab.options import Images
 
 
 @torch.no_grad()
@@ -70,7 +71,7 @@ class DeadUnits(Callback):
     logged as ``dead_units/share`` (over all layers' units); ``figures/dead_units.png`` (layers
     by epochs) when fitting ends."""
 
-    def __init__(self, images: int = 512) -> None:
+    def __init__(self, images: Images = 512) -> None:
         self.images = images
         self.rows: list[dict] = []
 

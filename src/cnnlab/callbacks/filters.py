@@ -11,6 +11,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from cnnlab.callbacks.publish import publish
+from cnnlab.options import Count, Images
 
 
 class FirstLayerFilters(Callback):
@@ -45,7 +46,7 @@ class AugmentExamples(Callback):
     images (top row), then ``draws`` rows of what ``augment=`` makes of them (mixup/cutmix
     included), from a copy of the random state, so the run draws exactly as without it."""
 
-    def __init__(self, images: int = 8, draws: int = 3) -> None:
+    def __init__(self, images: Images = 8, draws: Count = 3) -> None:
         self.images, self.draws = images, draws
 
     def on_train_start(self, trainer, pl_module) -> None:

@@ -14,6 +14,7 @@ from torch import nn
 from cnnlab.callbacks.confusion import class_names
 from cnnlab.callbacks.predictions import _show
 from cnnlab.callbacks.publish import publish
+from cnnlab.options import Images
 
 
 def stages(model: nn.Module, net: nn.Module, images: torch.Tensor) -> list[tuple[str, nn.Module]]:
@@ -93,7 +94,7 @@ class GradCamGrid(Callback):
     the Grad-CAM of the predicted class at every stage (columns), each map scaled to its own
     maximum; wrong predictions titled in red."""
 
-    def __init__(self, images: int = 8) -> None:
+    def __init__(self, images: Images = 8) -> None:
         self.images = images
         self.batch: tuple[torch.Tensor, torch.Tensor] | None = None
 

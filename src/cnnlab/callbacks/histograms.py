@@ -7,6 +7,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from cnnlab.callbacks.publish import publish, wandb_loggers
+from cnnlab.options import Count
 
 
 def kernels(net: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
@@ -26,7 +27,7 @@ class WeightHistograms(Callback):
     weights at the start and at the end, and its last gradient (``layers`` layers at most,
     spread from the first to the last)."""
 
-    def __init__(self, every_n_epochs: int = 1, layers: int = 12) -> None:
+    def __init__(self, every_n_epochs: Count = 1, layers: Count = 12) -> None:
         self.every_n_epochs, self.layers = every_n_epochs, layers
         self.initial: dict[str, np.ndarray] = {}
         self.gradients: dict[str, torch.Tensor] = {}  # of the epoch's last step

@@ -8,13 +8,14 @@ from lightning.pytorch.callbacks import Callback
 
 from cnnlab.callbacks.confusion import class_names
 from cnnlab.callbacks.publish import publish
+from cnnlab.options import Count, Images
 
 
 class PredictionGrid(Callback):
     """``figures/predictions.png``: the first ``images`` test images, each titled with its true
     label and the model's three most probable classes; wrong predictions in red."""
 
-    def __init__(self, images: int = 16, top: int = 3) -> None:
+    def __init__(self, images: Images = 16, top: Count = 3) -> None:
         self.images, self.top = images, top
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):

@@ -6,6 +6,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback
 
 from cnnlab.errors import ConfigError
+from cnnlab.options import Natural
 
 RESTARTS = "CosineAnnealingWarmRestarts"
 
@@ -30,7 +31,7 @@ class Snapshots(Callback):
     src/eval.py needs) after every ``every_n_epochs`` epochs, and/or with ``at_restarts`` at
     the end of every cycle of ``scheduler=cosine_restarts``. Both off: nothing is saved."""
 
-    def __init__(self, every_n_epochs: int = 0, at_restarts: bool = False) -> None:
+    def __init__(self, every_n_epochs: Natural = 0, at_restarts: bool = False) -> None:
         if every_n_epochs < 0:
             raise ConfigError(
                 f"callbacks.snapshots.every_n_epochs must be 0 (off) or more, got {every_n_epochs}"

@@ -8,12 +8,16 @@ airbench), the imgaug steps of seed 000's table, and AutoAugment with a sub-poli
 """
 
 from collections.abc import Sequence
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Le, Lt
 from kornia.augmentation.auto import AutoAugment as KorniaAutoAugment
 from kornia.geometry.transform import crop_and_resize
 from torch import nn
+
+from cnnlab.options import NonNegative, Probability
 
 
 def _chance(p: float, x: torch.Tensor) -> torch.Tensor:
@@ -21,12 +25,18 @@ def _chance(p: float, x: torch.Tensor) -> torch.Tensor:
     return torch.rand(len(x), 1, 1, 1, device=x.device) < p
 
 
+def _ordered(low: float, high: float) -> None:
+    """A range's ends in order: the one relation an annotation cannot state."""
+    if low > high:
+        raise ValueError(f"low={low} is above high={high}")
+
+
 class CropFlip(nn.Module):
     """Pad each side with ``padding`` zeros and crop back at a random offset, then flip left-right
     with probability ``flip``: torchvision's RandomCrop(padding) + RandomHorizontalFlip, done for
     the whole batch as one indexing operation."""
 
-    def __init__(self, padding: int = 4, flip: float = 0.5):
+    def __init__(self, padding: Annotated[int, Ge(0), Le(64)] = 4, flip: Probability = 0.5):
         super().__init__()
         self.padding, self.flip = padding, flip
 
@@ -62,7 +72,7 @@ class CropSides(nn.Module):
     """Cut a random 0..``max_fraction`` of the height/width off each side and resize back
     (imgaug's ``Crop(percent=(0, 0.1))``)."""
 
-    def __init__(self, max_fraction: float = 0.1):
+    def __init__(self, max_fraction: Annotated[float, Ge(0), Lt(0.5)] = 0.1):
         super().__init__()
         self.max_fraction = max_fraction
 
@@ -81,8 +91,9 @@ class LinearContrast(nn.Module):
     """v -> 0.5 + a (v - 0.5), a ~ U(low, high) per image (imgaug's ``LinearContrast``, which
     pivots on mid-grey, not on the image's mean as torchvision's ColorJitter does)."""
 
-    def __init__(self, low: float = 0.75, high: float = 1.5):
+    def __init__(self, low: NonNegative = 0.75, high: NonNegative = 1.5):
         super().__init__()
+        _ordered(low, high)
         self.low, self.high = low, high
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,7 +105,7 @@ class GaussianNoise(nn.Module):
     """Add N(0, sigma^2) noise to every pixel and channel, clipped to [0, 1] (torchvision's
     GaussianNoise)."""
 
-    def __init__(self, sigma: float = 0.1):
+    def __init__(self, sigma: NonNegative = 0.1):
         super().__init__()
         self.sigma = sigma
 
@@ -107,7 +118,7 @@ class AdditiveNoise(nn.Module):
     each channel gets its own noise, for the rest all channels share it (imgaug's
     ``AdditiveGaussianNoise(scale=(0, 0.05*255), per_channel=0.5)``). Clipped to [0, 1]."""
 
-    def __init__(self, max_sigma: float = 0.05, per_channel: float = 0.5):
+    def __init__(self, max_sigma: NonNegative = 0.05, per_channel: Probability = 0.5):
         super().__init__()
         self.max_sigma, self.per_channel = max_sigma, per_channel
 
@@ -122,8 +133,11 @@ class Multiply(nn.Module):
     """Multiply by a factor from U(low, high) per image, drawn per channel for a ``per_channel``
     share of images (imgaug's ``Multiply((0.8, 1.2), per_channel=0.2)``). Clipped to [0, 1]."""
 
-    def __init__(self, low: float = 0.8, high: float = 1.2, per_channel: float = 0.2):
+    def __init__(
+        self, low: NonNegative = 0.8, high: NonNegative = 1.2, per_channel: Probability = 0.2
+    ):
         super().__init__()
+        _ordered(low, high)
         self.low, self.high, self.per_channel = low, high, per_channel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,7 +151,7 @@ class AutoAugment(nn.Module):
     """AutoAugment's learned policy (``cifar10``, ``svhn`` or ``imagenet``) with each image's
     sub-policy drawn on its own: the batch is applied sub-policy by sub-policy."""
 
-    def __init__(self, policy: str = "cifar10"):
+    def __init__(self, policy: Literal["cifar10", "svhn", "imagenet"] = "cifar10"):
         super().__init__()
         self.policies = nn.ModuleList(KorniaAutoAugment(policy).children())
 

@@ -1,12 +1,13 @@
 """The LightningDataModule: load a registered data set, split it, augment it, mix it."""
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 import lightning as L
 import torch
 import torch.distributed as dist
+from annotated_types import Ge, Le
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from timm.data import Mixup
 from torch import nn
@@ -14,13 +15,24 @@ from torch.utils.data import DataLoader
 
 from cnnlab import registry
 from cnnlab.data.arrays import ImageArrays, ImageDataset, whole_batch
-from cnnlab.data.preprocess import MinMax, Standardize, Whitening, check_kind
+from cnnlab.data.preprocess import MinMax, Standardize, Whitening, preprocess_options
 from cnnlab.data.split import stratified_split
 from cnnlab.data.stats import cached, channel_stats, fingerprint, zca
 from cnnlab.errors import ConfigError
+from cnnlab.options import (
+    Count,
+    Fraction,
+    Natural,
+    NonNegative,
+    Positive,
+    Probability,
+    check_options,
+)
 from cnnlab.targets import build
 
 log = logging.getLogger(__name__)
+# What __init__'s own check skips: the nodes that are checked against their own declarations.
+NOT_OPTIONS = ("self", "__class__", "dataset", "augment", "preprocess")
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -61,39 +73,32 @@ class ImageDataModule(L.LightningDataModule):
         self,
         dataset: Mapping[str, Any],
         augment: Mapping[str, Any],
-        num_classes: int,
-        in_channels: int = 3,
-        image_size: int = 32,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
+        num_classes: Annotated[int, Ge(2), Le(100_000)],
+        in_channels: Annotated[int, Ge(1), Le(16)] = 3,
+        image_size: Annotated[int, Ge(1), Le(4096)] = 32,
+        mean: list[float] | None = None,
+        std: list[Positive] | None = None,
         preprocess: Mapping[str, Any] | None = None,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        val_split: float = 0.1,
-        split_seed: int = 0,
+        batch_size: Count = 128,
+        eval_batch_size: Count | None = None,
+        val_split: Fraction = 0.1,
+        split_seed: Natural = 0,
         val_on_test: bool = False,
         shuffle: bool = True,
-        hflip: float = 0.5,
-        on_device: bool | str = "auto",
+        hflip: Probability = 0.5,
+        on_device: bool | Literal["auto"] = "auto",
         cache_dir: str | None = None,
-        train_subset: int | None = None,
-        test_subset: int | None = None,
+        train_subset: Count | None = None,
+        test_subset: Count | None = None,
     ):
+        given = {k: v for k, v in locals().items() if k not in NOT_OPTIONS}
+        check_options(ImageDataModule, given, "data")
         super().__init__()
-        if not 0 <= val_split < 1:
-            raise ConfigError(f"data.val_split must be in [0, 1), got {val_split}")
         if val_on_test and val_split:
             raise ConfigError(
                 "data.val_on_test=true needs data.val_split=0: validating on the test set "
                 "replaces a held-out split, it does not sit beside one"
             )
-        for key, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or 1)):
-            if size < 1:
-                raise ConfigError(f"data.{key} must be at least 1, got {size}")
-        if not 0 <= hflip <= 1:
-            raise ConfigError(f"data.hflip must be in [0, 1], got {hflip}")
-        if on_device not in ("auto", True, False):
-            raise ConfigError(f"data.on_device must be auto, true or false, got {on_device}")
         if (mean is None) != (std is None):
             raise ConfigError("data.mean and data.std go together: set both, or neither")
         if mean is not None and not len(mean) == len(std) == in_channels:
@@ -101,10 +106,10 @@ class ImageDataModule(L.LightningDataModule):
                 f"data.mean and data.std need one value per channel (data.in_channels="
                 f"{in_channels}), got {len(mean)} and {len(std)}"
             )
-        self.load = registry.factory("data", dataset)
+        self.load = registry.factory("data", dataset, where="data.dataset")
         self.save_hyperparameters(logger=False)
         self.preprocess = dict(preprocess or {"name": "standardize"})
-        check_kind(self.preprocess["name"])
+        check_options(preprocess_options, self.preprocess, "preprocess")
         self.mixup = _mixup(augment, num_classes)
         self.augment = nn.Sequential(*_augmentations(augment))
         self.normalize: nn.Module | None = None  # set in setup(): it needs the training split
@@ -284,20 +289,28 @@ class LazyLoader(DataLoader):
 
 def _augmentations(augment: Mapping[str, Any]) -> list[nn.Module]:
     transforms = augment.get("transforms") or {}
-    return [build(t) for t in transforms.values() if t is not None]
+    return [build(t, where=f"augment.transforms.{k}") for k, t in transforms.items() if t]
 
 
 def _rounded(values: torch.Tensor) -> list[float]:
     return [round(v, 4) for v in values.tolist()]
 
 
+def augment_options(
+    transforms: Mapping[str, Any] | None = None,
+    mixup_alpha: NonNegative = 0.0,
+    cutmix_alpha: NonNegative = 0.0,
+    mix_prob: Probability = 1.0,
+    switch_prob: Probability = 0.5,
+) -> None:
+    """The ``augment`` group's options: ``transforms`` (each a ``_target_``, applied in order
+    to whole batches on the device), and timm's mixup and cutmix (0 turns each off)."""
+
+
 def _mixup(augment: Mapping[str, Any], num_classes: int) -> Mixup | None:
     """timm's Mixup: mixup with lambda ~ Beta(alpha, alpha) (seed 004) and/or cutmix, or None."""
+    check_options(augment_options, augment, "augment")
     mixup, cutmix = augment.get("mixup_alpha", 0.0), augment.get("cutmix_alpha", 0.0)
-    if mixup < 0 or cutmix < 0:
-        raise ConfigError(
-            f"augment.mixup_alpha and cutmix_alpha must be >= 0, got {mixup}, {cutmix}"
-        )
     if mixup == 0 and cutmix == 0:
         return None
     # Smoothing stays at 0 here: the loss applies label_smoothing to soft targets as well.

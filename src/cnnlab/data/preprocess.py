@@ -1,9 +1,12 @@
 """Input normalisation of whole batches, selected with ``preprocess=NAME`` (seeds 002, 003, 004)."""
 
+from typing import Annotated, Literal
+
 import torch
+from annotated_types import Ge
 from torch import nn
 
-from cnnlab.errors import ConfigError
+from cnnlab.options import Positive, check_options
 
 KINDS = ("standardize", "minmax", "zca")
 
@@ -55,6 +58,14 @@ def placeholder(kind: str | None, channels: int, size: int) -> nn.Module:
     return Whitening(torch.zeros(pixels), torch.zeros(pixels, pixels))
 
 
+def preprocess_options(
+    name: Literal["standardize", "minmax", "zca"] = "standardize",
+    eps: Positive = 0.01,
+    fit_images: Annotated[int, Ge(2)] = 10_000,
+) -> None:
+    """The ``preprocess`` group's options (``eps`` and ``fit_images`` are ZCA's: the
+    whitening's regulariser and how many training images its matrix is fitted on)."""
+
+
 def check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ConfigError(f"unknown preprocess '{kind}'; choose from: {', '.join(KINDS)}")
+    check_options(preprocess_options, {"name": kind}, "preprocess")

@@ -6,12 +6,16 @@ state the initialisation and dropout that suit it (``init=auto`` follows the fir
 get He init and ordinary dropout.
 """
 
+from typing import Annotated, Literal
+
 import torch
+from annotated_types import Ge, Le
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
 from cnnlab.errors import ConfigError
+from cnnlab.options import Fraction, Positive
 from cnnlab.registry import register
 
 
@@ -46,7 +50,9 @@ class RandomizedReLU(nn.Module):
     def __init__(self, lower: float = 3.0, upper: float = 8.0):
         super().__init__()
         if not 0 < lower <= upper:
-            raise ConfigError(f"rrelu needs 0 < lower <= upper, got {lower}, {upper}")
+            raise ConfigError(
+                f"activation.lower={lower}: rrelu needs 0 < lower <= upper (upper={upper})"
+            )
         self.lower, self.upper = lower, upper
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,29 +107,29 @@ def relu(channels: int) -> nn.Module:
 
 
 @register("activation", "leaky_relu")
-def leaky_relu(channels: int, negative_slope: float = 0.01) -> nn.Module:
+def leaky_relu(channels: int, negative_slope: Fraction = 0.01) -> nn.Module:
     """max(slope * x, x); seed 002 uses slope 0.01, seed 001 0.1."""
     return nn.LeakyReLU(negative_slope, inplace=True)
 
 
 @register("activation", "prelu")
-def prelu(channels: int, init: float = 0.25, per: str = "channel") -> nn.Module:
+def prelu(
+    channels: int, init: float = 0.25, per: Literal["channel", "layer", "element"] = "channel"
+) -> nn.Module:
     """Leaky ReLU whose slope is learned (He et al. 2015): one slope per channel (seed 003),
     one for the whole layer, or one per element as Keras' PReLU has (seed 001's table)."""
     if per == "element":
         return ElementwisePReLU(init)
-    if per not in ("channel", "layer"):
-        raise ConfigError(f"prelu: unknown per '{per}'; choose from: channel, layer, element")
     return nn.PReLU(channels if per == "channel" else 1, init=init)
 
 
 @register("activation", "rrelu")
-def rrelu(channels: int, lower: float = 3.0, upper: float = 8.0) -> nn.Module:
+def rrelu(channels: int, lower: Positive = 3.0, upper: Positive = 8.0) -> nn.Module:
     return RandomizedReLU(lower, upper)
 
 
 @register("activation", "elu")
-def elu(channels: int, alpha: float = 1.0) -> nn.Module:
+def elu(channels: int, alpha: Positive = 1.0) -> nn.Module:
     """alpha * (exp(x) - 1) below zero; seed 002 uses alpha = 1."""
     return nn.ELU(alpha=alpha, inplace=True)
 
@@ -138,14 +144,12 @@ def selu(channels: int) -> nn.Module:
 
 
 @register("activation", "maxout")
-def maxout(channels: int, pieces: int = 2) -> nn.Module:
-    if pieces < 1:
-        raise ConfigError(f"maxout needs pieces >= 1, got {pieces}")
+def maxout(channels: int, pieces: Annotated[int, Ge(1), Le(64)] = 2) -> nn.Module:
     return Maxout(pieces)
 
 
 @register("activation", "swish")
-def swish(channels: int, beta: float = 1.0) -> nn.Module:
+def swish(channels: int, beta: Positive = 1.0) -> nn.Module:
     return Swish(beta)
 
 

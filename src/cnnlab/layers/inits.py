@@ -6,11 +6,14 @@ does everything else (learned activation slopes, a ViT's position embedding).
 """
 
 from collections.abc import Callable
+from typing import Literal
 
 from torch import nn
 
-from cnnlab.errors import ConfigError
+from cnnlab.options import Positive
 from cnnlab.registry import register
+
+Distribution = Literal["uniform", "normal"]
 
 # The layers whose kernels inits and regularisers act on (timm's conv variants subclass these).
 KERNEL_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -33,40 +36,36 @@ def default() -> Callable[[nn.Module], None]:
 
 
 @register("init", "xavier")
-def xavier(distribution: str = "uniform", gain: float = 1.0) -> Callable[[nn.Module], None]:
+def xavier(
+    distribution: Distribution = "uniform", gain: Positive = 1.0
+) -> Callable[[nn.Module], None]:
     """Glorot: variance 2 / (fan_in + fan_out), uniform (Keras' default) or normal."""
     fns = {"uniform": nn.init.xavier_uniform_, "normal": nn.init.xavier_normal_}
-    fn = _choose("xavier", "distribution", distribution, fns)
+    fn = fns[distribution]
     return _for_weights(lambda w: fn(w, gain=gain))
 
 
 @register("init", "he")
 def he(
-    distribution: str = "normal", mode: str = "fan_in", nonlinearity: str = "relu"
+    distribution: Distribution = "normal",
+    mode: Literal["fan_in", "fan_out"] = "fan_in",
+    nonlinearity: Literal["relu", "leaky_relu", "linear", "tanh", "sigmoid", "selu"] = "relu",
 ) -> Callable[[nn.Module], None]:
     """He et al.: normal with std sqrt(2 / n), n = k*k*c (fan_in), as in seed 002."""
     fns = {"uniform": nn.init.kaiming_uniform_, "normal": nn.init.kaiming_normal_}
-    fn = _choose("he", "distribution", distribution, fns)
-    _choose("he", "mode", mode, {"fan_in": 0, "fan_out": 0})
+    fn = fns[distribution]
     return _for_weights(lambda w: fn(w, mode=mode, nonlinearity=nonlinearity))
 
 
 @register("init", "lecun")
-def lecun(distribution: str = "normal") -> Callable[[nn.Module], None]:
+def lecun(distribution: Distribution = "normal") -> Callable[[nn.Module], None]:
     """LeCun: variance 1 / fan_in, what SELU's self-normalisation assumes."""
     fns = {"uniform": nn.init.kaiming_uniform_, "normal": nn.init.kaiming_normal_}
-    fn = _choose("lecun", "distribution", distribution, fns)
+    fn = fns[distribution]
     return _for_weights(lambda w: fn(w, nonlinearity="linear"))
 
 
 @register("init", "small_normal")
-def small_normal(std: float = 0.001) -> Callable[[nn.Module], None]:
+def small_normal(std: Positive = 0.001) -> Callable[[nn.Module], None]:
     """Small random numbers, 0.001 * N(0, 1) (seed 003); they shrink the signal in deep nets."""
     return _for_weights(lambda w: nn.init.normal_(w, 0.0, std))
-
-
-def _choose(init: str, option: str, value: str, choices: dict):
-    if value not in choices:
-        accepted = ", ".join(choices)
-        raise ConfigError(f"init '{init}': unknown {option} '{value}'; choose from: {accepted}")
-    return choices[value]

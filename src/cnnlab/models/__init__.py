@@ -11,6 +11,8 @@ from torch import nn
 from cnnlab import registry
 from cnnlab.errors import ConfigError
 from cnnlab.models import base_cnn, cnn, nin, resnet, timm_models  # noqa: F401
+from cnnlab.options import shown
+from cnnlab.targets import first_line
 
 # What build_model passes a model that takes it; the rest of its arguments are config options.
 MODEL_INPUTS = ("act", "norm", "drop", "in_channels", "num_classes", "image_size")
@@ -55,9 +57,10 @@ def build_model(
         _dry_run(net, in_channels, image_size)
     except (TypeError, ValueError, RuntimeError) as err:
         shape = f"{in_channels}x{image_size}x{image_size}"
+        chosen = [f"model.{k}={shown(v)}" for k, v in model.items() if k != "name"]
+        options = f" ({', '.join(chosen)})" if chosen else ""
         raise ConfigError(
-            f"model={model['name']} cannot be built for {shape} images with these options: "
-            f"{str(err).strip().splitlines()[0]}"
+            f"model={model['name']}{options} cannot be built for {shape} images: {first_line(err)}"
         ) from None
     net.apply(initialise)
     return net.to(memory_format=torch.channels_last) if channels_last else net

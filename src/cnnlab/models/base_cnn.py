@@ -1,7 +1,5 @@
 """The base CNN of seed 001 (Keras' cifar10_cnn example): 4 convs, 2 dense layers."""
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
@@ -14,6 +12,7 @@ from cnnlab.models.blocks import (
     dense_block,
     dropout_rates,
 )
+from cnnlab.options import Rates, Width
 from cnnlab.registry import register
 
 
@@ -32,8 +31,8 @@ class BaseCNN(nn.Module):
         in_channels: int = 3,
         num_classes: int = 10,
         image_size: int = 32,
-        dropout: float | Sequence[float] = (0.25, 0.25, 0.5),
-        hidden: int = 512,
+        dropout: Rates = (0.25, 0.25, 0.5),
+        hidden: Width = 512,
     ):
         super().__init__()
         first, second, fc = dropout_rates(dropout, 3, "base_cnn")

@@ -1,9 +1,10 @@
 """The plain CNNs of seed 000 ('CIFAR-10 from 79% to 90%'): one conv + one hidden dense layer,
 and six convs + two hidden dense layers with a dropout after every two layers."""
 
-from collections.abc import Sequence
+from typing import Annotated
 
 import torch
+from annotated_types import MinLen
 from torch import nn
 
 from cnnlab.models.blocks import (
@@ -14,6 +15,7 @@ from cnnlab.models.blocks import (
     dense_block,
     dropout_rates,
 )
+from cnnlab.options import Count, Rates, Width
 from cnnlab.registry import register
 
 
@@ -32,10 +34,10 @@ class ShallowCNN(nn.Module):
         in_channels: int = 3,
         num_classes: int = 10,
         image_size: int = 32,
-        filters: int = 20,
-        pool: int = 8,
-        hidden: int = 500,
-        dropout: float | Sequence[float] = 0.7,
+        filters: Width = 20,
+        pool: Count = 8,
+        hidden: Width = 500,
+        dropout: Rates = 0.7,
     ):
         super().__init__()
         conv_drop, fc_drop = dropout_rates(dropout, 2, "cnn_shallow")
@@ -70,11 +72,11 @@ class DeepCNN(nn.Module):
         in_channels: int = 3,
         num_classes: int = 10,
         image_size: int = 32,
-        filters: Sequence[int] = (24, 24, 24),
-        pool: int = 2,
-        pool_stride: int = 1,
-        hidden: Sequence[int] = (512, 512),
-        dropout: float | Sequence[float] = 0.7,
+        filters: Annotated[list[Width], MinLen(1)] = (24, 24, 24),
+        pool: Count = 2,
+        pool_stride: Count = 1,
+        hidden: list[Width] = (512, 512),
+        dropout: Rates = 0.7,
     ):
         super().__init__()
         rates = dropout_rates(dropout, len(filters) + 1, "cnn_deep")

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cnnlab.models.blocks import ActFactory, DropFactory, NormFactory, conv_block, dropout_rates
+from cnnlab.options import Rates
 from cnnlab.registry import register
 
 
@@ -46,7 +47,7 @@ class NIN(nn.Module):
         drop: DropFactory,
         in_channels: int = 3,
         num_classes: int = 10,
-        dropout: float | Sequence[float] = 0.5,
+        dropout: Rates = 0.5,
         final_norm_act: bool = False,
     ):
         super().__init__()

@@ -1,16 +1,19 @@
 """A configurable basic-block ResNet (seed 004): blocks and widths per stage, five block orders."""
 
-from collections.abc import Sequence
+from typing import Annotated, Literal
 
 import torch
+from annotated_types import Ge, Le, MinLen
 from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.models.blocks import ActFactory, DropFactory, NormFactory, dropout_rates, expansion
+from cnnlab.options import Fraction, Width, shown
 from cnnlab.registry import register
 
 # The residual branch and what follows the addition, for each block order of He et al. 2016,
 # "Identity Mappings in Deep Residual Networks", Fig. 4 (seed 004 §2.1.6 compares them).
+Order = Literal["original", "bn_after_add", "relu_before_add", "relu_preact", "preact"]
 ORDERS = {
     "original": ("conv bn act conv bn", "act"),
     "bn_after_add": ("conv bn act conv", "bn act"),
@@ -85,20 +88,18 @@ class ResNet(nn.Module):
         act: ActFactory,
         norm: NormFactory,
         drop: DropFactory,
-        blocks: Sequence[int] = (3, 3, 2, 3),
-        channels: Sequence[int] = (64, 128, 128, 256),
-        order: str = "original",
+        blocks: Annotated[list[Annotated[int, Ge(1), Le(64)]], MinLen(1)] = (3, 3, 2, 3),
+        channels: Annotated[list[Width], MinLen(1)] = (64, 128, 128, 256),
+        order: Order = "original",
         in_channels: int = 3,
         num_classes: int = 10,
-        dropout: float = 0.0,
+        dropout: Fraction = 0.0,
     ):
         super().__init__()
-        if order not in ORDERS:
-            raise ConfigError(f"unknown resnet order '{order}'; choose from: {', '.join(ORDERS)}")
         if len(blocks) != len(channels):
             raise ConfigError(
-                f"resnet needs one channel count per stage: blocks={list(blocks)}, "
-                f"channels={list(channels)}"
+                f"model.channels={shown(channels)}: resnet needs one channel count per stage "
+                f"of model.blocks={shown(blocks)}"
             )
         # Pre-activation blocks normalise their own input, so their stem is a bare conv.
         stem = _layers(

@@ -1,10 +1,13 @@
 """Any timm architecture by name, with cnnlab's activation and norm, sized for small images."""
 
+from typing import Literal
+
 import timm
 from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.models.blocks import ActFactory, NormFactory, dropout_rates, expansion
+from cnnlab.options import Fraction
 from cnnlab.registry import register
 
 
@@ -46,11 +49,11 @@ def timm_model(
     act: ActFactory,
     norm: NormFactory,
     arch: str = "resnet18",
-    stem: str = "small",
-    layers: str = "cnnlab",
+    stem: Literal["small", "imagenet"] = "small",
+    layers: Literal["cnnlab", "timm"] = "cnnlab",
     in_channels: int = 3,
     num_classes: int = 10,
-    dropout: float = 0.0,
+    dropout: Fraction = 0.0,
     extra: dict | None = None,
 ) -> nn.Module:
     """A randomly initialised ``timm.create_model(arch)`` (nothing is downloaded).
@@ -63,8 +66,6 @@ def timm_model(
     """
     if not timm.is_model(arch):
         raise ConfigError(f"unknown timm model '{arch}'; timm.list_models() lists them")
-    if stem not in ("small", "imagenet") or layers not in ("cnnlab", "timm"):
-        raise ConfigError("model.stem takes small | imagenet and model.layers cnnlab | timm")
     (rate,) = dropout_rates(dropout, 1, "timm")
     kwargs = {"num_classes": num_classes, "in_chans": in_channels, "drop_rate": rate}
     kwargs |= extra or {}
