@@ -30,6 +30,12 @@ class PauseAt(Callback):
 
     def _pause(self, trainer, batch_idx: int) -> None:
         if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            # Checkpoints are written by one writer thread (AsyncCheckpointIO): wait for the
+            # saves queued so far, so that a kill at the cue finds what the run had saved by
+            # then, rather than racing the writer on a loaded machine.
+            writer = getattr(trainer.strategy.checkpoint_io, "_executor", None)
+            if writer is not None:
+                writer.submit(lambda: None).result()
             Path(self.marker).write_text(str(trainer.global_step))
             time.sleep(self.seconds)
 

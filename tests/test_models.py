@@ -304,7 +304,7 @@ def test_timm_model_can_keep_its_own_stem_and_layers():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"arch": "resnet_nonexistent"}, "unknown timm model"),
+        ({"arch": "resnet_nonexistent"}, "model.arch=resnet_nonexistent: no such timm model"),
         ({"arch": "convnext_atto"}, "model.stem=imagenet"),
     ],
 )

@@ -54,6 +54,11 @@ SMALL = ["data=fake", "data.image_size=16", "model=base_cnn", *FAST]
             "model.pool=40, model.hidden=500, model.dropout=0.7)"
             " cannot be built for 3x16x16 images: Given input size: (20x16x16)",
         ),
+        (  # a map pooled to nothing
+            "model=cnn_deep model.pool=1000000000",
+            "model.pool=1000000000, model.pool_stride=1, model.hidden=[512,512], "
+            "model.dropout=0.7) cannot be built for 3x16x16 images:",
+        ),
         # Values that trained wrongly without a word, or crashed deep inside a build.
         (
             "scheduler=exponential scheduler.scheduler.gamma=-1",
@@ -74,7 +79,8 @@ SMALL = ["data=fake", "data.image_size=16", "model=base_cnn", *FAST]
         ("+trainer.strategy=bogus", "trainer (lightning.pytorch.Trainer) cannot be built:"),
         (
             "augment=seed000_heavy augment.transforms.all.transforms.3.low=2",
-            "augment.transforms.all (cnnlab.data.augment.RandomOrder) cannot be built: "
+            "augment.transforms.all.transforms.3 (cnnlab.data.augment.LinearContrast) cannot be "
+            "built: "
             "low=2 is above high=1.5",
         ),
         ("augment.mix_prob=2", "augment.mix_prob=2: expected a number in [0, 1]"),

@@ -19,7 +19,13 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, Len, Lt, MaxLen, MinLen
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from pydantic import ConfigDict, PydanticSchemaGenerationError, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    PydanticSchemaGenerationError,
+    TypeAdapter,
+    ValidationError,
+)
 
 from cnnlab.errors import ConfigError
 
@@ -38,6 +44,16 @@ Natural = Annotated[int, Ge(0)]
 Width = Annotated[int, Ge(1), Le(16384)]
 Images = Annotated[int, Ge(1), Le(4096)]  # images a figure or a probe draws
 Rates = Fraction | list[Fraction]  # one dropout rate everywhere, or one per dropout layer
+
+
+def _has_target(node: Mapping[str, Any]) -> Mapping[str, Any]:
+    if "_target_" not in node:
+        raise ValueError("no _target_")
+    return node
+
+
+# A node that names the class it builds (``{_target_: torch.optim.lr_scheduler.StepLR, ...}``).
+Target = Annotated[dict[str, Any], AfterValidator(_has_target)]
 
 # What the config system adds to a node; never an option.
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
@@ -174,7 +190,9 @@ def _own_node(value: Any) -> bool:
 def _bounded(kind: str, constraints: tuple) -> str:
     low = high = size = ""
     for c in constraints:
-        if isinstance(c, Gt | Ge):
+        if isinstance(c, AfterValidator) and c.func is _has_target:
+            kind = "a mapping with a _target_"
+        elif isinstance(c, Gt | Ge):
             low = ("> " if isinstance(c, Gt) else ">= ") + _number(
                 c.gt if isinstance(c, Gt) else c.ge
             )

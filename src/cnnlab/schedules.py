@@ -11,12 +11,12 @@ import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from annotated_types import Gt, Le
+from annotated_types import Ge, Gt, Le
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ConstantLR, LRScheduler
 
 from cnnlab.errors import ConfigError
-from cnnlab.options import NonNegative, check_options
+from cnnlab.options import Target, check_options
 from cnnlab.targets import build
 
 # The arguments of torch's schedulers that count epochs ("count") or act once per epoch
@@ -66,9 +66,9 @@ class Warmup(LRScheduler):
 
 
 def schedule_options(
-    scheduler: Mapping[str, Any] | None = None,
+    scheduler: Target | None = None,
     interval: Literal["epoch", "step"] = "epoch",
-    warmup_epochs: NonNegative = 0,
+    warmup_epochs: Annotated[float, Ge(0), Le(100_000)] = 0,
     warmup_start: Annotated[float, Gt(0), Le(1)] = 0.1,
     monitor: str | None = None,
 ) -> None:
@@ -102,7 +102,10 @@ def build_schedule(
         return None
     plateau = main_cfg.get("_target_", "").endswith("ReduceLROnPlateau")
     if plateau and interval == "step":
-        raise ConfigError("scheduler=plateau watches a metric of each epoch: use interval=epoch")
+        raise ConfigError(
+            "scheduler.interval=step: scheduler=plateau watches a metric of each epoch; "
+            "use scheduler.interval=epoch"
+        )
     if warmup and (plateau or "total_steps" in main_cfg):
         raise ConfigError(
             "scheduler.warmup_epochs works with every schedule but plateau and "

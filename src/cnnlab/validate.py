@@ -7,9 +7,9 @@ relations between options that no single declaration can state.
 """
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -17,15 +17,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.declared import declaration
 from cnnlab.errors import ConfigError
-from cnnlab.options import Fraction, Natural, check_options, check_value, parameters
+from cnnlab.options import Fraction, Natural, Probability, check_options, parameters, shown
 from cnnlab.sweep import by_submitit, in_sweep, launcher
-from cnnlab.targets import build, first_line
+from cnnlab.targets import build, first_line, target_nodes
 
 
 def top_options(
     seed: Natural = 42,
     label_smoothing: Fraction = 0.0,
-    reference: Mapping[str, Any] | None = None,
+    reference: dict[str, Probability | str] | None = None,  # a seed's figures, and its source
     resume: str | None = None,
     compile: bool = False,
     matmul_precision: Literal["highest", "high", "medium"] = "highest",
@@ -58,55 +58,73 @@ def group_declarations() -> dict[str, Any]:
     }
 
 
-def check_declared(cfg: DictConfig) -> None:
-    """Every option of ``cfg`` against its declaration: the top level, the registered
-    components, the plain groups, the data, and every ``_target_`` node wherever it is."""
+def model_layout(channels_last: bool = False) -> None:
+    """``model.channels_last``: how build_model stores any model's weights, not a model's own."""
+
+
+class Node(NamedTuple):
+    """A config node and what declares its options."""
+
+    where: str  # its place in the config: "model", "callbacks.lr_monitor", "" for the top
+    declaration: Callable
+    options: Mapping[str, Any]
+    supplied: tuple[str, ...] = ()  # what the code passes itself; the config may not set it
+    name: str | None = None  # the registered name (activation=elu), for the messages
+
+
+def declared_nodes(plain: Mapping[str, Any]) -> Iterator[Node]:
+    """Each node of a composed config (as plain values) with its declaration: the top level,
+    the registered components, the plain groups, the data, and every ``_target_`` node
+    wherever it is. A node nothing here declares (a user's own ``_target_``) is left out."""
     from cnnlab import registry
     from cnnlab.data.datamodule import ImageDataModule
 
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    tops = {k: v for k, v in plain.items() if k in parameters(top_options)}
-    check_options(top_options, tops, "")
+    yield Node("", top_options, {k: v for k, v in plain.items() if k in parameters(top_options)})
     for group, supplied in REGISTERED.items():
-        node = dict(plain.get(group) or {})
+        node = _registered(group, group, plain.get(group))
         if group == "model":
-            check_value("model.channels_last", node.pop("channels_last", False), bool)
-        if group == "init" and node.get("name") == "auto":
-            continue
-        if "name" in node:
+            yield Node("model", model_layout, {"channels_last": node.pop("channels_last", False)})
+        if not (group == "init" and node["name"] == "auto"):
             options = {k: v for k, v in node.items() if k != "name"}
             fn = registry.lookup(group, node["name"])
-            check_options(fn, options, group, supplied, name=node["name"])
+            yield Node(group, fn, options, supplied, node["name"])
     for group, declared in group_declarations().items():
         if group in plain:
-            check_options(declared, plain[group] or {}, group)
+            yield Node(group, declared, plain[group] or {})
     data = dict(plain["data"])
-    dataset = data.pop("dataset", None) or {}
-    check_options(ImageDataModule, data, "data", supplied=("augment", "preprocess"))
-    if "name" in dataset:
-        options = {k: v for k, v in dataset.items() if k != "name"}
-        fn = registry.lookup("data", dataset["name"])
-        check_options(fn, options, "data.dataset", name=dataset["name"])
-    for where, node in _target_nodes(plain):
+    dataset = _registered("data", "data.dataset", data.pop("dataset", None))
+    yield Node("data", ImageDataModule, data, ("augment", "preprocess"))
+    options = {k: v for k, v in dataset.items() if k != "name"}
+    fn = registry.lookup("data", dataset["name"])
+    yield Node("data.dataset", fn, options, (), dataset["name"])
+    for where, node in target_nodes(plain):
         declared = declaration(str(node["_target_"]))
         if declared is not None:
-            check_options(declared, node, where, supplied=("params", "optimizer"))
+            yield Node(where, declared, node, ("params", "optimizer"))
+
+
+def _registered(kind: str, where: str, node: Any) -> dict[str, Any]:
+    """A node that names a registered component (``{name: elu, alpha: 1.0}``), as a copy."""
+    from cnnlab import registry
+
+    choices = registry.names(kind) + (["auto"] if kind == "init" else [])
+    if not isinstance(node, Mapping) or not isinstance(node.get("name"), str):
+        raise ConfigError(
+            f"{where}={shown(node)}: expected a mapping with a name, one of: {', '.join(choices)}"
+        )
+    if node["name"] not in choices:
+        raise ConfigError(
+            f"{where}.name={node['name']}: no such {kind}; choose from: {', '.join(choices)}"
+        )
+    return dict(node)
+
+
+def check_declared(cfg: DictConfig) -> None:
+    """Every option of ``cfg`` against its declaration (``declared_nodes``)."""
+    for node in declared_nodes(OmegaConf.to_container(cfg, resolve=True)):
+        check_options(node.declaration, node.options, node.where, node.supplied, node.name)
     if cfg.trainer.get("max_epochs") == -1 and cfg.trainer.get("max_steps", -1) == -1:
         raise ConfigError("trainer.max_epochs=-1 needs trainer.max_steps > 0: the run has no end")
-
-
-def _target_nodes(node: Any, where: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Every mapping with a ``_target_`` in ``node``, with its place (``callbacks.lr_monitor``,
-    ``augment.transforms.all.transforms.2``); Hydra's own settings are Hydra's to check."""
-    if isinstance(node, Mapping):
-        if "_target_" in node:
-            yield where, node
-        for key, value in node.items():
-            if where or key != "hydra":
-                yield from _target_nodes(value, f"{where}.{key}" if where else str(key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _target_nodes(value, f"{where}.{i}")
 
 
 def check_optimizer(cfg: DictConfig) -> None:
@@ -116,8 +134,9 @@ def check_optimizer(cfg: DictConfig) -> None:
 
     try:
         build(cfg.optimizer)(params=[torch.zeros(1, requires_grad=True)])
-    except (TypeError, ValueError, HydraException) as err:
-        raise ConfigError(f"optimizer: {first_line(err)}") from None
+    except (TypeError, ValueError, RuntimeError, HydraException) as err:
+        target = cfg.optimizer.get("_target_", "?")
+        raise ConfigError(f"optimizer ({target}) cannot be built: {first_line(err)}") from None
 
 
 def check_monitors(cfg: DictConfig) -> None:

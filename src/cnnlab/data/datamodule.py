@@ -26,6 +26,7 @@ from cnnlab.options import (
     NonNegative,
     Positive,
     Probability,
+    Target,
     check_options,
 )
 from cnnlab.targets import build
@@ -297,7 +298,7 @@ def _rounded(values: torch.Tensor) -> list[float]:
 
 
 def augment_options(
-    transforms: Mapping[str, Any] | None = None,
+    transforms: dict[str, Target | None] | None = None,
     mixup_alpha: NonNegative = 0.0,
     cutmix_alpha: NonNegative = 0.0,
     mix_prob: Probability = 1.0,

@@ -47,11 +47,11 @@ class RandomizedReLU(nn.Module):
     """RReLU as seed 003 states it: x / a below zero, a ~ U(lower, upper) drawn per element in
     training, a = (lower + upper) / 2 at test time (Xu et al. 2015 use 3 and 8)."""
 
-    def __init__(self, lower: float = 3.0, upper: float = 8.0):
+    def __init__(self, lower: Positive = 3.0, upper: Positive = 8.0):
         super().__init__()
-        if not 0 < lower <= upper:
+        if lower > upper:
             raise ConfigError(
-                f"activation.lower={lower}: rrelu needs 0 < lower <= upper (upper={upper})"
+                f"activation.lower={lower}, activation.upper={upper}: rrelu needs lower <= upper"
             )
         self.lower, self.upper = lower, upper
 

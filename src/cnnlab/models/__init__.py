@@ -73,6 +73,10 @@ def _dry_run(net: nn.Module, in_channels: int, image_size: int) -> None:
     with torch.no_grad():
         net.eval()(torch.zeros(1, in_channels, image_size, image_size))
     net.train(mode)
+    # A layer of no weights passes a blank image (zeros in, its bias out) but learns nothing.
+    empty = next((name for name, p in net.named_parameters() if p.numel() == 0), None)
+    if empty is not None:
+        raise ValueError(f"its layer {empty} would have no weights (the image shrinks to nothing)")
 
 
 def _model_factory(model: Mapping[str, Any]):

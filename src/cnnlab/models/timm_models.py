@@ -65,7 +65,7 @@ def timm_model(
         extra: more keyword arguments for ``timm.create_model``, e.g. ``{img_size: 32}`` for ViTs.
     """
     if not timm.is_model(arch):
-        raise ConfigError(f"unknown timm model '{arch}'; timm.list_models() lists them")
+        raise ConfigError(f"model.arch={arch}: no such timm model; timm.list_models() lists them")
     (rate,) = dropout_rates(dropout, 1, "timm")
     kwargs = {"num_classes": num_classes, "in_chans": in_channels, "drop_rate": rate}
     kwargs |= extra or {}
