@@ -190,7 +190,9 @@ def test_the_command_tests_one_checkpoint_and_refuses_bad_input_in_one_line(swee
         (["ckpt={missing}"], "no such checkpoint file"),
         (["ckpt={ckpt}", "tta.enabled=true", "tta.shift=16"], "tta.shift=16: a whole number"),
         (["ckpt={ckpt}", "tta.enabled=true", "tta.flip=sometimes"], "tta.flip=sometimes"),
-        (["ckpt={ckpt}", "device=tpu"], "device=tpu: choose auto, cpu or gpu"),
+        (["ckpt={ckpt}", "device=tpu"], "device=tpu: expected one of auto, cpu, gpu, cuda"),
+        (["ckpt={ckpt}", "batch_size=0"], "batch_size=0: expected an integer >= 1"),
+        (["ckpt={ckpt}", "top_k=abc"], "top_k=abc: expected an integer >= 1"),
     ],
 )
 def test_bad_input_is_refused_before_anything_runs(sweep, tmp_path, options, message):
@@ -198,6 +200,15 @@ def test_bad_input_is_refused_before_anything_runs(sweep, tmp_path, options, mes
     with pytest.raises(ConfigError, match=message):
         evaluate(eval_cfg(tmp_path, [option.format(**paths) for option in options]))
     assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a machine without a GPU")
+def test_a_gpu_asked_for_where_there_is_none_is_refused_in_one_line(sweep, tmp_path):
+    ckpt = sweep / "1" / "checkpoints" / "best.ckpt"
+    with pytest.raises(
+        ConfigError, match="^device=gpu: no CUDA GPU is visible here; use device=cpu$"
+    ):
+        evaluate(eval_cfg(tmp_path, [f"ckpt={ckpt}", "device=gpu"]))
 
 
 def test_an_ensemble_takes_only_models_of_the_same_images_and_classes():

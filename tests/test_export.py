@@ -63,3 +63,4 @@ def test_an_unknown_format_is_one_line_and_exit_code_2(checkpoint, tmp_path):
         result.stderr.strip()
         == f"cnnlab: error: ckpt={tmp_path / 'none.ckpt'}: no such checkpoint file"
     )
+    assert not (tmp_path / "out").exists()  # the refused export leaves no log directory

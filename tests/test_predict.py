@@ -83,6 +83,10 @@ def test_bad_input_is_one_line_and_exit_code_2(trained, tmp_path):
         predict(ckpt, tmp_path, k=11)
     with pytest.raises(ConfigError, match="no such file or folder"):
         predict(ckpt, tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="^top_k=abc: expected an integer >= 1$"):
+        predict(ckpt, tmp_path, k="abc")
+    with pytest.raises(ConfigError, match="^device=bogus: expected one of cpu, cuda$"):
+        predict(ckpt, tmp_path, device="bogus")  # named, not blamed on the checkpoint
     command = [sys.executable, str(ROOT / "src" / "predict.py"), f"ckpt={ckpt}"]
     result = subprocess.run(
         [*command, f"inputs={not_a_checkpoint}", f"hydra.run.dir={tmp_path / 'out'}"],

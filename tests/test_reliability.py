@@ -118,12 +118,22 @@ def test_an_unknown_option_names_the_nearest_one():
     check_choices([*fine, "~callbacks.progress_bar", "optimizer.lr=0.1", "debug=null"], CONF)
 
 
-def test_a_user_mistake_on_the_command_line_leaves_one_line_and_no_run_directory(tmp_path):
-    result = train_cli(*TINY_DATA, "optimizer.lr=-1", cwd=tmp_path)
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ("optimizer.lr=-1", "optimizer.lr=-1: expected a number > 0"),
+        ("data.batch_size=abc", "data.batch_size=abc: expected an integer >= 1"),
+        ("trainer.precision=bogus", "trainer.precision=bogus: expected one of 64-true, 32-true"),
+        ("model=cnn_shallow model.pool=40", "model=cnn_shallow (model.filters=20, model.pool=40"),
+    ],
+)
+def test_a_user_mistake_on_the_command_line_leaves_one_line_and_no_run_directory(
+    tmp_path, overrides, message
+):
+    result = train_cli(*TINY_DATA, *overrides.split(), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
-        "cnnlab: error: optimizer.lr=-1: expected a number > 0"
-    )
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"cnnlab: error: {message}")
     assert list((tmp_path / "logs" / "train" / "runs").iterdir()) == []
 
 

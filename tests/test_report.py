@@ -44,3 +44,17 @@ def test_wandb_logger_config_resolves_with_a_tag_per_group(make_cfg):
 def test_report_of_nothing_says_so(make, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
         collect([make(tmp_path)])
+
+
+def test_a_report_that_cannot_be_made_leaves_nothing_behind(tmp_path):
+    missing, empty, a_file = tmp_path / "sweep-typo", tmp_path / "empty", tmp_path / "out.md"
+    empty.mkdir()
+    a_file.write_text("notes")
+    with pytest.raises(ConfigError, match="sweep-typo: no such directory"):
+        write_report([missing], show=False)
+    with pytest.raises(ConfigError, match="out.md is a file: the report goes in a directory"):
+        write_report([empty], a_file, show=False)
+    with pytest.raises(ConfigError, match="no runs under"):
+        write_report([empty], tmp_path / "new", show=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "out.md"]
+    assert a_file.read_text() == "notes" and list(empty.iterdir()) == []

@@ -4,7 +4,7 @@ the checkpoint was trained on (or another ``data=``), writing the figures a run 
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 from hydra import compose, initialize_config_dir
@@ -18,7 +18,8 @@ from cnnlab.data import ImageDataModule
 from cnnlab.ensemble import Ensemble, snapshot_members, sweep_members
 from cnnlab.errors import ConfigError
 from cnnlab.files import write_json, write_text
-from cnnlab.inference import load_classifier
+from cnnlab.inference import check_device, load_classifier
+from cnnlab.options import Count, check_value
 from cnnlab.targets import build
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -87,12 +88,13 @@ def evaluate(cfg: DictConfig, data_choice: str | None = None) -> dict[str, Any]:
     """Test what ``cfg`` names (on the ``data=`` option ``data_choice`` if given); write
     metrics.json (and members.md/.csv for an ensemble or TTA) and the figures into
     ``cfg.output_dir``; return metrics.json's content."""
+    check_device("device", cfg.device, Literal["auto", "cpu", "gpu", "cuda"])
+    for key in ("batch_size", "top_k"):
+        check_value(key, cfg[key], Count)
     chosen = members(cfg)
     models = [load_classifier(path) for _, path in chosen]
     data = data_arguments(cfg, models[0], data_choice)
     tta = _tta(cfg.tta, data) if cfg.tta.enabled else None
-    if cfg.device not in ("auto", "cpu", "gpu", "cuda"):
-        raise ConfigError(f"device={cfg.device}: choose auto, cpu or gpu")
     single = len(models) == 1 and tta is None
     module = models[0] if single else Ensemble(models, tta)
     callbacks = [build(c, where=f"callbacks.{k}") for k, c in cfg.callbacks.items() if c]

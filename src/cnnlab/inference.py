@@ -2,6 +2,7 @@
 (channels, size), and the top-k classes of each."""
 
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -9,6 +10,14 @@ from torchvision.transforms.v2 import functional as TF
 
 from cnnlab.errors import ConfigError
 from cnnlab.module import Classifier
+from cnnlab.options import Count, check_value
+
+
+def check_device(key: str, device: str, accepted: Any) -> None:
+    """A device of the accepted names, and a GPU only where one is visible."""
+    check_value(key, device, accepted)
+    if device in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"{key}={device}: no CUDA GPU is visible here; use {key}=cpu")
 
 
 def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
@@ -62,13 +71,14 @@ def predict(
 ) -> tuple[list[dict], list[dict]]:
     """Each readable image's top-``k`` classes (``{file, top: [{label, index, probability}]}``)
     and the files skipped with the reason (``{file, error}``)."""
+    check_value("top_k", k, Count)
+    check_value("batch_size", batch_size, Count)
+    check_device("device", device, Literal["cpu", "cuda"])
     module = load_classifier(ckpt, device)
     net = module.hparams.net
     classes = net.get("num_classes", 10)
     if not 1 <= k <= classes:
         raise ConfigError(f"top_k={k}: the model has {classes} classes; choose 1 to {classes}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size}: must be at least 1")
     names = module.class_names or [str(i) for i in range(classes)]
     files, results, skipped = image_files(inputs), [], []
     for start in range(0, len(files), batch_size):

@@ -119,7 +119,8 @@ def describe(annotation: Any) -> str:
         kinds += ["null"] if type(None) in args else []
         return ", ".join(kinds[:-1]) + " or " + kinds[-1] if len(kinds) > 1 else kinds[0]
     if origin is Literal:
-        return shown(args[0]) if len(args) == 1 else "one of " + ", ".join(shown(a) for a in args)
+        words = list(dict.fromkeys(shown(a) for a in args))  # 32 and "32" read the same
+        return words[0] if len(words) == 1 else "one of " + ", ".join(words)
     if origin in (list, tuple, Sequence) or annotation in (list, tuple):
         if origin is tuple and args and args[-1] is not Ellipsis:
             return f"a list of {len(args)} {_plural(describe(args[0]))}"

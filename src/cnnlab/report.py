@@ -11,6 +11,7 @@ import fcntl
 import io
 import json
 import logging
+import shutil
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,13 +111,27 @@ def write_report(
 ) -> Path:
     """Write report.md, report.csv and curves.png into ``out`` (the first dir); ``show``
     prints the table too."""
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise ConfigError(f"{missing[0]}: no such directory (give sweep or run directories)")
     out = out or dirs[0]
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file: the report goes in a directory")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create {out}: {err.strerror}") from None
     # Jobs ending together each rewrite the report: one at a time, each reading the results
     # after the one before has written, so the last to write has seen every finished job.
     with open(out / ".report.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        keys, jobs = collect(dirs)
+        try:
+            keys, jobs = collect(dirs)
+        except ConfigError:
+            if created:  # nothing to report: leave nothing behind
+                shutil.rmtree(out)
+            raise
         table = rows(keys, jobs, sort)
         write_text(out / "report.md", _markdown(keys, table))
         write_text(out / "report.csv", _csv(keys, table))

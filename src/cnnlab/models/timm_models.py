@@ -7,7 +7,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.models.blocks import ActFactory, NormFactory, dropout_rates, expansion
-from cnnlab.options import Fraction
+from cnnlab.options import Fraction, shown
 from cnnlab.registry import register
 
 
@@ -75,6 +75,10 @@ def timm_model(
     try:
         net = timm.create_model(arch, pretrained=False, **kwargs)
     except TypeError as err:
+        if extra and not any(name in str(err) for name in ("act_layer", "norm_layer")):
+            raise ConfigError(
+                f"model.extra={shown(extra)}: timm model '{arch}' does not take it ({err})"
+            ) from None
         raise ConfigError(
             f"timm model '{arch}' does not take cnnlab's layers ({err}); set model.layers=timm"
         ) from None
