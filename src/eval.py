@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from cnnlab import CONF
 from cnnlab.errors import ConfigError
-from cnnlab.files import remove_refused
+from cnnlab.files import check_dir_overrides, remove_refused
 
 
 @hydra.main(config_path=str(CONF), config_name="eval", version_base="1.3")
@@ -29,4 +29,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_dir_overrides(sys.argv[1:])
     main()

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from cnnlab import CONF
 from cnnlab.errors import ConfigError
-from cnnlab.files import remove_refused, write_json, write_text
+from cnnlab.files import check_dir_overrides, remove_refused, write_json, write_text
 
 
 @hydra.main(config_path=str(CONF), config_name="predict", version_base="1.3")
@@ -51,4 +51,5 @@ def _csv(results: list[dict]) -> str:
 
 
 if __name__ == "__main__":
+    check_dir_overrides(sys.argv[1:])
     main()

@@ -9,8 +9,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from cnnlab import CONF
-from cnnlab.errors import ConfigError, Diverged
-from cnnlab.files import remove_refused
+from cnnlab.errors import ConfigError, Diverged, SaveFailed
+from cnnlab.files import check_dir_overrides, remove_refused
 from cnnlab.validate import check_choices
 
 
@@ -20,8 +20,8 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         return run(cfg)
-    except (ConfigError, Diverged) as err:  # a user mistake or a diverged run: one line
-        what = "error" if isinstance(err, ConfigError) else "training diverged"
+    except (ConfigError, Diverged, SaveFailed) as err:  # a user mistake, or a fault: one line
+        what = {ConfigError: "error", Diverged: "training diverged"}.get(type(err), "run failed")
         print(f"cnnlab: {what}: {err}", file=sys.stderr)
         if HydraConfig.get().mode == RunMode.MULTIRUN:  # Hydra records the job as failed, runs
             raise type(err)(str(err)) from None  # the others, and reports it at the end
@@ -48,6 +48,7 @@ def group_help(args: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    check_dir_overrides(sys.argv[1:])
     asks_help = any(a in ("-h", "--help") for a in sys.argv[1:])
     if asks_help and any(not a.startswith("-") and "=" not in a for a in sys.argv[1:]):
         group_help(sys.argv[1:])

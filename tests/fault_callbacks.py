@@ -4,6 +4,7 @@ survives it. Jobs started from the command line find them with PYTHONPATH=tests.
 import hashlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -14,11 +15,19 @@ from lightning.pytorch.callbacks import Callback
 class PauseAt(Callback):
     """After batch ``batch`` of epoch ``epoch`` (of training, or of validation with
     ``stage="val"``): write ``marker`` (the test's cue to kill or signal the process) and sleep
-    ``seconds``."""
+    ``seconds``, or until the file ``until`` exists."""
 
-    def __init__(self, epoch: int, batch: int, marker: str, seconds: float, stage: str = "train"):
+    def __init__(
+        self,
+        epoch: int,
+        batch: int,
+        marker: str,
+        seconds: float,
+        stage: str = "train",
+        until: str | None = None,
+    ):
         self.epoch, self.batch, self.marker, self.seconds = epoch, batch, marker, seconds
-        self.stage = stage
+        self.stage, self.until = stage, until
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.stage == "train":
@@ -33,11 +42,11 @@ class PauseAt(Callback):
             # Checkpoints are written by one writer thread (AsyncCheckpointIO): wait for the
             # saves queued so far, so that a kill at the cue finds what the run had saved by
             # then, rather than racing the writer on a loaded machine.
-            writer = getattr(trainer.strategy.checkpoint_io, "_executor", None)
-            if writer is not None:
-                writer.submit(lambda: None).result()
+            _wait_for_writer(trainer)
             Path(self.marker).write_text(str(trainer.global_step))
-            time.sleep(self.seconds)
+            deadline = time.monotonic() + self.seconds
+            while time.monotonic() < deadline and not (self.until and Path(self.until).exists()):
+                time.sleep(0.1)
 
 
 class PoisonAt(Callback):
@@ -92,3 +101,35 @@ def _digest(*tensors) -> str:
     for t in tensors:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+class FillDisk(Callback):
+    """At the start of epoch ``epoch``, once the saves queued so far are written: fill the file
+    system of ``marker`` up to ``leave`` bytes, so that the epoch's checkpoint cannot be written
+    (its small records still can). After each training batch from then on, ``marker`` holds the
+    global step, so the test sees how far training went on the full disk."""
+
+    def __init__(self, epoch: int, marker: str, leave: int):
+        self.epoch, self.marker, self.leave = epoch, Path(marker), leave
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            _wait_for_writer(trainer)
+            free = os.statvfs(self.marker.parent)
+            with open(self.marker.parent / "filler", "wb") as f:
+                f.write(b"\0" * (free.f_bavail * free.f_frsize - self.leave))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch > self.epoch and batch_idx == 0:
+            _wait_for_writer(trainer)  # the failed save is known before the next batch trains
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.current_epoch >= self.epoch:
+            self.marker.write_text(str(trainer.global_step))
+
+
+def _wait_for_writer(trainer) -> None:
+    """Wait for the checkpoints queued so far (AsyncCheckpointIO's writer thread)."""
+    writer = getattr(trainer.strategy.checkpoint_io, "_executor", None)
+    if writer is not None:
+        writer.submit(lambda: None).result()

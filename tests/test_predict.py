@@ -1,10 +1,13 @@
 """src/predict.py: a checkpoint classifies ordinary image files as it was trained to."""
 
 import json
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -69,6 +72,48 @@ def test_images_are_read_in_the_checkpoints_channels_and_size(tmp_path):
     assert grey.shape == (1, 28, 28) and grey.dtype == torch.uint8
     assert grey.float().mean().item() == pytest.approx(76, abs=1)  # PIL's L of pure red
     assert read_image(colour, channels=3, size=32).shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("side", [15000, 10000])  # Pillow refuses the first, warns of the second
+def test_a_decompression_bomb_is_skipped_and_the_others_classified(trained, tmp_path, side):
+    ckpt, _ = trained
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (40, 40), (0, 90, 200)).save(folder / "fine.png")
+    _write_png(folder / "bomb.png", side, side)  # 100-225 MB of pixels in a file of ~200 kB
+    assert (folder / "bomb.png").stat().st_size < 1_000_000
+    results, skipped = predict(ckpt, folder, k=1)
+    assert [Path(r["file"]).name for r in results] == ["fine.png"]
+    (bomb,) = skipped
+    assert Path(bomb["file"]).name == "bomb.png"
+    assert "pixels" in bomb["error"] and "decompression bomb" in bomb["error"]
+
+
+def test_16_bit_images_are_scaled_to_8_bits_not_clipped(tmp_path):
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")  # really 16 bits
+    read = read_image(tmp_path / "deep.png", channels=1, size=32)[0].numpy().astype(int)
+    expected = np.rint(ramp / 257).astype(int)  # 65535 -> 255
+    assert np.abs(read - expected).max() <= 1
+    assert (read == 255).mean() < 0.01  # clipping made nearly all of it white
+    assert read_image(tmp_path / "deep.png", channels=3, size=32).shape == (3, 32, 32)
+
+
+def _write_png(path: Path, width: int, height: int) -> None:
+    """A grey PNG of ``width`` x ``height`` black pixels, written a row at a time."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    pack = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte 0, then the pixels
+    pixels = b"".join(pack.compress(row) for _ in range(height)) + pack.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 def test_bad_input_is_one_line_and_exit_code_2(trained, tmp_path):

@@ -24,7 +24,7 @@ from cnnlab.data.cifar import cifar10
 from cnnlab.data.fashion_mnist import fashion_mnist
 from cnnlab.errors import ConfigError, Diverged
 from cnnlab.files import new_dir
-from cnnlab.resume import run_state
+from cnnlab.records import run_state
 from cnnlab.run import run
 from cnnlab.validate import check_choices
 

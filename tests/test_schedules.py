@@ -7,6 +7,7 @@ from lightning.pytorch.callbacks import Callback
 
 from cnnlab.errors import ConfigError
 from cnnlab.run import build_datamodule, build_module, build_trainer
+from cnnlab.validate import check
 
 from conftest import FAST
 
@@ -180,3 +181,6 @@ def test_plateau_halves_after_patience_epochs_without_improvement(make_cfg):
 def test_schedules_that_cannot_be_honoured_are_refused(overrides, message, make_cfg):
     with pytest.raises(ConfigError, match=message):
         used_lrs(make_cfg, "trainer.max_epochs=2", *overrides)
+    if "limit_train_batches" not in overrides[-1]:  # what only the data can tell
+        with pytest.raises(ConfigError, match=message):  # refused before the run directory
+            check(make_cfg(["trainer.max_epochs=2", *overrides]))

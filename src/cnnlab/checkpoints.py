@@ -15,11 +15,11 @@ from weakref import proxy
 
 import torch
 import torch.utils.serialization
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.strategies import Strategy
 
-from cnnlab.files import atomic
+from cnnlab.files import atomic, save_failure
 
 
 class Link:
@@ -41,10 +41,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     systems (cnnlab writes local files), and torch.load never checks the CRC-32s (it loads a
     file with a changed byte), so they protected nothing."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.failure: BaseException | None = None  # the first save that failed
+
     def save_checkpoint(self, checkpoint: Any, path, storage_options=None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        with atomic(Path(path)) as tmp:
+        if self.failure is not None:  # nothing after it: a Link would name the failed file's
+            raise self.failure  # old content as the new state
+        try:
+            self._write(checkpoint, Path(path))
+        except BaseException as err:
+            self.failure = save_failure(err, path) or err
+            if self.failure is err:
+                raise
+            raise self.failure from err
+
+    def _write(self, checkpoint: Any, path: Path) -> None:
+        with atomic(path) as tmp:
             if isinstance(checkpoint, Link):
                 try:
                     os.link(checkpoint.source, tmp)
@@ -107,3 +122,25 @@ class Checkpoint(ModelCheckpoint):
                 for logger in trainer.loggers:
                     logger.after_save_checkpoint(proxy(self))
         self._saved = (here, filepath)
+
+
+class StopOnFailedSave(Callback):
+    """End the run at the batch after a checkpoint failed to be written. The writer is a thread
+    (AsyncCheckpointIO), whose error Lightning raises only at the next save, an epoch later:
+    an epoch trained for nothing, on a full disk."""
+
+    def __init__(self, io: AtomicCheckpointIO):
+        self.io = io
+
+    def _check(self) -> None:
+        if self.io.failure is not None:
+            raise self.io.failure
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        self._check()
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self._check()
+
+    def on_validation_batch_start(self, *args: Any) -> None:
+        self._check()

@@ -2,7 +2,6 @@
 each averaged over flipped and shifted copies of the images; and the three ways of choosing the
 checkpoints: given, the best jobs of a sweep, the snapshots of one run."""
 
-import json
 import re
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.module import Classifier
+from cnnlab.records import read_record
 
 
 def translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -120,7 +120,7 @@ def sweep_members(sweep: Path, k: int) -> list[tuple[str, Path]]:
         raise ConfigError(f"top_k={k}: must be at least 1")
     jobs = []
     for record in sorted(sweep.glob("**/metrics.json")):
-        metrics = json.loads(record.read_text())
+        metrics = read_record(record) or {}
         ckpt = record.parent / "checkpoints" / "best.ckpt"
         if (
             metrics.get("status") == "finished"

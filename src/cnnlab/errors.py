@@ -14,6 +14,11 @@ class Diverged(Exception):
     """The loss became NaN or infinite: the run stops at that step, as a failure."""
 
 
+class SaveFailed(Exception):
+    """A checkpoint or record could not be written (a full disk, a quota): the run stops there,
+    and the previous file of that name stays as it was."""
+
+
 class LaunchError(CompactHydraException):
     """A launcher's refusal (a sweep that cannot run as asked): Hydra prints it in one line."""
 

@@ -11,6 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cnnlab.errors import SaveFailed
+from cnnlab.records import LOCK, in_use, read_record
+
 
 @contextmanager
 def atomic(path: Path) -> Iterator[Path]:
@@ -37,18 +40,33 @@ def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
 
 
+def save_failure(err: BaseException, path: str | Path) -> SaveFailed | None:
+    """``err`` as a one-line SaveFailed naming ``path``, if an OSError of the file system is
+    behind it; None otherwise. torch reports a write that failed (a full disk) as
+    "unexpected pos 704 vs 598", with the OSError only as that error's context."""
+    seen: BaseException | None = err
+    for _ in range(8):  # a chain of contexts is short; never follow one round in a circle
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno:
+            reason = os.strerror(seen.errno)
+            return SaveFailed(f"{reason[0].lower()}{reason[1:]}: {path}")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def remove_refused(directory: Path) -> None:
     """Remove the directory of a run that was refused at start: only if it holds nothing but
     what Hydra and the refusal wrote there (.hydra/, the job's log, a metrics.json of the
     error), never a directory with another run's files in it."""
-    if not directory.is_dir():
+    if not directory.is_dir() or in_use(directory):  # (a second run started into a live one)
         return
     names = [p.name for p in directory.iterdir()]
-    if not all(n in (".hydra", "metrics.json") or n.endswith(".log") for n in names):
+    if not all(n in (".hydra", "metrics.json", LOCK) or n.endswith(".log") for n in names):
         return
     record = directory / "metrics.json"
     if record.is_file():
-        error = json.loads(record.read_text()).get("error") or ""
+        error = (read_record(record) or {}).get("error") or ""
         if not error.startswith("ConfigError"):
             return
     shutil.rmtree(directory)
@@ -84,3 +102,18 @@ def _cannot_create(path: str, err: OSError) -> str:
         owner = f"user {os.getuid()}" if hasattr(os, "getuid") else "this user"
         why += f" (the folder it goes in must be writable by {owner}; see paths.log_dir)"
     return why
+
+
+def check_dir_overrides(args: list[str]) -> None:
+    """``hydra.run.dir=`` or ``hydra.sweep.dir=`` naming a file, or a folder under one: end the
+    program with one line and status 2 before Hydra tries to make it (its mkdir fails with a
+    page of traceback, and status 0 for a single run)."""
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir") or "${" in value:
+            continue
+        path = Path(value.strip("'\""))
+        blocked = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            print(f"cnnlab: error: {arg}: {blocked} is a file, not a folder", file=sys.stderr)
+            raise SystemExit(2)

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from cnnlab.errors import ConfigError
 from cnnlab.files import write_text
+from cnnlab.records import read_record
 from cnnlab.sweep import job_choices, swept_keys
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ class SweepReport(Callback):
 
 def _job(job_dir: Path, swept: list[str], name: str) -> Job:
     path = job_dir / "metrics.json"
-    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    metrics = read_record(path) or {}  # none yet, or damaged: unfinished
     # What the run recorded comes first: a refused rerun into its directory rewrites .hydra/.
     overrides = metrics.get("overrides")
     if overrides is None:

@@ -13,8 +13,7 @@
   batch, save last.ckpt and exit; checkpoints are written to a temporary file and renamed.
 """
 
-import functools
-import json
+import logging
 import os
 import signal
 import time
@@ -24,7 +23,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.fabric.utilities.cloud_io import _load as load_checkpoint
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
@@ -33,7 +31,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.errors import ConfigError, Diverged
 from cnnlab.module import CHECK_EVERY
+from cnnlab.records import UNREADABLE, read_record, run_state, why
 from cnnlab.sweep import by_submitit, in_sweep
+
+log = logging.getLogger(__name__)
 
 # The settings a run's result depends on: a checkpoint is only continued under the same ones.
 # (where the data sits, paths, loggers and callbacks may change between attempts.)
@@ -88,10 +89,8 @@ def resume_mode(cfg: DictConfig) -> str | None:
 def finished_before(cfg: DictConfig) -> dict | None:
     """metrics.json of a run of these settings that already finished in this directory."""
     path = Path(cfg.paths.output_dir) / "metrics.json"
-    if resume_mode(cfg) != "auto" or not path.is_file():
-        return None
-    record = json.loads(path.read_text())
-    if record.get("status") != "finished":
+    record = read_record(path) if resume_mode(cfg) == "auto" else None
+    if record is None or record.get("status") != "finished":
         return None
     _same_settings(record.get("settings"), cfg, f"{path.parent} finished")
     return record
@@ -111,31 +110,38 @@ def resume_from(cfg: DictConfig) -> str | None:
             )
         return None
     if mode == "auto":
-        if not last.is_file():
-            return None
-        _same_settings(run_state(last).get("settings"), cfg, f"{last} was written")
-        return str(last)
+        return _last_good(cfg, [last, last.with_name("best.ckpt")])
     if not Path(mode).is_file():
         raise ConfigError(f"resume={mode}: no such checkpoint (or use resume=auto)")
+    try:
+        run_state(mode)
+    except UNREADABLE as err:
+        raise ConfigError(f"resume={mode}: cannot be read ({why(err)})") from None
     return mode
+
+
+def _last_good(cfg: DictConfig, checkpoints: list[Path]) -> str | None:
+    """The first of ``checkpoints`` that can be read (a damaged last.ckpt is named and passed
+    over: best.ckpt is an earlier state of the same run); None to start afresh."""
+    for checkpoint in checkpoints:
+        if not checkpoint.is_file():
+            continue
+        try:
+            saved = run_state(checkpoint)
+        except UNREADABLE as err:
+            log.warning(f"{checkpoint} is damaged ({why(err)}): not resumed from")
+            continue
+        _same_settings(saved.get("settings"), cfg, f"{checkpoint} was written")
+        if checkpoint != checkpoints[0]:
+            log.warning(f"resuming from {checkpoint}, the newest checkpoint that can be read")
+        return str(checkpoint)
+    return None
 
 
 def own_checkpoint(cfg: DictConfig, checkpoint: str | None) -> bool:
     """Whether ``checkpoint`` is this run's own (in its directory), not another run's."""
     out = Path(cfg.paths.output_dir).resolve()
     return checkpoint is not None and Path(checkpoint).resolve().is_relative_to(out)
-
-
-def run_state(checkpoint: str | Path) -> dict[str, Any]:
-    """What RunState saved in a checkpoint ({} for one written without it)."""
-    # Start-up asks twice (settings, then the W&B id): read a large checkpoint once.
-    return _run_state(str(checkpoint), os.stat(checkpoint).st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=2)
-def _run_state(checkpoint: str, modified_ns: int) -> dict[str, Any]:
-    saved = load_checkpoint(checkpoint, map_location="cpu")
-    return saved.get("callbacks", {}).get(RunState.__qualname__, {})
 
 
 def _same_settings(saved: dict | None, cfg: DictConfig, what: str) -> None:

@@ -20,12 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.syntax import Syntax
 
-from cnnlab.checkpoints import AtomicCheckpointIO
+from cnnlab.checkpoints import AtomicCheckpointIO, StopOnFailedSave
 from cnnlab.data import ImageDataModule
-from cnnlab.errors import ConfigError
-from cnnlab.files import write_json
+from cnnlab.errors import ConfigError, SaveFailed
+from cnnlab.files import save_failure, write_json
 from cnnlab.models import count_parameters
 from cnnlab.module import Classifier
+from cnnlab.records import LOCK, Busy, check_fits, held, run_state
 from cnnlab.resume import (
     EpochSeed,
     Preempted,
@@ -34,10 +35,9 @@ from cnnlab.resume import (
     finished_before,
     own_checkpoint,
     resume_from,
-    run_state,
     settings,
 )
-from cnnlab.sweep import group_choices, task_overrides
+from cnnlab.sweep import by_submitit, group_choices, in_sweep, task_overrides
 from cnnlab.targets import build
 from cnnlab.validate import check
 
@@ -49,37 +49,54 @@ def run(cfg: DictConfig) -> float | None:
     metrics.json records the run whether it finishes or fails, for the sweep's report."""
     started_at = _now()
     owner = False  # whether this run got to train here, and so may replace metrics.json
+    out = Path(cfg.paths.output_dir)
     try:
         check(cfg)
-        done = finished_before(cfg)
-        if done is not None:  # a sweep rerun into its directory: this job is done
-            log.info(f"{cfg.paths.output_dir} finished before (resume=auto): skipped")
-            return done.get("best_val_acc")
-        resume = resume_from(cfg)
-        owner = True
-        Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml"))
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-        torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
-        datamodule = build_datamodule(cfg)
-        datamodule.setup()  # load now: a missing data set fails before anything is built
-        module = build_module(cfg)
-        select = datamodule.has_validation  # a held-out split to pick the best epoch on
-        trainer = build_trainer(cfg, select_best=select, resume=resume)
-        outcome = fit_and_test(trainer, module, datamodule, select, resume)
+        with held(out):
+            done = finished_before(cfg)
+            if done is not None:  # a sweep rerun into its directory: this job is done
+                log.info(f"{out} finished before (resume=auto): skipped")
+                return done.get("best_val_acc")
+            resume = resume_from(cfg)
+            owner = True
+            outcome = train(cfg, resume)
+            _record(cfg, {"status": "finished", **outcome}, started_at)
+    except Busy:  # another process trains here: its record is its own
+        if not (in_sweep() or by_submitit()):
+            raise
+        log.warning(f"{out}: another process is training this job (it holds {LOCK}): skipped")
+        return None
     except BaseException as error:
         if isinstance(error, SIGTERMException):  # Lightning's, outside a training batch
             error = Preempted(signal.SIGTERM)
         stopped = isinstance(error, KeyboardInterrupt | SystemExit)
         failure = {"status": "interrupted" if stopped else "failed", "error": _describe(error)}
-        if owner or not (Path(cfg.paths.output_dir) / "metrics.json").exists():
-            _record(cfg, failure, started_at)  # a refused start never overwrites a run's record
+        if owner or not (out / "metrics.json").exists():
+            try:  # a refused start never overwrites a run's record
+                _record(cfg, failure, started_at)
+            except SaveFailed as unsaved:  # the disk is full: the error is what matters
+                log.warning(f"the run's record is not written ({unsaved})")
         _end_runs(failed=True)
         if isinstance(error, Preempted):
             raise error from None  # its exit status names the signal
         raise
-    _record(cfg, {"status": "finished", **outcome}, started_at)
     _end_runs(failed=False)
     return outcome["best_val_acc"]
+
+
+def train(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
+    """Build everything, fit (from ``resume``, a checkpoint, if given) and test: the outcome."""
+    Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml"))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
+    datamodule = build_datamodule(cfg)
+    datamodule.setup()  # load now: a missing data set fails before anything is built
+    module = build_module(cfg)
+    if resume is not None:  # another architecture's checkpoint: one line, not a page
+        check_fits(module.state_dict(), resume)
+    select = datamodule.has_validation  # a held-out split to pick the best epoch on
+    trainer = build_trainer(cfg, select_best=select, resume=resume)
+    return fit_and_test(trainer, module, datamodule, select, resume)
 
 
 def fit_and_test(trainer, module, datamodule, select_best: bool, resume: str | None) -> dict:
@@ -107,20 +124,22 @@ def _record(cfg: DictConfig, outcome: dict[str, Any], started_at: str) -> None:
     if rank_zero_only.rank != 0:
         return
     reference = cfg.get("reference")
-    write_json(
-        Path(cfg.paths.output_dir) / "metrics.json",
-        {
-            **outcome,
-            "choices": group_choices(),
-            "seed": cfg.seed,
-            "settings": settings(cfg),  # what a rerun with resume=auto compares against
-            "overrides": task_overrides(),  # the report's, should .hydra/ be rewritten
-            "reference": _plain(reference) if isinstance(reference, DictConfig) else None,
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "started_at": started_at,
-            "finished_at": _now(),
-        },
-    )
+    record = {
+        **outcome,
+        "choices": group_choices(),
+        "seed": cfg.seed,
+        "settings": settings(cfg),  # what a rerun with resume=auto compares against
+        "overrides": task_overrides(),  # the report's, should .hydra/ be rewritten
+        "reference": _plain(reference) if isinstance(reference, DictConfig) else None,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "started_at": started_at,
+        "finished_at": _now(),
+    }
+    path = Path(cfg.paths.output_dir) / "metrics.json"
+    try:
+        write_json(path, record)
+    except OSError as err:
+        raise (save_failure(err, path) or err) from None
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
@@ -172,7 +191,9 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
     callbacks = [build(c, where=f"callbacks.{k}") for k, c in callback_cfgs.items() if c]
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     own = own_checkpoint(cfg, resume)  # another run's checkpoint: a new clock and W&B run
+    writer = AtomicCheckpointIO()
     callbacks += [RunState(cfg, carry=own), EpochSeed(cfg.seed), SaveOnSignal(last)]
+    callbacks.append(StopOnFailedSave(writer))
     logger_cfgs = _plain(cfg.logger)
     wandb_id = run_state(resume).get("wandb_id") if own else None
     if wandb_id and logger_cfgs.get("wandb"):
@@ -182,7 +203,7 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
     extra = {} if validates else {"limit_val_batches": 0}
     # Checkpoints are written in a thread (from copies of the tensors), so training does not
     # wait for the disk; Lightning waits for the last one when fitting ends or fails.
-    plugins = [AsyncCheckpointIO(AtomicCheckpointIO())]
+    plugins = [AsyncCheckpointIO(writer)]
     if SLURMEnvironment.detect():  # submitit requeues SLURM jobs; Lightning must not as well
         plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = build(

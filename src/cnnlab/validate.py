@@ -139,6 +139,23 @@ def check_optimizer(cfg: DictConfig) -> None:
         raise ConfigError(f"optimizer ({target}) cannot be built: {first_line(err)}") from None
 
 
+def check_schedule(cfg: DictConfig) -> None:
+    """Build the schedule on a stand-in optimizer, so that what its options cannot do together
+    (plateau stepped per batch, a warmup in front of onecycle) is refused now, not when
+    training starts (when the run directory already holds its logs)."""
+    import torch
+
+    from cnnlab.schedules import build_schedule
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True) or {}
+    try:  # the lengths are stand-ins: only the epoch counts' relations to each other matter
+        build_schedule(optimizer, scheduler, total_steps=100.0, steps_per_epoch=10)
+    except (TypeError, ValueError, RuntimeError, HydraException) as err:
+        target = (scheduler.get("scheduler") or {}).get("_target_", "?")
+        raise ConfigError(f"scheduler ({target}) cannot be built: {first_line(err)}") from None
+
+
 def check_monitors(cfg: DictConfig) -> None:
     """What callbacks and schedules watch must exist, and never be the test set."""
     callbacks = {name: c for name, c in cfg.callbacks.items() if c}
@@ -170,6 +187,7 @@ def check(cfg: DictConfig) -> None:
     """Everything that can be checked before the data is loaded and the model built."""
     check_declared(cfg)
     check_optimizer(cfg)
+    check_schedule(cfg)
     check_monitors(cfg)
     check_strategy(cfg)
 
