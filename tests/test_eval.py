@@ -193,6 +193,9 @@ def test_the_command_tests_one_checkpoint_and_refuses_bad_input_in_one_line(swee
         (["ckpt={ckpt}", "device=tpu"], "device=tpu: expected one of auto, cpu, gpu, cuda"),
         (["ckpt={ckpt}", "batch_size=0"], "batch_size=0: expected an integer >= 1"),
         (["ckpt={ckpt}", "top_k=abc"], "top_k=abc: expected an integer >= 1"),
+        (["ckpt={ckpt}", "tta.shift=-1"], "tta.shift=-1: expected an integer >= 0"),
+        (["ckpt={ckpt}", "ckpts=abc"], "ckpts=abc: expected a list of strings or null"),
+        (["ckpt={ckpt}", "callbacks.predictions.images=0"], "callbacks.predictions.images=0: "),
     ],
 )
 def test_bad_input_is_refused_before_anything_runs(sweep, tmp_path, options, message):

@@ -48,6 +48,9 @@ def test_an_unknown_format_is_one_line_and_exit_code_2(checkpoint, tmp_path):
         ConfigError, match="unknown format 'tflite'; choose from: torchscript, onnx"
     ):
         export(checkpoint, "tflite")
+    folder = r"^output=.*: a folder; give the file to write \(model.pt\)$"
+    with pytest.raises(ConfigError, match=folder):
+        export(checkpoint, "torchscript", tmp_path)
     result = subprocess.run(
         [
             sys.executable,

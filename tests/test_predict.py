@@ -132,6 +132,8 @@ def test_bad_input_is_one_line_and_exit_code_2(trained, tmp_path):
         predict(ckpt, tmp_path, k="abc")
     with pytest.raises(ConfigError, match="^device=bogus: expected one of cpu, cuda$"):
         predict(ckpt, tmp_path, device="bogus")  # named, not blamed on the checkpoint
+    with pytest.raises(ConfigError, match="^inputs=3: expected a string or null$"):
+        predict(ckpt, 3)
     command = [sys.executable, str(ROOT / "src" / "predict.py"), f"ckpt={ckpt}"]
     result = subprocess.run(
         [*command, f"inputs={not_a_checkpoint}", f"hydra.run.dir={tmp_path / 'out'}"],

@@ -15,15 +15,47 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from cnnlab.callbacks.filters import FirstLayerFilters
 from cnnlab.callbacks.gradcam import GradCamGrid
 from cnnlab.data import ImageDataModule
+from cnnlab.declared import declaration
 from cnnlab.ensemble import Ensemble, snapshot_members, sweep_members
 from cnnlab.errors import ConfigError
 from cnnlab.files import write_json, write_text
 from cnnlab.inference import check_device, load_classifier
-from cnnlab.options import Count, check_value
+from cnnlab.options import Count, Natural, check_options, parameters
 from cnnlab.targets import build
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 SHAPE_KEYS = ("in_channels", "image_size", "num_classes")
+
+
+def eval_options(
+    ckpt: str | None = None,
+    ckpts: list[str] | None = None,
+    sweep: str | None = None,
+    top_k: Count = 3,
+    snapshots: str | None = None,
+    batch_size: Count = 512,
+    device: Literal["auto", "cpu", "gpu", "cuda"] = "auto",
+) -> None:
+    """The options at the top of ``eval.yaml``: which checkpoints, and how to test them. (``data``
+    is a train data option's, checked when the test set is built.)"""
+
+
+def tta_options(
+    enabled: bool = False, flip: bool | Literal["auto"] = "auto", shift: Natural = 2
+) -> None:
+    """``tta``: each model's softmax averaged over views, mirrored (``auto``: if the training data
+    was) and moved by ``shift`` pixels (less than half the image, checked with the data)."""
+
+
+def check_eval(cfg: DictConfig) -> None:
+    """The whole of eval.yaml against its declarations, before a checkpoint is read."""
+    check_options(eval_options, {k: cfg.get(k) for k in parameters(eval_options)}, "")
+    check_options(tta_options, cfg.tta, "tta")
+    for name, node in (cfg.callbacks or {}).items():
+        declared = declaration(str(node.get("_target_"))) if node else None
+        if declared is not None:
+            check_options(declared, node, f"callbacks.{name}")
+    check_device("device", cfg.device, Literal["auto", "cpu", "gpu", "cuda"])
 
 
 def members(cfg: DictConfig) -> list[tuple[str, Path]]:
@@ -88,9 +120,7 @@ def evaluate(cfg: DictConfig, data_choice: str | None = None) -> dict[str, Any]:
     """Test what ``cfg`` names (on the ``data=`` option ``data_choice`` if given); write
     metrics.json (and members.md/.csv for an ensemble or TTA) and the figures into
     ``cfg.output_dir``; return metrics.json's content."""
-    check_device("device", cfg.device, Literal["auto", "cpu", "gpu", "cuda"])
-    for key in ("batch_size", "top_k"):
-        check_value(key, cfg[key], Count)
+    check_eval(cfg)
     chosen = members(cfg)
     models = [load_classifier(path) for _, path in chosen]
     data = data_arguments(cfg, models[0], data_choice)
@@ -137,9 +167,7 @@ def evaluate(cfg: DictConfig, data_choice: str | None = None) -> dict[str, Any]:
 def _tta(options: DictConfig, data: dict[str, Any]) -> dict[str, Any]:
     """``{flip, shift}`` for tta_views; ``flip: auto`` flips if the training data did."""
     flip, shift = options.flip, options.shift
-    if flip not in ("auto", True, False):
-        raise ConfigError(f"tta.flip={flip}: choose auto, true or false")
-    if not isinstance(shift, int) or not 0 <= shift < data["image_size"] // 2:
+    if shift >= data["image_size"] // 2:
         raise ConfigError(
             f"tta.shift={shift}: a whole number of pixels from 0 to {data['image_size'] // 2 - 1}"
         )

@@ -25,6 +25,9 @@ def export(ckpt: str | Path, fmt: str, output: str | Path | None = None) -> tupl
     net = module.hparams.net
     shape = (net.get("in_channels", 3), net.get("image_size", 32), net.get("image_size", 32))
     path = Path(output) if output else Path(ckpt).with_suffix(FORMATS[fmt])
+    if path.is_dir():
+        suffix = FORMATS[fmt]
+        raise ConfigError(f"output={output}: a folder; give the file to write (model{suffix})")
     with atomic(path) as tmp:
         (_torchscript if fmt == "torchscript" else _onnx)(model, shape, tmp)
         difference = _check(model, shape, tmp, fmt)  # another batch size than the traced one

@@ -12,7 +12,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from cnnlab.errors import ConfigError
 from cnnlab.module import Classifier
-from cnnlab.options import Count, check_value
+from cnnlab.options import Count, check_options, check_value
 
 # What Pillow raises for a file that is not an image, is cut short, or is too large to decode
 # (MemoryError: a large one that passed the limit, on a small machine).
@@ -92,13 +92,26 @@ def top_k(module: Classifier, images: torch.Tensor, k: int) -> tuple[torch.Tenso
     return best.values.cpu(), best.indices.cpu()
 
 
+def predict_options(
+    ckpt: str | None = None,
+    inputs: str | None = None,
+    top_k: Count = 3,
+    batch_size: Count = 256,
+    device: Literal["cpu", "cuda"] = "cpu",
+) -> None:
+    """The options of ``predict.yaml``: the checkpoint, the images (a file or a folder), how many
+    classes to list for each, and where to run."""
+
+
 def predict(
     ckpt: str | Path, inputs: str | Path, k: int = 3, batch_size: int = 256, device: str = "cpu"
 ) -> tuple[list[dict], list[dict]]:
     """Each readable image's top-``k`` classes (``{file, top: [{label, index, probability}]}``)
     and the files skipped with the reason (``{file, error}``)."""
-    check_value("top_k", k, Count)
-    check_value("batch_size", batch_size, Count)
+    paths = {"ckpt": ckpt, "inputs": inputs}
+    given = {name: str(p) if isinstance(p, Path) else p for name, p in paths.items()}
+    given |= {"top_k": k, "batch_size": batch_size}
+    check_options(predict_options, {**given, "device": device}, "")
     check_device("device", device, Literal["cpu", "cuda"])
     module = load_classifier(ckpt, device)
     net = module.hparams.net
