@@ -27,13 +27,12 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+from cnnlab import CONF
 
 
 def compose(overrides: list[str], output_dir: str):

@@ -12,6 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from cnnlab import CONF
 from cnnlab.callbacks.filters import FirstLayerFilters
 from cnnlab.callbacks.gradcam import GradCamGrid
 from cnnlab.data import ImageDataModule
@@ -23,7 +24,6 @@ from cnnlab.inference import check_device, load_classifier
 from cnnlab.options import Count, Natural, check_options, parameters
 from cnnlab.targets import build
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 SHAPE_KEYS = ("in_channels", "image_size", "num_classes")
 
 

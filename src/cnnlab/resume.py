@@ -1,36 +1,23 @@
-"""Going on after a crash, a kill or a pre-emption, with nothing lost and nothing mixed up.
+"""Whether and from where a run goes on, with nothing mixed up.
 
 - ``resume=auto`` continues from the run directory's ``checkpoints/last.ckpt`` (or skips a run
   that already finished there); ``resume=PATH`` continues from that checkpoint. In a ``-m``
   sweep and under the SLURM launcher, ``resume: null`` means auto: rerunning a sweep into its
   directory skips the finished jobs and resumes the others.
-- A checkpoint carries the settings that decide the result; auto refuses to go on from one
-  written for other settings, rather than silently mixing two runs.
-- Each epoch's randomness (data order, augmentation, dropout) is seeded from (seed, epoch,
-  rank), so a run resumed from the end of an epoch continues exactly as the uninterrupted run
-  would, and each DDP process draws its own.
-- SIGTERM, SIGUSR1 and SIGUSR2 (SLURM's and submitit's pre-emption signals) end the current
-  batch, save last.ckpt and exit; checkpoints are written to a temporary file and renamed.
+- A checkpoint carries the settings that decide the result (``cnnlab.runstate``); auto refuses
+  to go on from one written for other settings, rather than silently mixing two runs.
+- What makes a resumed run continue exactly lives beside it: the per-epoch seeds
+  (``cnnlab.seeds``) and the checkpoint saved on a pre-emption signal (``cnnlab.signals``).
 """
 
 import logging
 import os
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import numpy as np
-import torch
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from cnnlab.errors import ConfigError, Diverged
-from cnnlab.module import CHECK_EVERY
+from cnnlab.errors import ConfigError
 from cnnlab.records import UNREADABLE, read_record, run_state, why
 from cnnlab.sweep import by_submitit, in_sweep
 
@@ -156,151 +143,6 @@ def _same_settings(saved: dict | None, cfg: DictConfig, what: str) -> None:
             f"{what} with other settings: {shown}{more}; use a new directory, or "
             "resume=PATH to go on from a checkpoint on purpose"
         )
-
-
-class RunState(Callback):
-    """Saved in every checkpoint: the run's settings, its training time so far and its W&B
-    run id, so that a resumed run is checked, timed in full and logged to the same W&B run.
-    Going on from another run's checkpoint (``carry=False``) starts the clock and the W&B run
-    afresh. No checkpoint is saved with NaN or infinite weights."""
-
-    def __init__(self, cfg: DictConfig, carry: bool = True):
-        self.settings = settings(cfg)
-        self.carry = carry
-        self.seconds_before = 0.0
-        self.wandb_id: str | None = None
-        self._started = time.perf_counter()
-
-    def on_fit_start(self, trainer, pl_module) -> None:
-        self._started = time.perf_counter()
-        ids = [lg.version for lg in trainer.loggers if isinstance(lg, WandbLogger)]
-        self.wandb_id = ids[0] if ids else self.wandb_id
-
-    def seconds(self) -> float:
-        """Training time over every attempt so far."""
-        return self.seconds_before + time.perf_counter() - self._started
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"settings": self.settings, "seconds": self.seconds(), "wandb_id": self.wandb_id}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.carry:
-            self.seconds_before = state.get("seconds", 0.0)
-            self.wandb_id = state.get("wandb_id")
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
-        # The loss is checked every step; an update can still leave non-finite weights at the
-        # last step of an epoch, which must not replace the last good checkpoint.
-        finite = torch.stack([p.detach().isfinite().all() for p in pl_module.parameters()])
-        if not bool(finite.all()):
-            raise Diverged(
-                f"the weights are not finite after epoch {trainer.current_epoch}, step "
-                f"{trainer.global_step}: the checkpoint is not saved"
-            )
-
-
-class EpochSeed(Callback):
-    """Reseed torch, numpy and Python at the start of every epoch from (seed, epoch, rank): the
-    epoch's shuffle, augmentation and dropout then do not depend on what ran before it, and
-    under DDP each process draws its own crops, flips, noise, dropout masks and mixups (one
-    draw for all would give N GPUs the variety of one). The initial weights come from the seed
-    alone, before the first epoch, and are the same in every process."""
-
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        # SeedSequence mixes them, so seed 1's epoch 2 is not seed 2's epoch 1. The order of
-        # the images is DistributedSampler's (seeded by the epoch, the same in every process).
-        entropy = [self.seed, trainer.current_epoch, trainer.global_rank]
-        mixed = np.random.SeedSequence(entropy).generate_state(1)[0]
-        L.seed_everything(int(mixed), workers=True, verbose=False)
-
-
-class Preempted(SystemExit):
-    """Raised after the checkpoint is saved; the exit status says which signal stopped it."""
-
-    def __init__(self, signum: int):
-        super().__init__(128 + signum)
-        self.signum = signum
-
-    def __str__(self) -> str:
-        return f"stopped by {signal.Signals(self.signum).name}; checkpoints/last.ckpt saved"
-
-
-class SaveOnSignal(Callback):
-    """On SIGTERM, SIGUSR1 or SIGUSR2 during training: finish the batch, save ``path``, call the
-    handler that was there before (submitit's requeues the job), and exit.
-
-    Under DDP every process must stop at the same step (the save is collective): they agree
-    on it every ``CHECK_EVERY`` steps and at an epoch's last batch, not at every step, where
-    the collective would make the host wait for the device. (Lightning itself shares rank 0's
-    SIGTERM at every step: every process then stops with SIGTERMException, see on_exception.)
-    """
-
-    SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # SIGTERM: Lightning's handler notes it
-
-    def __init__(self, path: str | Path):
-        self.path = str(path)
-        self.signum: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def on_fit_start(self, trainer, pl_module) -> None:
-        for sig in self.SIGNALS:
-            self.previous[sig] = signal.signal(sig, self._note)
-
-    def _note(self, signum, frame) -> None:
-        self.signum = signum
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        signum = self.signum or (signal.SIGTERM if trainer.received_sigterm else None)
-        if trainer.world_size > 1:
-            ends_epoch = batch_idx + 1 >= trainer.num_training_batches
-            if trainer.global_step % CHECK_EVERY and not ends_epoch:
-                return
-            # the largest signal number any process got (0: none), so all name the same one
-            got = torch.tensor(signum or 0, device=pl_module.device)
-            signum = int(trainer.strategy.reduce(got, reduce_op="max")) or None
-        if signum is None:
-            return
-        trainer.save_checkpoint(self.path)
-        self._quiet_sigterm()
-        self._hand_on(signum)
-        raise Preempted(signum)
-
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        """SIGTERM during validation, or under DDP: Lightning stops with SIGTERMException. Save
-        what training reached (not in the sanity check, nor in a test after training)."""
-        if isinstance(exception, SIGTERMException) and not trainer.sanity_checking:
-            if trainer.state.fn == TrainerFn.FITTING:
-                trainer.save_checkpoint(self.path)
-            self._quiet_sigterm()
-        self._hand_on(self.signum)
-
-    def teardown(self, trainer, pl_module, stage: str) -> None:
-        signum = self.signum  # a signal that came after the last training batch
-        if self._hand_on(signum):
-            raise Preempted(signum)
-
-    def _quiet_sigterm(self) -> None:
-        """From here the run only stops. A requeue makes SLURM send SIGTERM to every task, and
-        Lightning's handler would broadcast it to processes that have already exited (gloo:
-        "connection reset by peer", and the attempt is recorded as failed; NCCL: a hang)."""
-        signal.signal(signal.SIGTERM, lambda signum, frame: None)
-
-    def _hand_on(self, signum: int | None) -> bool:
-        """Put the previous handlers back, and let the one for ``signum`` (submitit's requeues
-        the job, then exits) have the signal it missed; whether that handler exited."""
-        previous, self.previous, self.signum = self.previous, {}, None
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if signum is None or not callable(previous.get(signum)):
-            return False
-        try:
-            previous[signum](signum, None)
-        except SystemExit:  # submitit's sys.exit(-1) once the job is requeued: the caller's
-            return True  # Preempted says what happened (and an exit status that names it)
-        return False
 
 
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:

@@ -27,16 +27,10 @@ from cnnlab.files import save_failure, write_json
 from cnnlab.models import count_parameters
 from cnnlab.module import Classifier
 from cnnlab.records import LOCK, Busy, check_fits, held, run_state
-from cnnlab.resume import (
-    EpochSeed,
-    Preempted,
-    RunState,
-    SaveOnSignal,
-    finished_before,
-    own_checkpoint,
-    resume_from,
-    settings,
-)
+from cnnlab.resume import finished_before, own_checkpoint, resume_from, settings
+from cnnlab.runstate import RunState
+from cnnlab.seeds import EpochSeed
+from cnnlab.signals import Preempted, SaveOnSignal
 from cnnlab.sweep import by_submitit, group_choices, in_sweep, task_overrides
 from cnnlab.targets import build
 from cnnlab.validate import check

@@ -282,7 +282,7 @@ class ImageDataModule(L.LightningDataModule):
 class LazyLoader(DataLoader):
     """A DataLoader whose epoch starts at its first batch, not when Lightning asks for the
     iterator (ahead of the epoch, for a run's first one): the shuffle is then drawn after
-    cnnlab.resume.EpochSeed has seeded the epoch, in a fresh run and a resumed one alike."""
+    cnnlab.seeds.EpochSeed has seeded the epoch, in a fresh run and a resumed one alike."""
 
     def __iter__(self):
         yield from super().__iter__()
