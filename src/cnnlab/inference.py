@@ -79,9 +79,8 @@ def _eight_bits(image: Image.Image) -> Image.Image:
     them, and every value above 255, nearly all of a 16-bit image, becomes white."""
     if not (image.mode.startswith("I;16") or image.mode == "I"):  # "I": 16-bit files opened
         return image  # as 32-bit integers (older Pillow, TIFF)
-    full = 65535
-    values = np.asarray(image, dtype=np.float64)
-    return Image.fromarray(np.clip(np.rint(values * 255 / full), 0, 255).astype(np.uint8), "L")
+    values = np.asarray(image, dtype=np.float64) * 255 / 65535
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
 
 
 @torch.no_grad()
@@ -108,10 +107,10 @@ def predict(
 ) -> tuple[list[dict], list[dict]]:
     """Each readable image's top-``k`` classes (``{file, top: [{label, index, probability}]}``)
     and the files skipped with the reason (``{file, error}``)."""
-    paths = {"ckpt": ckpt, "inputs": inputs}
-    given = {name: str(p) if isinstance(p, Path) else p for name, p in paths.items()}
-    given |= {"top_k": k, "batch_size": batch_size}
-    check_options(predict_options, {**given, "device": device}, "")
+    given = {"ckpt": ckpt, "inputs": inputs, "top_k": k, "batch_size": batch_size, "device": device}
+    check_options(
+        predict_options, {n: str(v) if isinstance(v, Path) else v for n, v in given.items()}, ""
+    )
     check_device("device", device, Literal["cpu", "cuda"])
     module = load_classifier(ckpt, device)
     net = module.hparams.net
