@@ -1,28 +1,78 @@
 """The results table of sweeps: python src/report.py logs/train/multiruns/<time> [more dirs]."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+from cnnlab.diagnosis import thresholds
 from cnnlab.errors import ConfigError
-from cnnlab.report import METRICS, write_report
+from cnnlab.report import METRICS, Options, write_report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description="One row per configuration (repeated seeds as mean ± std), printed and "
-        "written as report.md, report.csv and curves.png."
+        description="One row per recipe (runs that differ only in their seed pooled: mean ± std, "
+        "95%% interval, compared with the best row), printed and written as report.md, "
+        "report.csv and curves.png."
     )
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep or run directories")
     parser.add_argument("--out", type=Path, help="where to write (default: the first dir)")
-    parser.add_argument("--sort", choices=list(METRICS), default="best_val_acc")
+    parser.add_argument(
+        "--sort", choices=list(METRICS), default="best_val_acc", help="rank and compare by"
+    )
+    parser.add_argument(
+        "--alpha", type=_level, default=0.05, help="the tests' level (default 0.05: 95%% intervals)"
+    )
+    parser.add_argument(
+        "--min-seeds",
+        type=_seeds,
+        metavar="K",
+        help="add the seeds per row each comparison with the best needs to show its difference "
+        "(80%% power), up to K",
+    )
+    parser.add_argument(
+        "--diagnose",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a threshold of the curves' rules, as train.yaml's diagnose: (overfit_gap=0.05)",
+    )
     args = parser.parse_args()
     try:
-        out = write_report(args.dirs, args.out, args.sort)
+        limits = thresholds(dict(_pair(p) for p in args.diagnose))
+        options = Options(args.sort, args.alpha, args.min_seeds, limits)
+        out = write_report(args.dirs, args.out, options)
     except ConfigError as err:  # a user mistake: one line, no traceback
         print(f"report: error: {err}", file=sys.stderr)
         sys.exit(2)
     print(f"written to {out}/report.md, report.csv, curves.png")
+
+
+def _pair(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--diagnose {text}: expected KEY=VALUE, e.g. overfit_gap=0.05")
+    try:
+        return key, json.loads(value)  # a number (the thresholds are numbers)
+    except ValueError:
+        return key, value  # refused by the declaration, naming it
+
+
+def _level(text: str) -> float:
+    try:
+        alpha = float(text)
+    except ValueError:
+        alpha = -1.0
+    if not 0 < alpha < 0.5:
+        raise argparse.ArgumentTypeError(f"{text}: expected a number between 0 and 0.5")
+    return alpha
+
+
+def _seeds(text: str) -> int:
+    if not text.isdigit() or not 2 <= int(text) <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text}: expected a whole number from 2 to 10000")
+    return int(text)
 
 
 if __name__ == "__main__":

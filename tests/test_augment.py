@@ -1,5 +1,5 @@
 """Augmentations work on whole batches and draw per image; mixing and preprocessing do what the
-seeds say; statistics are computed from the training split and cached."""
+studies say; statistics are computed from the training split and cached."""
 
 from types import SimpleNamespace
 
@@ -9,6 +9,7 @@ import torch
 from cnnlab.data import augment as aug
 from cnnlab.data.preprocess import Whitening
 from cnnlab.data.stats import zca
+from cnnlab.errors import ConfigError
 from cnnlab.run import build_datamodule
 
 from conftest import CONF
@@ -60,8 +61,8 @@ def test_each_augment_draws_per_image_and_leaves_evaluation_alone(augment, make_
     assert torch.equal(evaluated, same.float() / 255)  # the model normalises
 
 
-def test_seed000_heavy_has_every_step_of_the_table(make_cfg):
-    names = repr(datamodule(make_cfg, "augment=seed000_heavy").augment)
+def test_imgaug_heavy_has_every_step_of_the_79_to_90_slides_table(make_cfg):
+    names = repr(datamodule(make_cfg, "augment=imgaug_heavy").augment)
     for step in (
         "RandomOrder",
         "RandomHorizontalFlip",
@@ -198,3 +199,52 @@ def test_mean_and_std_come_from_the_training_split_unless_given(make_cfg, tmp_pa
     given = datamodule(make_cfg, "data.mean=[0.1,0.2,0.3]", "data.std=[1,2,3]")
     assert given.normalize.mean.flatten().tolist() == pytest.approx([0.1, 0.2, 0.3])
     assert given.normalize.std.flatten().tolist() == [1, 2, 3]
+
+
+def flip_chances(dm) -> dict[str, float]:
+    """Every flip among a data module's augmentations, wherever it sits, with its chance."""
+    return {
+        place: float(getattr(module, "flip", getattr(module, "p", 1.0)))
+        for place, module in dm.augment.named_modules()
+        if "Flip" in type(module).__name__
+    }
+
+
+@pytest.mark.parametrize("augment", AUGMENTS)
+@pytest.mark.parametrize("data", ["svhn", "mnist"])  # their configs: a mirrored digit is no digit
+def test_no_augment_flips_a_data_set_that_forbids_it(data, augment, make_cfg):
+    cfg = make_cfg([f"data={data}", f"augment={augment}"])
+    assert cfg.data.hflip == cfg.data.vflip == 0
+    chances = flip_chances(build_datamodule(cfg))  # built, not loaded
+    assert all(chance == 0 for chance in chances.values()), chances
+
+
+def quadrant_pattern(n: int = 256) -> torch.Tensor:
+    x = torch.zeros(n, 1, 28, 28)
+    x[:, :, :14, :14] = 1  # the top-left quarter bright
+    return x
+
+
+def test_noise_crop_flips_keeps_digits_upright_and_flips_other_images(make_cfg):
+    x = quadrant_pattern()
+
+    def sides(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, cols = out.mean((1, 3)), out.mean((1, 2))  # by row, by column
+        return rows[:, :14].mean(1) > rows[:, 14:].mean(1), cols[:, :14].mean(1) > cols[
+            :, 14:
+        ].mean(1)
+
+    upright, unmirrored = sides(
+        build_datamodule(make_cfg(["data=mnist", "augment=noise_crop_flips"])).augment(x)
+    )
+    assert upright.all() and unmirrored.all()
+    fashion = make_cfg(["data=fashion_mnist", "augment=noise_crop_flips"])  # clothes may flip
+    upright, unmirrored = sides(build_datamodule(fashion).augment(x))
+    assert 0.3 < upright.float().mean() < 0.7 and 0.3 < unmirrored.float().mean() < 0.7
+
+
+def test_a_flip_added_by_hand_is_refused_where_the_data_set_forbids_it(make_cfg):
+    vertical = "{_target_: kornia.augmentation.RandomVerticalFlip, p: 0.5}"
+    cfg = make_cfg(["data=mnist", f"+augment.transforms.upside_down={vertical}"])
+    with pytest.raises(ConfigError, match="augment.transforms.upside_down flips images"):
+        build_datamodule(cfg)

@@ -99,7 +99,7 @@ def test_option_runs_fast_dev_run(group, option, make_cfg, tmp_path, monkeypatch
 
 
 def test_trainer_gpu_is_bf16_with_cudnn_benchmark_and_tf32(make_cfg):
-    cfg = make_cfg(["trainer=gpu", "experiment=seed002_nin_grid"])
+    cfg = make_cfg(["trainer=gpu", "experiment=nin_activation_bn_grid"])
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
     assert cfg.trainer.benchmark and cfg.matmul_precision == "high"
     assert cfg.trainer.max_epochs == 164  # an experiment's trainer settings still apply

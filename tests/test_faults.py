@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 from filelock import FileLock
+from omegaconf import OmegaConf
 
-from cnnlab.curves import epoch_series
 from cnnlab.errors import ConfigError
 from cnnlab.files import remove_refused
-from cnnlab.records import LOCK, Busy
+from cnnlab.records import LOCK, Busy, epoch_series
 from cnnlab.report import write_report
 from cnnlab.run import run
 
@@ -134,16 +134,18 @@ def test_a_run_into_a_directory_another_process_trains_in_is_refused_and_left_al
 def test_damaged_records_and_checkpoints_count_as_unfinished(make_cfg, tmp_path, caplog):
     runs = tmp_path / "runs"
     for name in ("good", "damaged"):
-        run(make_cfg([*SMALL, f"paths.output_dir={runs / name}"]))
+        cfg = make_cfg([*SMALL, f"paths.output_dir={runs / name}"])
+        run(cfg)
         (runs / name / ".hydra").mkdir()  # what Hydra writes before the task runs
         (runs / name / ".hydra" / "overrides.yaml").write_text("[]\n")
-        (runs / name / ".hydra" / "config.yaml").write_text("reference: null\n")
+        (runs / name / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     out = runs / "damaged"
     record, last = out / "metrics.json", out / "checkpoints" / "last.ckpt"
     record.write_text(record.read_text()[:50])  # cut short, as by a full disk
     table = write_report([runs], show=False) / "report.csv"
-    rows = {r["run"]: r for r in csv.DictReader(table.open())}
-    assert rows["good"]["finished"] == "1" and rows["damaged"]["finished"] == "0"
+    (row,) = csv.DictReader(table.open())  # one recipe (its settings from .hydra/config.yaml)
+    assert row["finished"] == "1" and row["jobs"] == "2"
+    assert "| 1 unfinished, 1 finished |" in (runs / "report.md").read_text()
     assert f"{record} is damaged" in caplog.text
 
     again = [*SMALL, f"paths.output_dir={out}", "resume=auto"]

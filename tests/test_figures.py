@@ -16,11 +16,11 @@ from cnnlab import registry
 from cnnlab.callbacks.confusion import class_report
 from cnnlab.callbacks.dead_units import dead_units
 from cnnlab.callbacks.gradcam import grad_cam
-from cnnlab.curves import epoch_series
 from cnnlab.data.cifar import cifar10
 from cnnlab.inference import load_classifier
 from cnnlab.layers.activations import is_activation
 from cnnlab.module import Classifier
+from cnnlab.records import epoch_series
 from cnnlab.run import run
 
 import wandb_records
@@ -80,14 +80,15 @@ def test_every_figure_is_a_readable_png_of_its_size(figured_run):
     assert not list(figured_run.rglob(".*.tmp"))  # nothing half-written left behind
 
 
-def test_model_summary_lists_each_layer_with_the_seed001_counts(figured_run):
+def test_model_summary_lists_each_layer_with_the_keras_hyperparameter_slides_counts(figured_run):
     text = (figured_run / "model_summary.txt").read_text()
     rows = text.splitlines()[2:-2]  # between the rules under the header and above the total
     counts = [int(row.split()[-2].replace(",", "")) for row in rows]
     metrics = json.loads((figured_run / "metrics.json").read_text())
     assert sum(counts) == metrics["params"] == 1_251_242
     conv = next(row for row in rows if row.startswith("features.0.0 (Conv2d)"))
-    assert "(32, 32, 32)" in conv and " 896 " in conv  # output shape, weights: seed 001's table
+    # output shape, weights: the Keras hyper-parameter slides' table
+    assert "(32, 32, 32)" in conv and " 896 " in conv
     dense = next(row for row in rows if "(Linear)" in row and "(512,)" in row)
     assert dense.split()[-1] == f"{100 * 1_180_160 / 1_251_242:.2f}%"
 

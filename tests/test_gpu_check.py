@@ -31,7 +31,7 @@ def test_every_part_ran_and_its_results_were_written(checked):
     report = (out / "results.md").read_text()
     for name in gpucheck.PARTS:
         assert f"## {name} (" in report
-    assert "seed 002's grid, projected" in report
+    assert "the NIN lab report's grid, projected" in report
 
 
 def test_the_gpu_tests_ran_and_without_a_gpu_were_skipped(checked):
@@ -59,9 +59,9 @@ def test_the_packing_grid_ran_each_job_through_the_gpus_launcher(checked):
         assert 0 < row["busy_s"] <= row["wall_s"]  # some job was running, within the sweep
 
 
-def test_seed002s_epoch_was_timed_eager_and_compiled_and_the_grid_projected(checked):
+def test_nins_epoch_was_timed_eager_and_compiled_and_the_nin_lab_reports_grid_projected(checked):
     results = json.loads((checked[1] / "results.json").read_text())
-    epochs = results["parts"]["seed002"]["epoch_s"]
+    epochs = results["parts"]["nin_epoch"]["epoch_s"]
     assert set(epochs) == {"eager", "compile"} and min(epochs.values()) > 0
     assert results["projection"] == projection(results["parts"])  # in the JSON as well
     assert results["projection"]["epoch_s"] == min(epochs.values())
@@ -74,20 +74,21 @@ def test_busy_time_counts_overlapping_runs_once_and_gaps_not_at_all():
     assert busy_seconds([]) == 0
 
 
-def test_the_projection_runs_seed002s_ten_runs_in_waves_at_the_fastest_packing():
+def test_the_projection_runs_the_nin_lab_reports_ten_runs_in_waves_at_the_fastest_packing():
     levels = {
         "1": {"throughput_vs_one_job": 1.0},
         "2": {"throughput_vs_one_job": 1.6},
         "4": {"throughput_vs_one_job": 2.0},
     }
-    parts = {"seed002": {"epoch_s": {"eager": 10.0, "compile": 8.0}}, "packing": {"levels": levels}}
+    epochs = {"epoch_s": {"eager": 10.0, "compile": 8.0}}
+    parts = {"nin_epoch": epochs, "packing": {"levels": levels}}
     found = projection(parts)
     # jobs_per_gpu=4: waves of 4, 4 and 2 runs, each 164 epochs of 8 s at that wave's gain
     hours = 164 * 8 * (4 / 2.0 + 4 / 2.0 + 2 / 1.6) / 3600
     assert found["jobs_per_gpu"] == 4 and found["epoch"] == "compile"
     assert found["hours"] == pytest.approx(hours, abs=1e-3)
     # without packing: ten runs one after another
-    alone = projection({"seed002": parts["seed002"]})
+    alone = projection({"nin_epoch": parts["nin_epoch"]})
     assert alone["hours"] == pytest.approx(10 * 164 * 8 / 3600, abs=1e-3)
     assert not alone["packing_measured"]
 

@@ -1,4 +1,4 @@
-"""Activations, inits and norms do what the seeds say, not just run."""
+"""Activations, inits and norms do what the studies say, not just run."""
 
 import math
 
@@ -24,7 +24,7 @@ def test_every_activation_keeps_the_shape_it_promises(name):
     assert a(x).shape == (3, 6, 5, 5)
 
 
-def test_selu_uses_seed000_constants():
+def test_selu_uses_the_79_to_90_slides_constants():
     lam, alpha = 1.0507009873554804934193349852946, 1.6732632423543772848170429916717
     x = torch.linspace(-5, 5, 101, dtype=torch.float64)
     expected = lam * torch.where(x > 0, x, alpha * torch.exp(x) - alpha)

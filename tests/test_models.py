@@ -18,7 +18,7 @@ def conv_params(c_in, c_out, k):
     return c_in * c_out * k * k + c_out
 
 
-def test_nin_matches_seed002_table1():
+def test_nin_matches_the_nin_lab_reports_table1():
     # Table 1 layer by layer: 5x5 192, 1x1 160, 1x1 96 | 5x5 192, 1x1 192, 1x1 192 | 3x3 192, 1x1
     # 192, 1x1 10. About 0.97M in all.
     expected = sum(
@@ -44,7 +44,7 @@ def test_nin_outputs_one_logit_per_class():
     assert net("nin", num_classes=100)(torch.randn(2, 3, 32, 32)).shape == (2, 100)
 
 
-def test_base_cnn_matches_seed001_summary_table():
+def test_base_cnn_matches_the_keras_hyperparameter_slides_summary_table():
     assert count_parameters(net("base_cnn")) == 1_250_858
 
 
@@ -64,22 +64,22 @@ def test_bn_follows_every_convolution_but_the_class_scores(model):
 
 
 @pytest.mark.parametrize("model", ["nin", "nin9"])
-def test_nin_class_scores_are_plain_unless_the_seed_form_is_asked_for(model):
+def test_nin_class_scores_are_plain_unless_the_tables_form_is_asked_for(model):
     x = torch.randn(4, 3, 32, 32)
     plain = net(model, act="sigmoid", norm="bn")
     assert type(plain.features[-1]) is nn.Conv2d  # the logits come straight from the conv
     with torch.no_grad():
         plain.features[-1].bias.fill_(3.0)
     assert plain(x).min() > 1  # unbounded: a sigmoid would keep them in (0, 1)
-    seed = build_model(
+    tabled = build_model(
         {"name": model, "final_norm_act": True},
         {"name": "sigmoid"},
         {"name": "bn"},
         {"name": "xavier"},
     )
-    kinds = [type(m) for m in seed.features[-1]]
+    kinds = [type(m) for m in tabled.features[-1]]
     assert kinds == [nn.Conv2d, nn.BatchNorm2d, nn.Sigmoid]
-    out = seed(x)
+    out = tabled(x)
     assert out.min() > 0 and out.max() < 1
 
 
@@ -113,7 +113,7 @@ def test_cnn_deep_has_two_hidden_dense_layers_after_six_convs():
     assert sum(isinstance(d, nn.Dropout) for d in m.modules()) == 4  # one every two layers
 
 
-def test_prelu_per_element_reproduces_seed001_summary_table():
+def test_prelu_per_element_reproduces_the_keras_hyperparameter_slides_summary_table():
     m = build_model(
         {"name": "base_cnn"},
         {"name": "prelu", "per": "element"},
@@ -180,7 +180,7 @@ def test_default_init_leaves_pytorch_init_alone():
         ("resnet48", 4_994_378),
     ],
 )
-def test_resnet_presets_match_seed004_table1(preset, params, make_cfg):
+def test_resnet_presets_match_the_resnet_reports_table1(preset, params, make_cfg):
     cfg = make_cfg([f"model={preset}", "norm=bn"])
     m = build_model(cfg.model, cfg.activation, cfg.norm, cfg.init)
     assert count_parameters(m) == params

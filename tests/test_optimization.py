@@ -1,4 +1,4 @@
-"""Optimizers, schedules and regularisers from the real configs behave as the seeds describe."""
+"""Optimizers, schedules and regularisers from the real configs behave as the studies describe."""
 
 import pytest
 import torch

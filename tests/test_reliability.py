@@ -19,12 +19,11 @@ from filelock import FileLock
 from omegaconf import OmegaConf
 from test_train import train_cli
 
-from cnnlab.curves import epoch_series
 from cnnlab.data.cifar import cifar10
 from cnnlab.data.fashion_mnist import fashion_mnist
 from cnnlab.errors import ConfigError, Diverged
 from cnnlab.files import new_dir
-from cnnlab.records import run_state
+from cnnlab.records import epoch_series, run_state
 from cnnlab.run import run
 from cnnlab.validate import check_choices
 
@@ -78,7 +77,7 @@ SMALL = ["data=fake", "data.image_size=16", "model=base_cnn", *FAST]
         ("trainer.precision=bogus", "trainer.precision=bogus: expected one of 64-true, 32-true"),
         ("+trainer.strategy=bogus", "trainer (lightning.pytorch.Trainer) cannot be built:"),
         (
-            "augment=seed000_heavy augment.transforms.all.transforms.3.low=2",
+            "augment=imgaug_heavy augment.transforms.all.transforms.3.low=2",
             "augment.transforms.all.transforms.3 (cnnlab.data.augment.LinearContrast) cannot be "
             "built: "
             "low=2 is above high=1.5",
@@ -114,7 +113,7 @@ def test_an_unknown_option_names_the_nearest_one():
         check_choices(["activation=relux"], CONF)
     with pytest.raises(ConfigError, match="model=resnt: .*did you mean resnet?"):
         check_choices(["model=nin,resnt"], CONF)
-    fine = ["activation=elu,relu", "experiment=seed002_nin_grid", "hydra/launcher=gpus"]
+    fine = ["activation=elu,relu", "experiment=nin_activation_bn_grid", "hydra/launcher=gpus"]
     check_choices([*fine, "~callbacks.progress_bar", "optimizer.lr=0.1", "debug=null"], CONF)
 
 
@@ -144,6 +143,9 @@ def test_a_directory_that_holds_a_run_is_never_overwritten(make_cfg, tmp_path):
         run(make_cfg([*SMALL, "trainer.max_epochs=1"]))
     with pytest.raises(ConfigError, match=r"finished with other settings: optimizer.lr=0.1 \(now"):
         run(make_cfg([*SMALL, "trainer.max_epochs=1", "resume=auto", "optimizer.lr=0.05"]))
+    ema = "+callbacks.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging"  # a callback
+    with pytest.raises(ConfigError, match=r"other settings: callbacks.ema._target_=None \(now"):
+        run(make_cfg([*SMALL, "trainer.max_epochs=1", "resume=auto", ema]))
     assert (tmp_path / "run" / "metrics.json").read_text() == record  # both left it as it was
     # resume=auto on a finished run of the same settings: nothing to do, the record stays
     assert (

@@ -103,7 +103,7 @@ def test_the_data_set_moves_to_the_training_device_once_unless_told_not_to(make_
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_batches_are_made_in_its_memory(make_cfg):
-    module, _, seen = fit(make_cfg, "trainer=gpu", "model=base_cnn", "augment=seed000_heavy")
+    module, _, seen = fit(make_cfg, "trainer=gpu", "model=base_cnn", "augment=imgaug_heavy")
     assert all(x.device.type == "cuda" for x, _ in seen)
     dm = module.trainer.datamodule
     assert all(d.images.device.type == "cuda" for d in dm._placed.values())

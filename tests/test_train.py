@@ -59,8 +59,12 @@ def epoch_metric(out: Path, key: str) -> list[float]:
     return [float(r[key]) for r in rows if r.get(key)]
 
 
-def test_the_best_checkpoint_is_the_one_tested(make_cfg, tmp_path):
-    cfg = make_cfg(["data=fake", "model=base_cnn", "trainer.max_epochs=3", *FAST])
+def test_the_best_checkpoint_is_the_one_tested_and_scored_by_plain_cross_entropy(
+    make_cfg, tmp_path
+):
+    # Label smoothing is what training optimises; test_loss is the plain NLL all the same.
+    overrides = ["data=fake", "model=base_cnn", "label_smoothing=0.3", "trainer.max_epochs=3"]
+    cfg = make_cfg([*overrides, *FAST])
     run(cfg)
     out = tmp_path / "run"
     assert {p.name for p in (out / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
@@ -72,6 +76,31 @@ def test_the_best_checkpoint_is_the_one_tested(make_cfg, tmp_path):
     assert len(val_acc) == 3 and best["epoch"] == val_acc.index(max(val_acc))
     assert metrics["best_val_acc"] == pytest.approx(max(val_acc))
     acc, loss = evaluate(out / "checkpoints" / "best.ckpt", cfg)
+    assert metrics["test_acc"] == pytest.approx(acc) and metrics["test_loss"] == pytest.approx(loss)
+
+
+def test_without_a_best_checkpoint_the_final_weights_are_tested_and_the_record_says_so(
+    make_cfg, tmp_path, caplog
+):
+    # a held-out split, but validation never runs: no epoch is "best"
+    cfg = make_cfg(
+        [
+            "data=fake",
+            "model=base_cnn",
+            "trainer.max_epochs=2",
+            "trainer.limit_val_batches=0",
+            *FAST,
+        ]
+    )
+    run(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["checkpoint"] is None and metrics["best_val_acc"] is None
+    why = "no best checkpoint: validation never ran (val/acc never measured)"
+    assert metrics["checkpoint_missing"] == why
+    assert f"the final weights are tested: {why}" in caplog.text
+    assert not (tmp_path / "run" / "checkpoints" / "best.ckpt").exists()
+    final = tmp_path / "run" / "checkpoints" / "last.ckpt"  # the final weights, as tested
+    acc, loss = evaluate(final, cfg)
     assert metrics["test_acc"] == pytest.approx(acc) and metrics["test_loss"] == pytest.approx(loss)
 
 
@@ -167,7 +196,7 @@ def test_without_validation_the_last_epoch_is_tested(make_cfg, tmp_path):
 
 
 def test_validating_on_the_test_set_draws_test_curves_and_selects_nothing(make_cfg, tmp_path):
-    reference = "reference={test_acc:0.9167,source:'seed 002, Table 2'}"
+    reference = "reference={test_acc:0.9167,source:'NIN lab report, Table 2'}"
     overrides = ["data=fake", "model=base_cnn", "data.val_split=0", "data.val_on_test=true"]
     try:
         run(
@@ -185,7 +214,7 @@ def test_validating_on_the_test_set_draws_test_curves_and_selects_nothing(make_c
     assert metrics["test_acc"] == pytest.approx(curve[-1])  # the same images, the same weights
     assert metrics["best_val_acc"] is None
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.ckpt"]
-    assert metrics["reference"] == {"test_acc": 0.9167, "source": "seed 002, Table 2"}
+    assert metrics["reference"] == {"test_acc": 0.9167, "source": "NIN lab report, Table 2"}
 
 
 @pytest.mark.parametrize(
@@ -319,18 +348,21 @@ def test_help_lists_groups_and_choices(tmp_path):
         assert f"{group}: {', '.join(options)}" in result.stdout
 
 
-def test_seed002_grid_runs_the_reports_ten_models(tmp_path):
-    sweep = ["-m", "experiment=seed002_nin_grid", "trainer.fast_dev_run=true"]
+def test_nin_activation_bn_grid_runs_the_nin_lab_reports_ten_models(tmp_path):
+    sweep = ["-m", "experiment=nin_activation_bn_grid", "trainer.fast_dev_run=true"]
     result = train_cli(*sweep, *TINY_DATA, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    runs = sweep_choices(tmp_path, "seed002_nin_grid", ("activation", "norm", "init"))
+    runs = sweep_choices(tmp_path, "nin_activation_bn_grid", ("activation", "norm", "init"))
     grid = {(a, n, i) for a in ("relu", "elu") for n in ("bn", "none") for i in ("he", "xavier")}
     assert len(runs) == 10
     assert set(runs) == grid | {("leaky_relu", "bn", "he"), ("maxout", "bn", "he")}
     # The sweep's report prints each row's published result beside the measured one.
-    (report,) = (tmp_path / "logs" / "seed002_nin_grid" / "multiruns").glob("*/report.md")
-    lines = report.read_text().splitlines()
-    assert lines[0].startswith("| study/seed002_nin_grid | best val acc | test acc | seed's result")
-    row = next(line for line in lines if line.startswith("| elu_bn_wi |"))
-    assert "test_acc 91.67 (seed 002, Table 2)" in row
+    (report,) = (tmp_path / "logs" / "nin_activation_bn_grid" / "multiruns").glob("*/report.md")
+    lines = [line for line in report.read_text().splitlines() if line.startswith("|")]
+    # a column for each group the studies' rows set, then what was measured
+    assert lines[0].startswith(
+        "| study/nin_activation_bn_grid | norm | init | activation | test acc"
+    )
+    row = next(line for line in lines if line.startswith("| elu_bn_wi | bn | he | elu |"))
+    assert "test_acc 91.67: one run: no interval (NIN lab report, Table 2)" in row
     assert len(lines) == 2 + 10 and (report.parent / "curves.png").stat().st_size > 0

@@ -1,11 +1,10 @@
 """curves.png: how each configuration of a sweep learned, epoch by epoch.
 
 Left, validation accuracy (the test set's, for runs that validate on it): one line per
-configuration, the mean over its seeds. Right, training (solid) against validation (dashed)
-loss: a gap that opens up is over-fitting, as seed 003 reads its curves.
+recipe, the mean over its seeds. Right, training (solid) against validation (dashed) loss: a
+gap that opens up is over-fitting, as the CNN tricks slides read their curves.
 """
 
-import csv
 import statistics
 from pathlib import Path
 
@@ -14,34 +13,25 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from cnnlab.diagnosis import mixed  # noqa: E402
 from cnnlab.files import atomic  # noqa: E402
+from cnnlab.records import epoch_series  # noqa: E402
 
 
-def epoch_series(job_dir: Path) -> dict[str, dict[int, float]]:
-    """Each logged metric by epoch, from the job's CSV log (train and val sit on separate rows
-    of the same epoch there)."""
-    path = job_dir / "csv" / "metrics.csv"
-    series: dict[str, dict[int, float]] = {}
-    if path.is_file():
-        for record in csv.DictReader(path.open()):
-            if not record.get("epoch"):
-                continue
-            for key, value in record.items():
-                if value and key not in ("epoch", "step"):
-                    series.setdefault(key, {})[int(record["epoch"])] = float(value)
-    return series
+def plot_curves(rows, shown: list[str], path: Path) -> None:
+    """One line per row (recipe) in each panel, labelled by the settings in ``shown``; written
+    atomically to ``path``. Training loss under mixup or cutmix is that of the mixed batches,
+    and its row's label says so."""
+    from cnnlab.table import label
 
-
-def plot_curves(rows, path: Path) -> None:
-    """One line per row (configuration) in each panel; written atomically to ``path``."""
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, row in enumerate(rows):
         series = [epoch_series(job.dir) for job in row.finished]
-        label = ",".join(f"{k}={v}" for k, v in row.choices.items()) or "run"
+        name = label(row, shown) + (" [train mixed]" if mixed(row.settings) else "")
         color = f"C{i % 10}"
         val = "val/acc" if any("val/acc" in s for s in series) else "val_on_test/acc"
-        _line(acc_ax, series, val, color, "-", label)
-        _line(loss_ax, series, "train/loss", color, "-", label)
+        _line(acc_ax, series, val, color, "-", name)
+        _line(loss_ax, series, "train/loss", color, "-", name)
         _line(loss_ax, series, val.replace("acc", "loss"), color, "--", None)
     acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="training (solid) vs validation (dashed)")

@@ -1,6 +1,6 @@
-"""Ensembles (seed 003) and test-time augmentation: the average softmax of several checkpoints,
-each averaged over flipped and shifted copies of the images; and the three ways of choosing the
-checkpoints: given, the best jobs of a sweep, the snapshots of one run."""
+"""Ensembles (the CNN tricks slides) and test-time augmentation: the average softmax of several
+checkpoints, each averaged over flipped and shifted copies of the images; and the three ways of
+choosing the checkpoints: given, the best jobs of a sweep, the snapshots of one run."""
 
 import re
 from pathlib import Path

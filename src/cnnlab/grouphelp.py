@@ -52,8 +52,11 @@ def _composed(overrides: list[str], conf: Path) -> tuple[dict[str, Any], dict[st
 def _group(group: str, nodes: list, chosen: dict[str, str], conf: Path) -> str:
     lines = [_heading(group, chosen.get(group), conf)]
     own = {node.where for node in nodes}  # a nested node is listed as a node of its own
+    folders = {p.name for p in conf.iterdir() if p.is_dir()}
     for node in nodes:
         place = node.where or "top"
+        if place.split(".")[0] not in folders:  # a node of train.yaml's own (diagnose)
+            place = f"top.{place}" if node.where else place
         if place != group and not place.startswith(f"{group}."):
             continue
         what = node.name or getattr(node.declaration, "__qualname__", "")
@@ -71,7 +74,7 @@ def _group(group: str, nodes: list, chosen: dict[str, str], conf: Path) -> str:
 
 def _heading(group: str, chosen: str | None, conf: Path) -> str:
     if group == "top":
-        return "top: the options at the top of train.yaml"
+        return "top: the options at the top of train.yaml, and its own nodes (diagnose)"
     folder = conf / group
     choices = sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
     now = f"{group}={chosen}; " if chosen else ""

@@ -36,7 +36,8 @@ class Classifier(L.LightningModule):
         scheduler: see ``cnnlab.schedules.build_schedule``; empty for a constant rate.
         regularizer: ``l1`` and ``l2`` penalties on the loss, ``max_norm`` constraint after each
             step, ``decay_norm_and_bias`` (false: weight decay only on conv/dense kernels).
-        label_smoothing: passed to the cross-entropy loss (also applied to mixup's soft targets).
+        label_smoothing: passed to the training loss (also applied to mixup's soft targets);
+            validation and test report the plain cross-entropy.
         val_stage: the name validation metrics are logged under (``val_on_test`` when the
             validation loop runs on the test set).
         compile: compile the network with ``torch.compile`` (the network only: the training
@@ -110,7 +111,8 @@ class Classifier(L.LightningModule):
         self.data = checkpoint.get("data")
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy against class indices (N,) or mixup's soft targets (N, classes)."""
+        """The loss training optimises (``train/loss``): cross-entropy, label smoothing
+        included, against class indices (N,) or mixup's soft targets (N, classes)."""
         return F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -196,7 +198,9 @@ class Classifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         accuracy(logits, labels)
-        loss = self.loss(logits, labels)
+        # The plain cross-entropy (the NLL), what an evaluation reports and eval.py's ensembles
+        # compute: label smoothing is part of what training optimises, not of the score.
+        loss = F.cross_entropy(logits, labels)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", sync_dist=True)
         self.log(f"{stage}/acc", accuracy, prog_bar=True)
         return logits.detach()

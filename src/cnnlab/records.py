@@ -5,6 +5,7 @@ A damaged record or checkpoint is named in a warning and treated as missing: nev
 and never the end of a sweep's rerun or of its report.
 """
 
+import csv
 import functools
 import json
 import logging
@@ -86,6 +87,21 @@ def in_use(directory: Path) -> bool:
         return True
     lock.release()
     return False
+
+
+def epoch_series(job_dir: Path) -> dict[str, dict[int, float]]:
+    """Each logged metric by epoch, from the job's CSV log (train and val sit on separate rows
+    of the same epoch there)."""
+    path = job_dir / "csv" / "metrics.csv"
+    series: dict[str, dict[int, float]] = {}
+    if path.is_file():
+        for record in csv.DictReader(path.open()):
+            if not record.get("epoch"):
+                continue
+            for key, value in record.items():
+                if value and key not in ("epoch", "step"):
+                    series.setdefault(key, {})[int(record["epoch"])] = float(value)
+    return series
 
 
 def run_state(checkpoint: str | Path) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Penalties on the loss and constraints on the weights (seeds 001, 003, 004).
+"""Penalties on the loss and constraints on the weights (the Keras hyper-parameter slides, the
+CNN tricks slides, the ResNet report).
 
 "Weights" are the kernels of convolutions and dense layers. Biases, norm parameters, learned
 activation slopes and other tensors (a ViT's position embedding, class token) are never

@@ -1,18 +1,18 @@
-"""The results table of one or more sweeps: one row per configuration, repeated seeds averaged.
+"""The results table of one or more sweeps: one row per recipe, its seeds pooled.
 
 A job is a directory with ``.hydra/overrides.yaml``; its result is its ``metrics.json``
-(``finished``, ``failed`` or ``interrupted``; none: ``unfinished``). The columns are the keys the
-sweeps vary (see ``cnnlab.sweep``), without ``seed``: jobs that differ only in their seed are
-one configuration, shown as mean ± std over its finished jobs.
+(``finished``, ``failed`` or ``interrupted``; none: ``unfinished``). Jobs are one row when
+everything that decides their result is the same but the seed (``settings`` in metrics.json,
+``cnnlab.settings``), whichever sweep they come from: two sweeps that differ in a fixed override
+(``optimizer=adam`` in one, ``sgd`` in the other) are two rows. Each row's figures are the mean
+over its finished jobs, with their spread, a 95% interval and a comparison with the best row
+(``cnnlab.significance``); its curves are read by ``cnnlab.diagnosis``.
 """
 
-import csv
 import fcntl
-import io
 import json
 import logging
 import shutil
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,14 @@ from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.table import Table
 
+from cnnlab import progress
+from cnnlab.diagnosis import Finding, Thresholds, diagnose, mixed, thresholds
 from cnnlab.errors import ConfigError
 from cnnlab.files import write_text
-from cnnlab.records import read_record
-from cnnlab.sweep import job_choices, swept_keys
+from cnnlab.records import epoch_series, read_record
+from cnnlab.settings import settings
+from cnnlab.significance import ALPHA
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +39,22 @@ METRICS = {"best_val_acc": "best val acc", "test_acc": "test acc"}
 @dataclass
 class Job:
     dir: Path
-    choices: dict[str, str]
+    name: str  # its path under the directory reported on
     status: str
     metrics: dict[str, Any]
+    settings: dict[str, Any]  # what decides its result, the seed aside
+    choices: dict[str, str]  # the option of each config group
     reference: dict[str, Any] | None
 
 
 @dataclass
 class Row:
+    """The jobs of one recipe."""
+
+    settings: dict[str, Any]
     choices: dict[str, str]
     jobs: list[Job] = field(default_factory=list)
+    findings: list[tuple[Job, Finding]] = field(default_factory=list)  # what the curves say
 
     @property
     def finished(self) -> list[Job]:
@@ -57,61 +65,60 @@ class Row:
 
     def mean(self, key: str) -> float | None:
         values = self.values(key)
-        return statistics.fmean(values) if values else None
+        return sum(values) / len(values) if values else None
 
-    def std(self, key: str) -> float | None:
-        values = self.values(key)
-        return statistics.stdev(values) if len(values) > 1 else None
-
-    def status(self) -> str:
-        counts: dict[str, int] = {}
-        for job in self.jobs:
-            counts[job.status] = counts.get(job.status, 0) + 1
-        return ", ".join(f"{n} {status}" for status, n in counts.items())
+    @property
+    def reference(self) -> dict[str, Any] | None:
+        return next((j.reference for j in self.jobs if j.reference), None)
 
 
-def collect(dirs: list[Path]) -> tuple[list[str], list[Job]]:
-    """The swept keys (seed aside) and every job found under ``dirs``. A job's swept keys are
-    those of its own sweep (the multirun.yaml beside it); a run outside a sweep is its own
-    configuration, named by its path."""
-    keys: list[str] = []
+@dataclass(frozen=True)
+class Options:
+    sort: str = "best_val_acc"  # the metric rows are ranked and compared by
+    alpha: float = ALPHA  # the tests' level; the intervals are 1 - alpha
+    min_seeds: int | None = None  # show the seeds each comparison needs, up to this many
+    limits: Thresholds = Thresholds()  # when the curves' rules fire
+
+
+def collect(dirs: list[Path]) -> list[Job]:
+    """Every job found under ``dirs``."""
     jobs: list[Job] = []
-    sweeps: dict[Path, list[str]] = {}
     for root in dirs:
         if not root.is_dir():
             raise ConfigError(f"{root} is not a directory")
         for path in sorted(root.glob("**/.hydra/overrides.yaml"), key=_job_order):
             job_dir = path.parent.parent
-            sweep = job_dir.parent
-            if sweep not in sweeps:
-                multirun = (sweep / "multirun.yaml").is_file()
-                sweeps[sweep] = swept_keys(sweep) if multirun else []
-            swept = sweeps[sweep]
-            keys += [k for k in swept or ["run"] if k not in keys and k != "seed"]
             name = str(job_dir.relative_to(root)) if job_dir != root else root.name
-            jobs.append(_job(job_dir, swept, name))
+            jobs.append(_job(job_dir, name))
     if not jobs:
         raise ConfigError(f"no runs under {', '.join(map(str, dirs))} (no .hydra/ directory)")
-    return keys, jobs
+    return jobs
 
 
-def rows(keys: list[str], jobs: list[Job], sort: str = "best_val_acc") -> list[Row]:
-    """Jobs grouped by configuration, best first by ``sort`` (test_acc where no job has it)."""
-    grouped: dict[tuple, Row] = {}
+def rows(jobs: list[Job], options: Options = Options()) -> tuple[list[Row], str]:
+    """Jobs grouped by recipe, best first by ``options.sort`` (test_acc where no job has it),
+    and the metric they were ranked by."""
+    grouped: dict[str, Row] = {}
     for job in jobs:
-        choices = {k: job.choices.get(k, "") for k in keys}
-        grouped.setdefault(tuple(choices.values()), Row(choices)).jobs.append(job)
+        key = json.dumps(job.settings, sort_keys=True, default=str)
+        row = grouped.setdefault(key, Row(job.settings, job.choices))
+        row.jobs.append(job)
+        row.findings += [(job, f) for f in _read_curves(job, options.limits)]
     table = list(grouped.values())
+    sort = options.sort
     if not any(r.mean(sort) is not None for r in table):
         sort = "test_acc"
-    return sorted(table, key=lambda r: (r.mean(sort) is None, -(r.mean(sort) or 0)))
+    table.sort(key=lambda r: (r.mean(sort) is None, -(r.mean(sort) or 0)))
+    return table, sort
 
 
 def write_report(
-    dirs: list[Path], out: Path | None = None, sort: str = "best_val_acc", show: bool = True
+    dirs: list[Path], out: Path | None = None, options: Options = Options(), show: bool = True
 ) -> Path:
     """Write report.md, report.csv and curves.png into ``out`` (the first dir); ``show``
     prints the table too."""
+    from cnnlab import table as tables  # (rich, scipy: only when there is something to show)
+
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing:
         raise ConfigError(f"{missing[0]}: no such directory (give sweep or run directories)")
@@ -128,26 +135,39 @@ def write_report(
     with open(out / ".report.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            keys, jobs = collect(dirs)
+            jobs = collect(dirs)
         except ConfigError:
             if created:  # nothing to report: leave nothing behind
                 shutil.rmtree(out)
             raise
-        table = rows(keys, jobs, sort)
-        write_text(out / "report.md", _markdown(keys, table))
-        write_text(out / "report.csv", _csv(keys, table))
+        table, sort = rows(jobs, options)
+        report = tables.Report(table, sort, options, _progress(dirs))
+        write_text(out / "report.md", report.markdown())
+        write_text(out / "report.csv", report.csv())
         from cnnlab.curves import plot_curves  # matplotlib only when there is a report
 
-        plot_curves(table, out / "curves.png")
+        plot_curves(table, report.columns, out / "curves.png")
     if show:
-        Console().print(_rich(keys, table))
+        Console().print(report.rich())
     return out
 
 
 class SweepReport(Callback):
     """Keeps a ``-m`` sweep's report in its directory: rewritten after every job, so a sweep
     that stops half-way or has a failed job has one too, and printed when a sweep ends without
-    a failure (Hydra skips its end-of-sweep callbacks otherwise)."""
+    a failure (Hydra skips its end-of-sweep callbacks otherwise). Says how far the sweep is
+    as each job starts and ends."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            progress.plan(config)
+        except Exception as error:  # a sweep runs without its progress line
+            log.warning(f"could not count the sweep's jobs: {error}")
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN and rank_zero_only.rank == 0:
+            job = Path(config.hydra.runtime.output_dir)
+            log.info(progress.state(Path(config.hydra.sweep.dir), starting=job).line())
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if config.hydra.mode == RunMode.MULTIRUN and rank_zero_only.rank == 0:  # not DDP's others
@@ -158,97 +178,75 @@ class SweepReport(Callback):
 
     def _write(self, config: DictConfig, show: bool) -> None:
         try:
-            write_report([Path(config.hydra.sweep.dir)], show=show)
+            limits = thresholds(OmegaConf.to_container(config.get("diagnose") or {}))
+            write_report([Path(config.hydra.sweep.dir)], options=Options(limits=limits), show=show)
         except Exception as error:  # the sweep's own results matter more than its report
             log.warning(f"could not write the sweep's report: {error}")
 
 
-def _job(job_dir: Path, swept: list[str], name: str) -> Job:
-    path = job_dir / "metrics.json"
-    metrics = read_record(path) or {}  # none yet, or damaged: unfinished
-    # What the run recorded comes first: a refused rerun into its directory rewrites .hydra/.
-    overrides = metrics.get("overrides")
-    if overrides is None:
-        overrides = list(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
+def _job(job_dir: Path, name: str) -> Job:
+    metrics = read_record(job_dir / "metrics.json") or {}  # none yet, or damaged: unfinished
     if "reference" in metrics:
         reference = metrics["reference"]
     else:
-        reference = OmegaConf.load(job_dir / ".hydra" / "config.yaml").get("reference")
+        reference = _saved_config(job_dir).get("reference")
         reference = OmegaConf.to_container(reference) if reference else None
+    # What the run recorded comes first: a refused rerun into its directory rewrites .hydra/.
+    recorded = metrics.get("settings")
+    recipe = dict(recorded if recorded is not None else _saved_settings(job_dir))
+    recipe.pop("seed", None)
+    choices = metrics.get("choices")
     return Job(
         dir=job_dir,
-        choices=job_choices(overrides, swept) if swept else {"run": name},
+        name=name,
         status=metrics.get("status", "finished" if "test_acc" in metrics else "unfinished"),
         metrics=metrics,
+        settings=recipe,
+        choices=choices if choices is not None else _saved_choices(job_dir),
         reference=reference or None,
     )
+
+
+def _saved_config(job_dir: Path) -> DictConfig:
+    path = job_dir / ".hydra" / "config.yaml"
+    return OmegaConf.load(path) if path.is_file() else OmegaConf.create()
+
+
+def _saved_settings(job_dir: Path) -> dict[str, Any]:
+    """The settings of a job that has not recorded them yet, from the config Hydra saved."""
+    try:
+        found = settings(_saved_config(job_dir))
+    except Exception as error:  # a resolver of its own, a damaged file: a row of its own
+        log.warning(f"{job_dir}: its settings cannot be read ({error})")
+        found = {}
+    return found or {"run": str(job_dir)}
+
+
+def _saved_choices(job_dir: Path) -> dict[str, str]:
+    path = job_dir / ".hydra" / "hydra.yaml"
+    if not path.is_file():
+        return {}
+    choices = OmegaConf.load(path).hydra.runtime.choices
+    return {k: str(v) for k, v in choices.items() if not k.startswith("hydra") and v is not None}
+
+
+def _read_curves(job: Job, limits: Thresholds) -> list[Finding]:
+    """What a job's curves say; a run that failed as its loss stopped being finite too."""
+    findings = diagnose(epoch_series(job.dir), limits, mixed(job.settings))
+    error = str(job.metrics.get("error", ""))
+    if error.startswith("Diverged") and not any(f.rule == "diverged" for f in findings):
+        findings.insert(0, Finding("diverged", error.removeprefix("Diverged: ")))
+    return findings
+
+
+def _progress(dirs: list[Path]) -> progress.Progress | None:
+    """How far a sweep still running is (None when it is done, or for a parent directory)."""
+    if len(dirs) != 1 or not (dirs[0] / progress.PLAN).is_file():
+        return None
+    now = progress.state(dirs[0])
+    return None if now.done else now
 
 
 def _job_order(path: Path) -> tuple:
     job_dir = path.parent.parent
     return (str(job_dir.parent), int(job_dir.name) if job_dir.name.isdigit() else 0, job_dir.name)
-
-
-def _cells(row: Row) -> dict[str, str]:
-    """A row's figures as text: accuracies in %, mean ± std (n) over its finished jobs."""
-    cells = {}
-    for key, title in METRICS.items():
-        mean, std, n = row.mean(key), row.std(key), len(row.values(key))
-        text = "" if mean is None else f"{100 * mean:.2f}"
-        text += "" if std is None else f" ± {100 * std:.2f}"
-        cells[title] = text + (f" (n={n})" if n > 1 else "")
-    reference = next((j.reference for j in row.jobs if j.reference), None)
-    cells["seed's result"] = _reference(reference)
-    for key in ("epochs", "params"):
-        values = [j.metrics[key] for j in row.finished if key in j.metrics]
-        cells[key] = f"{round(statistics.fmean(values)):,}" if values else ""
-    times = [j.metrics["wall_time_s"] for j in row.finished if "wall_time_s" in j.metrics]
-    cells["wall time"] = f"{statistics.fmean(times) / 60:.1f} min" if times else ""
-    cells["jobs"] = row.status()
-    return cells
-
-
-def _reference(reference: dict[str, Any] | None) -> str:
-    if not reference:
-        return ""
-    figures = [f"{k} {100 * v:.2f}" for k, v in reference.items() if isinstance(v, float)]
-    return f"{', '.join(figures)} ({reference.get('source', '')})"
-
-
-def _rich(keys: list[str], table: list[Row]) -> Table:
-    cells = [_cells(r) for r in table]
-    titles = [*keys, *(cells[0] if cells else [])]
-    rich = Table(*titles, title="results")
-    for row, figures in zip(table, cells, strict=True):
-        rich.add_row(*row.choices.values(), *figures.values())
-    return rich
-
-
-def _markdown(keys: list[str], table: list[Row]) -> str:
-    cells = [_cells(r) for r in table]
-    titles = [*keys, *cells[0]]
-    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
-    for row, figures in zip(table, cells, strict=True):
-        lines.append("| " + " | ".join([*row.choices.values(), *figures.values()]) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _csv(keys: list[str], table: list[Row]) -> str:
-    """The raw numbers: mean, std and n of each metric, for other tools."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    stats = [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "n")]
-    writer.writerow([*keys, *stats, "reference", "finished", "jobs"])
-    for row in table:
-        figures = [(row.mean(m), row.std(m), len(row.values(m))) for m in METRICS]
-        reference = next((j.reference for j in row.jobs if j.reference), None)
-        writer.writerow(
-            [
-                *row.choices.values(),
-                *[x for triple in figures for x in triple],
-                json.dumps(reference) if reference else "",
-                len(row.finished),
-                len(row.jobs),
-            ]
-        )
-    return buffer.getvalue()

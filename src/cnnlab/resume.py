@@ -4,8 +4,9 @@
   that already finished there); ``resume=PATH`` continues from that checkpoint. In a ``-m``
   sweep and under the SLURM launcher, ``resume: null`` means auto: rerunning a sweep into its
   directory skips the finished jobs and resumes the others.
-- A checkpoint carries the settings that decide the result (``cnnlab.runstate``); auto refuses
-  to go on from one written for other settings, rather than silently mixing two runs.
+- A checkpoint carries the settings that decide the result (``cnnlab.settings``, saved by
+  ``cnnlab.runstate``); auto refuses to go on from one written for other settings, rather than
+  silently mixing two runs.
 - What makes a resumed run continue exactly lives beside it: the per-epoch seeds
   (``cnnlab.seeds``) and the checkpoint saved on a pre-emption signal (``cnnlab.signals``).
 """
@@ -13,54 +14,15 @@
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from cnnlab.errors import ConfigError
 from cnnlab.records import UNREADABLE, read_record, run_state, why
+from cnnlab.settings import settings
 from cnnlab.sweep import by_submitit, in_sweep
 
 log = logging.getLogger(__name__)
-
-# The settings a run's result depends on: a checkpoint is only continued under the same ones.
-# (where the data sits, paths, loggers and callbacks may change between attempts.)
-RESULT_KEYS = (
-    "seed",
-    "label_smoothing",
-    "data",
-    "model",
-    "activation",
-    "init",
-    "norm",
-    "optimizer",
-    "scheduler",
-    "regularizer",
-    "augment",
-    "preprocess",
-    "trainer.max_epochs",
-    "trainer.max_steps",
-    "trainer.gradient_clip_val",
-    "trainer.accumulate_grad_batches",
-)
-FREE_DATA_KEYS = (
-    "on_device",
-    "cache_dir",
-    "eval_batch_size",
-    "dataset.root",
-    "dataset.download",
-    "dataset.verify",
-)
-
-
-def settings(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved RESULT_KEYS of ``cfg``, flat: ``{"optimizer.lr": 0.1, ...}``."""
-    flat: dict[str, Any] = {}
-    for key in RESULT_KEYS:
-        node = OmegaConf.select(cfg, key, default=None)
-        value = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-        flat.update(_flatten(key, value))
-    return {k: v for k, v in flat.items() if k.removeprefix("data.") not in FREE_DATA_KEYS}
 
 
 def resume_mode(cfg: DictConfig) -> str | None:
@@ -143,12 +105,3 @@ def _same_settings(saved: dict | None, cfg: DictConfig, what: str) -> None:
             f"{what} with other settings: {shown}{more}; use a new directory, or "
             "resume=PATH to go on from a checkpoint on purpose"
         )
-
-
-def _flatten(prefix: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for key, inner in value.items():
-            flat.update(_flatten(f"{prefix}.{key}", inner))
-        return flat
-    return {prefix: value}

@@ -22,14 +22,16 @@ from rich.syntax import Syntax
 
 from cnnlab.checkpoints import AtomicCheckpointIO, StopOnFailedSave
 from cnnlab.data import ImageDataModule
+from cnnlab.diagnosis import as_records, diagnose, thresholds
 from cnnlab.errors import ConfigError, SaveFailed
 from cnnlab.files import save_failure, write_json
 from cnnlab.models import count_parameters
 from cnnlab.module import Classifier
-from cnnlab.records import LOCK, Busy, check_fits, held, run_state
-from cnnlab.resume import finished_before, own_checkpoint, resume_from, settings
+from cnnlab.records import LOCK, Busy, check_fits, epoch_series, held, run_state
+from cnnlab.resume import finished_before, own_checkpoint, resume_from
 from cnnlab.runstate import RunState
 from cnnlab.seeds import EpochSeed
+from cnnlab.settings import settings
 from cnnlab.signals import Preempted, SaveOnSignal
 from cnnlab.sweep import by_submitit, group_choices, in_sweep, task_overrides
 from cnnlab.targets import build
@@ -90,7 +92,19 @@ def train(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
         check_fits(module.state_dict(), resume)
     select = datamodule.has_validation  # a held-out split to pick the best epoch on
     trainer = build_trainer(cfg, select_best=select, resume=resume)
-    return fit_and_test(trainer, module, datamodule, select, resume)
+    outcome = fit_and_test(trainer, module, datamodule, select, resume)
+    return {**outcome, "diagnosis": read_curves(cfg, trainer, mixed=datamodule.mixup is not None)}
+
+
+def read_curves(cfg: DictConfig, trainer: L.Trainer, mixed: bool) -> list[dict[str, str]]:
+    """What the run's curves say (cnnlab.diagnosis), printed and returned for metrics.json."""
+    for logger in trainer.loggers:
+        logger.save()  # the CSV logger writes its rows in batches
+    series = epoch_series(Path(cfg.paths.output_dir))
+    findings = diagnose(series, thresholds(_plain(cfg.get("diagnose"))), mixed)
+    for finding in findings:
+        log.warning(f"the curves say: {finding}")
+    return as_records(findings)
 
 
 def fit_and_test(trainer, module, datamodule, select_best: bool, resume: str | None) -> dict:
@@ -98,8 +112,10 @@ def fit_and_test(trainer, module, datamodule, select_best: bool, resume: str | N
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     clock = next(c for c in trainer.callbacks if isinstance(c, RunState))
     trained_for = clock.seconds()
-    ckpt = _tested_checkpoint(trainer, select_best)
-    tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None)[0]
+    ckpt, why_not = _tested_checkpoint(trainer, select_best)
+    if ckpt is None:
+        log.warning(f"the final weights are tested: {why_not}")
+    tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)[0]
     return {
         "best_val_acc": _best_score(trainer) if select_best else None,
         "test_acc": tested["test/acc"],
@@ -107,7 +123,8 @@ def fit_and_test(trainer, module, datamodule, select_best: bool, resume: str | N
         "epochs": trainer.current_epoch,
         "wall_time_s": round(trained_for, 2),  # fitting, over every attempt
         "params": count_parameters(module.net),
-        "checkpoint": ckpt or None,
+        "checkpoint": ckpt,  # the one tested; None: the final weights, for the reason below
+        **({"checkpoint_missing": why_not} if ckpt is None else {}),
         "resumed_from": resume,
     }
 
@@ -208,14 +225,19 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
     return trainer
 
 
-def _tested_checkpoint(trainer: L.Trainer, select_best: bool) -> str:
+def _tested_checkpoint(trainer: L.Trainer, select_best: bool) -> tuple[str | None, str]:
     """The best checkpoint by validation, or without a held-out split the last (the one
-    that watches nothing keeps it); '' if none."""
+    that watches nothing keeps it); else None and why there is none."""
     for saved in trainer.checkpoint_callbacks:
         if isinstance(saved, ModelCheckpoint) and (saved.monitor is not None) == select_best:
             if saved.best_model_path:
-                return saved.best_model_path
-    return ""
+                return saved.best_model_path, ""
+            if select_best:
+                why = f"no best checkpoint: validation never ran ({saved.monitor} never measured)"
+                return None, why
+            return None, "no checkpoint of the last epoch was saved"
+    kind = "best (by validation)" if select_best else "last"
+    return None, f"no checkpoint callback keeps the {kind} epoch's weights"
 
 
 def _best_score(trainer: L.Trainer) -> float | None:

@@ -10,7 +10,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
 from cnnlab.errors import Diverged
-from cnnlab.resume import settings
+from cnnlab.settings import settings
 
 
 class RunState(Callback):

@@ -25,7 +25,7 @@ from cnnlab.targets import build, first_line, target_nodes
 def top_options(
     seed: Natural = 42,
     label_smoothing: Fraction = 0.0,
-    reference: dict[str, Probability | str] | None = None,  # a seed's figures, and its source
+    reference: dict[str, Probability | str] | None = None,  # a study's figures, and its source
     resume: str | None = None,
     compile: bool = False,
     matmul_precision: Literal["highest", "high", "medium"] = "highest",
@@ -47,6 +47,7 @@ def group_declarations() -> dict[str, Any]:
     """The plain groups' declarations (imported here: they load torch)."""
     from cnnlab.data.datamodule import augment_options
     from cnnlab.data.preprocess import preprocess_options
+    from cnnlab.diagnosis import Thresholds
     from cnnlab.regularizers import regularizer_options
     from cnnlab.schedules import schedule_options
 
@@ -55,6 +56,7 @@ def group_declarations() -> dict[str, Any]:
         "regularizer": regularizer_options,
         "augment": augment_options,
         "preprocess": preprocess_options,
+        "diagnose": Thresholds,
     }
 
 

@@ -1,5 +1,6 @@
 """What the tested model confuses: the test set's confusion matrix, per-class accuracy and the
-most-confused pairs (seeds 001 and 004 read their models this way)."""
+most-confused pairs (the Keras hyper-parameter slides and the ResNet report read their models
+this way)."""
 
 import matplotlib.pyplot as plt
 import torch
@@ -16,6 +17,8 @@ class ConfusionMatrix(Callback):
     ``figures/confusion_matrix.png`` (rows normalised: each true class's share of predictions),
     ``confusion_matrix.csv`` (counts) and ``test_classes.md`` (per-class accuracy, the
     ``pairs`` most-confused pairs); on W&B, its native confusion matrix and a bar chart."""
+
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
 
     def __init__(self, pairs: Natural = 10) -> None:
         self.pairs = pairs

@@ -1,5 +1,5 @@
-"""A run's own learning curves: loss, accuracy and learning rate by epoch (seeds 003 and 004
-read over-fitting from the gap between training and validation)."""
+"""A run's own learning curves: loss, accuracy and learning rate by epoch (the CNN tricks
+slides and the ResNet report read over-fitting from the gap between training and validation)."""
 
 import logging
 
@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 from lightning.pytorch.callbacks import Callback
 
 from cnnlab.callbacks.publish import publish, run_dir
-from cnnlab.curves import epoch_series
+from cnnlab.records import epoch_series
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 class RunCurves(Callback):
     """``figures/curves.png`` when fitting ends, from the run's CSV log (``csv/metrics.csv``,
     which holds every epoch, also those of an earlier attempt a resumed run went on from)."""
+
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:
@@ -25,18 +27,23 @@ class RunCurves(Callback):
         if not series.get("train/loss"):
             log.warning("no curves: the run has no CSV log with epochs in it (logger=csv)")
             return
-        publish(trainer, curves_figure(series), "curves")
+        mixed = getattr(trainer.datamodule, "mixup", None) is not None
+        publish(trainer, curves_figure(series, mixed), "curves")
 
 
-def curves_figure(series: dict[str, dict[int, float]]) -> plt.Figure:
-    """Loss and accuracy (training solid, validation dashed) and the learning rate(s)."""
+def curves_figure(series: dict[str, dict[int, float]], mixed: bool = False) -> plt.Figure:
+    """Loss and accuracy (training solid, validation dashed) and the learning rate(s). Under
+    mixup or cutmix (``mixed``) the training figures are those of the mixed batches (the soft
+    loss, accuracy against the larger share), and are labelled so: not comparable with
+    validation's."""
     val = "val" if "val/acc" in series else "val_on_test"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, metric in zip(axes, ("loss", "acc"), strict=False):
         for stage, style in (("train", "-"), (val, "--")):
             points = series.get(f"{stage}/{metric}", {})
+            label = "train (mixed)" if stage == "train" and mixed else stage
             if points:
-                ax.plot(*zip(*sorted(points.items()), strict=True), style, label=stage)
+                ax.plot(*zip(*sorted(points.items()), strict=True), style, label=label)
         ax.set(xlabel="epoch", title=metric)
         ax.legend()
     rates = {key: points for key, points in series.items() if key.startswith("lr-")}

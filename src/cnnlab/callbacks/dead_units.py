@@ -1,5 +1,5 @@
-"""Dying ReLUs (seeds 002 and 003): the share of each activation layer's units that output
-nothing above zero for any of a fixed set of training images."""
+"""Dying ReLUs (the NIN lab report, the CNN tricks slides): the share of each activation
+layer's units that output nothing above zero for any of a fixed set of training images."""
 
 import csv
 import io
@@ -70,6 +70,8 @@ class DeadUnits(Callback):
     loaded, not augmented): written to ``dead_units.csv`` (one row per epoch and layer) and
     logged as ``dead_units/share`` (over all layers' units); ``figures/dead_units.png`` (layers
     by epochs) when fitting ends."""
+
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
 
     def __init__(self, images: Images = 512) -> None:
         self.images = images

@@ -1,5 +1,5 @@
-"""What the network and its inputs look like: the first layer's filters (seed 003) and a few
-training images before and after ``augment=`` (seed 004, fig. 10)."""
+"""What the network and its inputs look like: the first layer's filters (the CNN tricks
+slides) and a few training images before and after ``augment=`` (the ResNet report, fig. 10)."""
 
 import math
 
@@ -18,6 +18,8 @@ class FirstLayerFilters(Callback):
     """``figures/filters.png``: the first convolution's kernels, each scaled to [0, 1] on its
     own (colour for RGB inputs, else the mean over input channels in grey), drawn for the
     tested weights."""
+
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
 
     def on_test_end(self, trainer, pl_module) -> None:
         conv = next((m for m in pl_module.net.modules() if isinstance(m, nn.Conv2d)), None)
@@ -45,6 +47,8 @@ class AugmentExamples(Callback):
     """``figures/augment_examples.png`` when training starts: the first ``images`` training
     images (top row), then ``draws`` rows of what ``augment=`` makes of them (mixup/cutmix
     included), from a copy of the random state, so the run draws exactly as without it."""
+
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
 
     def __init__(self, images: Images = 8, draws: Count = 3) -> None:
         self.images, self.draws = images, draws

@@ -1,6 +1,6 @@
 """Where the network looks, stage by stage: Grad-CAM (Selvaraju et al. 2017) at the last layer
-of every spatial resolution, as seed 004's fig. 13 shows it. The maps are captum's LayerGradCam,
-which hooks the layer's output and its gradient."""
+of every spatial resolution, as the ResNet report's fig. 13 shows it. The maps are captum's
+LayerGradCam, which hooks the layer's output and its gradient."""
 
 from collections import Counter
 from contextlib import contextmanager
@@ -93,6 +93,8 @@ class GradCamGrid(Callback):
     """``figures/grad_cam.png`` after testing: the first ``images`` test images (rows), then
     the Grad-CAM of the predicted class at every stage (columns), each map scaled to its own
     maximum; wrong predictions titled in red."""
+
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
 
     def __init__(self, images: Images = 8) -> None:
         self.images = images

@@ -1,4 +1,5 @@
-"""How the weights and gradients of each layer move during training (seed 004, fig. 12)."""
+"""How the weights and gradients of each layer move during training (the ResNet report,
+fig. 12)."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,7 +13,7 @@ from cnnlab.options import Count
 
 def kernels(net: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     """The convolution and dense kernels (parameters of two or more dimensions) by layer name;
-    biases and norm scales are left out, as in the seeds' figures."""
+    biases and norm scales are left out, as in the ResNet report's figures."""
     return {
         name.removesuffix(".weight"): p
         for name, p in net.named_parameters()
@@ -26,6 +27,8 @@ class WeightHistograms(Callback):
     ``gradients/<layer>``) and W&B. When fitting ends, ``figures/histograms.png``: each layer's
     weights at the start and at the end, and its last gradient (``layers`` layers at most,
     spread from the first to the last)."""
+
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
 
     def __init__(self, every_n_epochs: Count = 1, layers: Count = 12) -> None:
         self.every_n_epochs, self.layers = every_n_epochs, layers

@@ -1,4 +1,5 @@
-"""Test images with the model's top-3 softmax probabilities (seed 000's prediction displays)."""
+"""Test images with the model's top-3 softmax probabilities (the 79%→90% slides' prediction
+displays)."""
 
 import math
 
@@ -14,6 +15,8 @@ from cnnlab.options import Count, Images
 class PredictionGrid(Callback):
     """``figures/predictions.png``: the first ``images`` test images, each titled with its true
     label and the model's three most probable classes; wrong predictions in red."""
+
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
 
     def __init__(self, images: Images = 16, top: Count = 3) -> None:
         self.images, self.top = images, top

@@ -1,5 +1,5 @@
-"""Snapshots of one run for a snapshot ensemble (seed 003; Huang et al. 2017): the weights every
-k epochs, or at the end of each cosine cycle, where the learning rate is lowest."""
+"""Snapshots of one run for a snapshot ensemble (the CNN tricks slides; Huang et al. 2017): the
+weights every k epochs, or at the end of each cosine cycle, where the learning rate is lowest."""
 
 from pathlib import Path
 
@@ -30,6 +30,8 @@ class Snapshots(Callback):
     """``checkpoints/snapshot-e<epoch>.ckpt`` (weights, normalisation and class names: what
     src/eval.py needs) after every ``every_n_epochs`` epochs, and/or with ``at_restarts`` at
     the end of every cycle of ``scheduler=cosine_restarts``. Both off: nothing is saved."""
+
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
 
     def __init__(self, every_n_epochs: Natural = 0, at_restarts: bool = False) -> None:
         if every_n_epochs < 0:

@@ -1,4 +1,5 @@
-"""The network layer by layer, as seed 001's tables list it: output shape, weights, share."""
+"""The network layer by layer, as the Keras hyper-parameter slides' tables list it: output
+shape, weights, share."""
 
 import torch
 from lightning.pytorch.callbacks import ModelSummary
@@ -56,6 +57,8 @@ def _recorder(shapes: dict[str, str], name: str):
 class LayerSummary(ModelSummary):
     """Prints ``layer_table`` of the network when fitting starts and writes it to
     ``<run>/model_summary.txt``. A ModelSummary, so Lightning adds no summary of its own."""
+
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
 
     def __init__(self) -> None:
         super().__init__(max_depth=-1)

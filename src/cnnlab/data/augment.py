@@ -3,8 +3,8 @@
 They take and return float batches (N, C, H, W) in [0, 1], like kornia's augmentation modules,
 which the ``augment`` configs use for everything else (blur, affine, colour jitter, erasing).
 What is here has no kornia match: crop+flip as one gather (the hot path of every preset, as in
-airbench), the imgaug steps of seed 000's table, and AutoAugment with a sub-policy per image
-(kornia draws one per batch).
+airbench), the imgaug steps of the 79%→90% slides' table, and AutoAugment with a sub-policy
+per image (kornia draws one per batch).
 """
 
 from collections.abc import Sequence

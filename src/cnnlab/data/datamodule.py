@@ -1,6 +1,7 @@
 """The LightningDataModule: load a registered data set, split it, augment it, mix it."""
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -60,10 +61,14 @@ class ImageDataModule(L.LightningDataModule):
         val_split: fraction of the training set held out for validation; 0 means no validation.
         split_seed: the seed of that split.
         val_on_test: validate on the test set every epoch, as Keras' ``validation_data`` does in
-            seed 001 (curves only: needs ``val_split=0``, so nothing is selected on it).
-        shuffle: reshuffle the training set every epoch (seed 000's "random shuffling").
+            the Keras hyper-parameter slides (curves only: needs ``val_split=0``, so nothing
+            is selected on it).
+        shuffle: reshuffle the training set every epoch (the 79%→90% slides' "random
+            shuffling").
         hflip: the chance of a left-right flip, for the augment configs that flip
             (``${data.hflip}``); 0 for data sets whose mirror image changes the class.
+        vflip: the same for up-down flips (``${data.vflip}``). A data set that sets either to 0
+            refuses an augmentation that flips that way anyway (one added by hand).
         on_device: ``auto`` keeps the data set in GPU memory when training on a GPU and it takes
             under a quarter of the free memory; ``true`` insists, ``false`` copies each batch.
         cache_dir: where computed statistics are kept; None computes them every run.
@@ -87,6 +92,7 @@ class ImageDataModule(L.LightningDataModule):
         val_on_test: bool = False,
         shuffle: bool = True,
         hflip: Probability = 0.5,
+        vflip: Probability = 0.5,
         on_device: bool | Literal["auto"] = "auto",
         cache_dir: str | None = None,
         train_subset: Count | None = None,
@@ -112,7 +118,8 @@ class ImageDataModule(L.LightningDataModule):
         self.preprocess = dict(preprocess or {"name": "standardize"})
         check_options(preprocess_options, self.preprocess, "preprocess")
         self.mixup = _mixup(augment, num_classes)
-        self.augment = nn.Sequential(*_augmentations(augment))
+        self.augment = nn.Sequential(_augmentations(augment))
+        _check_flips(self.augment, hflip, vflip, dataset["name"])
         self.normalize: nn.Module | None = None  # set in setup(): it needs the training split
         self.arrays: ImageArrays | None = None
         self._placed: dict[tuple[int, str], ImageDataset] = {}
@@ -288,9 +295,32 @@ class LazyLoader(DataLoader):
         yield from super().__iter__()
 
 
-def _augmentations(augment: Mapping[str, Any]) -> list[nn.Module]:
+def _augmentations(augment: Mapping[str, Any]) -> OrderedDict[str, nn.Module]:
+    """The transforms by their config keys (so that an error can name one by its place)."""
     transforms = augment.get("transforms") or {}
-    return [build(t, where=f"augment.transforms.{k}") for k, t in transforms.items() if t]
+    return OrderedDict(
+        (k, build(t, where=f"augment.transforms.{k}")) for k, t in transforms.items() if t
+    )
+
+
+# The flips cnnlab's presets use, and the attribute that holds each one's chance.
+FLIPS = {"CropFlip": ("flip", "hflip"), "RandomHorizontalFlip": ("p", "hflip")}
+FLIPS["RandomVerticalFlip"] = ("p", "vflip")
+
+
+def _check_flips(augment: nn.Module, hflip: float, vflip: float, name: str) -> None:
+    """Refuse a flip the data set forbids (``data.hflip=0`` or ``vflip=0``: a mirrored digit is
+    another digit), wherever in the augmentations it sits."""
+    allowed = {"hflip": hflip, "vflip": vflip}
+    for place, module in augment.named_modules():
+        attr, setting = FLIPS.get(type(module).__name__, (None, None))
+        chance = float(getattr(module, attr, 0) or 0) if attr else 0
+        if chance > 0 and allowed[setting] == 0:
+            raise ConfigError(
+                f"augment.transforms.{place} flips images ({type(module).__name__}, "
+                f"p={chance}), but {name} sets data.{setting}=0: its images are never flipped "
+                "so; remove that transform"
+            )
 
 
 def _rounded(values: torch.Tensor) -> list[float]:
@@ -309,7 +339,8 @@ def augment_options(
 
 
 def _mixup(augment: Mapping[str, Any], num_classes: int) -> Mixup | None:
-    """timm's Mixup: mixup with lambda ~ Beta(alpha, alpha) (seed 004) and/or cutmix, or None."""
+    """timm's Mixup: mixup with lambda ~ Beta(alpha, alpha) (the ResNet report) and/or
+    cutmix, or None."""
     check_options(augment_options, augment, "augment")
     mixup, cutmix = augment.get("mixup_alpha", 0.0), augment.get("cutmix_alpha", 0.0)
     if mixup == 0 and cutmix == 0:

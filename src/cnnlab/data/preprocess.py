@@ -1,4 +1,5 @@
-"""Input normalisation of whole batches, selected with ``preprocess=NAME`` (seeds 002, 003, 004)."""
+"""Input normalisation of whole batches, selected with ``preprocess=NAME`` (the NIN lab report,
+the CNN tricks slides, the ResNet report)."""
 
 from typing import Annotated, Literal
 

@@ -12,8 +12,9 @@ records its error and the others still run, so a run cut short keeps what it mea
 3. ``data_path``: the batched data path against the per-image torchvision loader, per preset.
 4. ``packing``: a 4-job NIN grid through ``hydra/launcher=gpus`` at ``jobs_per_gpu`` 1, 2, 4:
    jobs per hour, and the training throughput of the shared GPU against one job alone.
-5. ``seed002``: NIN's epoch at seed 002's setting (batch 128, 391 steps, bf16), without and with
-   ``compile``; with 4., the projected wall time of seed 002's 10-run, 164-epoch grid.
+5. ``nin_epoch``: NIN's epoch at the NIN lab report's setting (``nin_activation_bn_grid``: batch
+   128, 391 steps, bf16), without and with ``compile``; with 4., the projected wall time of that
+   report's 10-run, 164-epoch grid.
 6. ``fashion``: ``experiment=fashion_base_cnn`` (a network under 5M parameters) on the real
    Fashion-MNIST files: test accuracy and time.
 
@@ -32,11 +33,11 @@ from typing import Any
 import torch
 
 from cnnlab.files import write_json, write_text
-from cnnlab.gpucheck.parts import data_path, fashion, framework, gpu_tests, packing, seed002
+from cnnlab.gpucheck.parts import data_path, fashion, framework, gpu_tests, nin_epoch, packing
 from cnnlab.gpucheck.report import markdown, projection
 from cnnlab.gpucheck.sizes import TOY, Sizes
 
-PARTS = {f.__name__: f for f in (gpu_tests, framework, data_path, packing, seed002, fashion)}
+PARTS = {f.__name__: f for f in (gpu_tests, framework, data_path, packing, nin_epoch, fashion)}
 
 
 def machine() -> dict[str, Any]:

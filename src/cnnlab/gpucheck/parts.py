@@ -138,20 +138,20 @@ def _seconds(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def seed002(out: Path, sizes: Sizes, images: Path) -> dict[str, Any]:
+def nin_epoch(out: Path, sizes: Sizes, images: Path) -> dict[str, Any]:
     from cnnlab import bench
 
-    base = ["experiment=seed002_nin_grid", "data=fake", f"trainer={sizes.trainer}", *QUIET]
-    base += sizes.seed002
+    base = ["experiment=nin_activation_bn_grid", "data=fake", f"trainer={sizes.trainer}", *QUIET]
+    base += sizes.nin_epoch
     with tempfile.TemporaryDirectory() as tmp:
         batch = bench.compose(base, tmp).data.batch_size
     epochs = {}
     for compiled in (False, True):  # the second epoch of two (the first compiles)
         overrides = [*base, f"compile={str(compiled).lower()}"]
-        images_per_s, _ = bench.run_cnnlab(overrides, 2, sizes.seed002_batches)
-        seconds = sizes.seed002_batches * batch / images_per_s
+        images_per_s, _ = bench.run_cnnlab(overrides, 2, sizes.nin_epoch_batches)
+        seconds = sizes.nin_epoch_batches * batch / images_per_s
         epochs["compile" if compiled else "eager"] = round(seconds, 2)
-    return {"epoch_s": epochs, "steps": sizes.seed002_batches, "batch_size": batch}
+    return {"epoch_s": epochs, "steps": sizes.nin_epoch_batches, "batch_size": batch}
 
 
 def fashion(out: Path, sizes: Sizes, images: Path) -> dict[str, Any]:

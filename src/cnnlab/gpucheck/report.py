@@ -2,7 +2,8 @@
 
 from typing import Any
 
-SEED002_RUNS, SEED002_EPOCHS = 10, 164  # seed 002's grid: 2x2x2, then leaky_relu and maxout
+# The NIN lab report's grid (nin_activation_bn_grid): 2x2x2, then leaky_relu and maxout
+NIN_GRID_RUNS, NIN_GRID_EPOCHS = 10, 164
 
 
 def busy_seconds(spans: list[tuple[float, float]]) -> float:
@@ -16,12 +17,12 @@ def busy_seconds(spans: list[tuple[float, float]]) -> float:
 
 
 def projection(parts: dict[str, Any]) -> dict[str, Any] | None:
-    """Seed 002's grid on one GPU, at the packing that finishes it first: its runs go in waves
-    of jobs_per_gpu (the last one smaller), each wave 164 epochs of the faster measured epoch
+    """The NIN lab report's grid on one GPU, at the packing that finishes it first: its runs go in
+    waves of jobs_per_gpu (the last one smaller), each wave 164 epochs of the faster measured epoch
     divided by the throughput measured for that many jobs at once. Every run is costed as the
     measured one (NIN, ReLU, BN; maxout's are dearer, those without BN cheaper), and each run's
     start-up and final test are left out."""
-    epochs = parts.get("seed002", {}).get("epoch_s")
+    epochs = parts.get("nin_epoch", {}).get("epoch_s")
     if not epochs:
         return None
     how, epoch_s = min(epochs.items(), key=lambda item: item[1])
@@ -32,9 +33,9 @@ def projection(parts: dict[str, Any]) -> dict[str, Any] | None:
     gains.setdefault(1, 1.0)
     best = None
     for k in gains:
-        waves = [k] * (SEED002_RUNS // k) + ([SEED002_RUNS % k] if SEED002_RUNS % k else [])
+        waves = [k] * (NIN_GRID_RUNS // k) + ([NIN_GRID_RUNS % k] if NIN_GRID_RUNS % k else [])
         if all(w in gains for w in waves):
-            hours = sum(SEED002_EPOCHS * epoch_s * w / gains[w] for w in waves) / 3600
+            hours = sum(NIN_GRID_EPOCHS * epoch_s * w / gains[w] for w in waves) / 3600
             if best is None or hours < best["hours"]:
                 best = {"hours": round(hours, 3), "jobs_per_gpu": k, "gain": gains[k]}
     return {**best, "epoch": how, "epoch_s": epoch_s, "packing_measured": len(gains) > 1}
@@ -61,9 +62,9 @@ def markdown(results: dict[str, Any]) -> str:
             packed = "one job at a time (packing not measured)"
         lines += [
             "",
-            "## seed 002's grid, projected",
+            "## the NIN lab report's grid, projected",
             "",
-            f"{SEED002_RUNS} runs x {SEED002_EPOCHS} epochs of {found['epoch_s']} s (the "
+            f"{NIN_GRID_RUNS} runs x {NIN_GRID_EPOCHS} epochs of {found['epoch_s']} s (the "
             f"{found['epoch']} epoch), {packed}: **{found['hours']} h** on one GPU",
         ]
     return "\n".join(lines) + "\n"
@@ -109,7 +110,7 @@ def _packing(part: dict) -> list[str]:
     return [*rows, "", f"each job: model=nin data=fake data.val_split=0 {part['overrides']}"]
 
 
-def _seed002(part: dict) -> list[str]:
+def _nin_epoch(part: dict) -> list[str]:
     epochs = part["epoch_s"]
     return [
         f"| epoch of {part['steps']} steps of {part['batch_size']} | eager | compile |",
@@ -132,6 +133,6 @@ _TABLES = {
     "framework": _framework,
     "data_path": _data_path,
     "packing": _packing,
-    "seed002": _seed002,
+    "nin_epoch": _nin_epoch,
     "fashion": _fashion,
 }

@@ -21,12 +21,12 @@ class Sizes:
     workers: int = 8  # of the per-image loader
     grid_jobs: int = 4
     packing: tuple[int, ...] = (1, 2, 4)
-    # seed 002's runs in small: no validation split, 2 epochs of 40,000 images
+    # the NIN lab report's runs in small: no validation split, 2 epochs of 40,000 images
     grid: list[str] = field(
         default_factory=lambda: ["data.dataset.train_size=40000", "trainer.max_epochs=2"]
     )
-    seed002_batches: int = 391
-    seed002: list[str] = field(default_factory=lambda: ["data.dataset.train_size=50000"])
+    nin_epoch_batches: int = 391
+    nin_epoch: list[str] = field(default_factory=lambda: ["data.dataset.train_size=50000"])
     fashion: list[str] = field(default_factory=list)
 
 
@@ -43,7 +43,7 @@ TOY = Sizes(
     grid_jobs=2,
     packing=(1, 2),
     grid=[*TINY, "data.dataset.train_size=64", "trainer.max_epochs=1"],
-    seed002_batches=2,
-    seed002=[*TINY, "data.dataset.train_size=64"],
+    nin_epoch_batches=2,
+    nin_epoch=[*TINY, "data.dataset.train_size=64"],
     fashion=["data.train_subset=500", "data.test_subset=200", "trainer.max_epochs=1"],
 )

@@ -44,8 +44,8 @@ class Maxout(nn.Module):
 
 
 class RandomizedReLU(nn.Module):
-    """RReLU as seed 003 states it: x / a below zero, a ~ U(lower, upper) drawn per element in
-    training, a = (lower + upper) / 2 at test time (Xu et al. 2015 use 3 and 8)."""
+    """RReLU as the CNN tricks slides state it: x / a below zero, a ~ U(lower, upper) drawn per
+    element in training, a = (lower + upper) / 2 at test time (Xu et al. 2015 use 3 and 8)."""
 
     def __init__(self, lower: Positive = 3.0, upper: Positive = 8.0):
         super().__init__()
@@ -85,7 +85,7 @@ class ElementwisePReLU(LazyModuleMixin, nn.Module):
 
 
 class Swish(nn.Module):
-    """x * sigmoid(beta * x) (seed 004); beta = 1 is SiLU."""
+    """x * sigmoid(beta * x) (the ResNet report); beta = 1 is SiLU."""
 
     def __init__(self, beta: float = 1.0):
         super().__init__()
@@ -108,7 +108,8 @@ def relu(channels: int) -> nn.Module:
 
 @register("activation", "leaky_relu")
 def leaky_relu(channels: int, negative_slope: Fraction = 0.01) -> nn.Module:
-    """max(slope * x, x); seed 002 uses slope 0.01, seed 001 0.1."""
+    """max(slope * x, x); the NIN lab report uses slope 0.01, the Keras hyper-parameter slides
+    0.1."""
     return nn.LeakyReLU(negative_slope, inplace=True)
 
 
@@ -116,8 +117,9 @@ def leaky_relu(channels: int, negative_slope: Fraction = 0.01) -> nn.Module:
 def prelu(
     channels: int, init: float = 0.25, per: Literal["channel", "layer", "element"] = "channel"
 ) -> nn.Module:
-    """Leaky ReLU whose slope is learned (He et al. 2015): one slope per channel (seed 003),
-    one for the whole layer, or one per element as Keras' PReLU has (seed 001's table)."""
+    """Leaky ReLU whose slope is learned (He et al. 2015): one slope per channel (the CNN tricks
+    slides), one for the whole layer, or one per element as Keras' PReLU has (the Keras
+    hyper-parameter slides' table)."""
     if per == "element":
         return ElementwisePReLU(init)
     return nn.PReLU(channels if per == "channel" else 1, init=init)
@@ -130,14 +132,14 @@ def rrelu(channels: int, lower: Positive = 3.0, upper: Positive = 8.0) -> nn.Mod
 
 @register("activation", "elu")
 def elu(channels: int, alpha: Positive = 1.0) -> nn.Module:
-    """alpha * (exp(x) - 1) below zero; seed 002 uses alpha = 1."""
+    """alpha * (exp(x) - 1) below zero; the NIN lab report uses alpha = 1."""
     return nn.ELU(alpha=alpha, inplace=True)
 
 
 @register("activation", "selu")
 @suits(init="lecun", dropout=nn.AlphaDropout)
 def selu(channels: int) -> nn.Module:
-    """lambda * (x if x > 0 else alpha * (exp(x) - 1)) with seed 000's constants
+    """lambda * (x if x > 0 else alpha * (exp(x) - 1)) with the 79%→90% slides' constants
     lambda = 1.0507009873554804934193349852946, alpha = 1.6732632423543772848170429916717
     (PyTorch's). Self-normalising only with LeCun init and alpha dropout, which it asks for."""
     return nn.SELU()
@@ -160,7 +162,7 @@ def silu(channels: int) -> nn.Module:
 
 @register("activation", "relu6")
 def relu6(channels: int) -> nn.Module:
-    """min(max(0, x), 6) (seed 004)."""
+    """min(max(0, x), 6) (the ResNet report)."""
     return nn.ReLU6(inplace=True)
 
 

@@ -51,7 +51,7 @@ def he(
     mode: Literal["fan_in", "fan_out"] = "fan_in",
     nonlinearity: Literal["relu", "leaky_relu", "linear", "tanh", "sigmoid", "selu"] = "relu",
 ) -> Callable[[nn.Module], None]:
-    """He et al.: normal with std sqrt(2 / n), n = k*k*c (fan_in), as in seed 002."""
+    """He et al.: normal with std sqrt(2 / n), n = k*k*c (fan_in), as in the NIN lab report."""
     fns = {"uniform": nn.init.kaiming_uniform_, "normal": nn.init.kaiming_normal_}
     fn = fns[distribution]
     return _for_weights(lambda w: fn(w, mode=mode, nonlinearity=nonlinearity))
@@ -67,5 +67,6 @@ def lecun(distribution: Distribution = "normal") -> Callable[[nn.Module], None]:
 
 @register("init", "small_normal")
 def small_normal(std: Positive = 0.001) -> Callable[[nn.Module], None]:
-    """Small random numbers, 0.001 * N(0, 1) (seed 003); they shrink the signal in deep nets."""
+    """Small random numbers, 0.001 * N(0, 1) (the CNN tricks slides); they shrink the signal in
+    deep nets."""
     return _for_weights(lambda w: nn.init.normal_(w, 0.0, std))

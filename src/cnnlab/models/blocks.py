@@ -19,9 +19,9 @@ def expansion(act: nn.Module) -> int:
 def conv_block(
     in_ch: int, out_ch: int, kernel: int, act: ActFactory, norm: NormFactory, padding: int = 0
 ) -> nn.Sequential:
-    """conv -> norm -> activation, the z = f(BN(Wx + b)) of seed 002.
+    """conv -> norm -> activation, the z = f(BN(Wx + b)) of the NIN lab report.
 
-    The conv keeps its bias even before BN, as the seeds' Keras models do, so parameter counts
+    The conv keeps its bias even before BN, as the studies' Keras models do, so parameter counts
     match their tables. For maxout the conv makes k times the channels and maxout reduces them.
     """
     a = act(out_ch)
@@ -37,7 +37,7 @@ def dense_block(in_features: int, out_features: int, act: ActFactory) -> nn.Sequ
 
 def dropout_rates(dropout: float | Sequence[float], count: int, model: str) -> list[float]:
     """One rate per dropout layer: a single rate everywhere, or a list, one per depth
-    (seed 000's 'differential dropout')."""
+    (the 79%→90% slides' 'differential dropout')."""
     rates = [dropout] * count if isinstance(dropout, int | float) else list(dropout)
     if len(rates) != count:
         raise ConfigError(

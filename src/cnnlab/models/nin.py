@@ -1,10 +1,11 @@
-"""Network in Network: seed 002's ConvPool-CNN (Table 1) and seed 000's nine-layer NIN.
+"""Network in Network: the NIN lab report's ConvPool-CNN (Table 1) and the 79%→90% slides'
+nine-layer NIN.
 
 Both end on a 1x1 convolution with one channel per class and global average pooling, so they
-have no dense layer. In the seeds' tables that last convolution is followed by norm and
+have no dense layer. In the studies' tables that last convolution is followed by norm and
 activation like every other; with a bounded activation (sigmoid, tanh) that bounds the logits
 and the loss cannot fall far, which would bias an activation study. So by default it gives the
-logits directly; ``final_norm_act=True`` restores the seeds' form.
+logits directly; ``final_norm_act=True`` restores the tables' form.
 """
 
 from collections.abc import Sequence
@@ -78,9 +79,9 @@ class NIN(nn.Module):
 
 
 class NIN9(NIN):
-    """Seed 000's final network: 3x(3x3 conv 92), pool, dropout, 3x(3x3 conv 192), pool,
+    """The 79%→90% slides' final network: 3x(3x3 conv 92), pool, dropout, 3x(3x3 conv 192), pool,
     dropout, 3x3 conv 192, 1x1 conv 192, 1x1 conv to the classes, global average pooling.
-    The pools' size is not in the seed (stride 2 is); 3x3 as in NIN."""
+    The pools' size is not in the slides (stride 2 is); 3x3 as in NIN."""
 
     name = "nin9"
 

@@ -1,4 +1,5 @@
-"""A configurable basic-block ResNet (seed 004): blocks and widths per stage, five block orders."""
+"""A configurable basic-block ResNet (the ResNet report): blocks and widths per stage, five
+block orders."""
 
 from typing import Annotated, Literal
 
@@ -12,7 +13,7 @@ from cnnlab.options import Fraction, Width, shown
 from cnnlab.registry import register
 
 # The residual branch and what follows the addition, for each block order of He et al. 2016,
-# "Identity Mappings in Deep Residual Networks", Fig. 4 (seed 004 §2.1.6 compares them).
+# "Identity Mappings in Deep Residual Networks", Fig. 4 (the ResNet report's §2.1.6 compares them).
 Order = Literal["original", "bn_after_add", "relu_before_add", "relu_preact", "preact"]
 ORDERS = {
     "original": ("conv bn act conv bn", "act"),
@@ -77,10 +78,10 @@ class ResNet(nn.Module):
     """3x3 stem, stages of basic blocks (stride 2 from the second stage), average pool, dense.
 
     Args:
-        blocks: residual blocks per stage, e.g. (3, 3, 2, 3) for seed 004's ResNet24.
+        blocks: residual blocks per stage, e.g. (3, 3, 2, 3) for the ResNet report's ResNet24.
         channels: width of each stage, e.g. (64, 128, 128, 256).
         order: block order, one of ORDERS.
-        dropout: before the dense layer (none in seed 004).
+        dropout: before the dense layer (none in the ResNet report).
     """
 
     def __init__(

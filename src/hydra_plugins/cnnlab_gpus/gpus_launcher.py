@@ -34,6 +34,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from cnnlab.errors import LaunchError, refuse
+from cnnlab.progress import Tally
 from hydra_plugins.cnnlab_gpus import transport
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ class GpusLauncher(Launcher):
             f"{self.jobs_per_gpu} per GPU, {self.gpus_per_job} GPU(s) each"
         )
         pending = list(enumerate(job_overrides, start=initial_job_idx))
+        tally = Tally(len(pending))
         running: list[Job] = []
         results: dict[int, JobReturn] = {}
         # Ctrl-C and SIGTERM only set a flag that the loop checks: raised from the handler, the
@@ -139,10 +141,14 @@ class GpusLauncher(Launcher):
                     while pending and not stop and (held := pool.take(self.gpus_per_job)):
                         num, overrides = pending.pop(0)
                         running.append(self._start(num, overrides, held, Path(scratch)))
+                        tally.start(num)
+                        log.info(tally.line())
                     for job in [j for j in running if j.process.poll() is not None]:
                         results[job.num] = self._finish(job)
                         pool.give(job.devices)
                         running.remove(job)
+                        tally.end(job.num, results[job.num].status == JobStatus.COMPLETED)
+                        log.info(tally.line())
                     time.sleep(0.1)
             except BaseException:  # Ctrl-C, SIGTERM, or a failure here: no job outlives us
                 self._stop(running)

@@ -1,0 +1,217 @@
+"""The report's table: which settings tell its rows apart, and each row's figures in words.
+
+A column for every config group whose option differs between rows, then one for every setting
+that differs between rows with the same options (``optimizer.lr`` in a rate sweep). Figures are
+in %: mean ± standard deviation over the row's finished runs, its 95% interval and n; then the
+row against the best (``cnnlab.significance``), the seeds that comparison needs (``--min-seeds``),
+the published figure against the interval, and what the curves say.
+"""
+
+import csv
+import io
+from collections import Counter, defaultdict
+from typing import Any
+
+from rich.table import Table
+
+from cnnlab.progress import Progress
+from cnnlab.report import METRICS, Options, Row
+from cnnlab.significance import Summary, placed, seeds_needed, summary, verdict, welch_p
+
+ABSENT = "—"  # a setting one row has and another lacks (a callback, say)
+
+
+class Report:
+    def __init__(self, rows: list[Row], sort: str, options: Options, now: Progress | None):
+        self.rows, self.sort, self.options, self.now = rows, sort, options, now
+        self.columns = columns(rows)
+        best = rows[0].values(sort) if rows else []
+        self.best = best if best else None
+        self.cells = [self._cells(r, i == 0) for i, r in enumerate(rows)]
+
+    @property
+    def titles(self) -> list[str]:
+        """The columns to show: the settings, and the figures some row has."""
+        figures = [t for t in self.cells[0] if t not in self.columns]
+        return self.columns + [t for t in figures if any(c[t] for c in self.cells)]
+
+    def markdown(self) -> str:
+        titles = self.titles
+        lines = [f"_{self.now.line()}_", ""] if self.now else []
+        lines += ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+        lines += ["| " + " | ".join(c[t] for t in titles) + " |" for c in self.cells]
+        lines += ["", self._legend()]
+        said = self._curves_said()
+        if said:
+            lines += ["", "## What the curves say", "", *said]
+        return "\n".join(lines) + "\n"
+
+    def csv(self) -> str:
+        """The raw numbers, for other tools."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        stats = [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "n", "ci_low", "ci_high")]
+        writer.writerow(
+            [*self.columns, *stats, f"p_vs_best_{self.sort}", "verdict", "seeds_needed"]
+            + ["reference", "curves", "finished", "jobs"]
+        )
+        for row, cells in zip(self.rows, self.cells, strict=True):
+            figures = []
+            for metric in METRICS:
+                values = row.values(metric)
+                s = summary(values, self.options.alpha) if values else None
+                figures += [s.mean, s.std, s.n, s.low, s.high] if s else ["", "", 0, "", ""]
+            writer.writerow(
+                [cells[c] for c in self.columns]
+                + figures
+                + [self._p(row), cells[self._verdict_title], cells.get("seeds needed", "")]
+                + [cells["published"], cells["curves say"], len(row.finished), len(row.jobs)]
+            )
+        return buffer.getvalue()
+
+    def rich(self) -> Table:
+        titles = self.titles
+        table = Table(*titles, title="results", caption=self.now.line() if self.now else None)
+        for cells in self.cells:
+            table.add_row(*(cells[t] for t in titles))
+        return table
+
+    @property
+    def _verdict_title(self) -> str:
+        return f"vs best ({METRICS[self.sort]})"
+
+    def _cells(self, row: Row, is_best: bool) -> dict[str, str]:
+        cells = {column: value(row, column) for column in self.columns}
+        for key, title in METRICS.items():
+            values = row.values(key)
+            cells[title] = _figure(summary(values, self.options.alpha)) if values else ""
+        values = row.values(self.sort)
+        if not values:
+            cells[self._verdict_title] = "no finished run"
+        elif self.best is None:
+            cells[self._verdict_title] = ""
+        else:
+            cells[self._verdict_title] = verdict(values, self.best, is_best, self.options.alpha)
+        if self.options.min_seeds is not None:
+            cells["seeds needed"] = self._seeds(values, is_best)
+        cells["published"] = self._published(row)
+        cells["curves say"] = _curves(row)
+        for key in ("epochs", "params"):
+            numbers = [j.metrics[key] for j in row.finished if key in j.metrics]
+            cells[key] = f"{round(sum(numbers) / len(numbers)):,}" if numbers else ""
+        times = [j.metrics["wall_time_s"] for j in row.finished if "wall_time_s" in j.metrics]
+        cells["wall time"] = f"{sum(times) / len(times) / 60:.1f} min" if times else ""
+        cells["jobs"] = _status(row)
+        return cells
+
+    def _seeds(self, values: list[float], is_best: bool) -> str:
+        if is_best or self.best is None or len(values) < 2 or len(self.best) < 2:
+            return ""
+        most = self.options.min_seeds
+        n = seeds_needed(values, self.best, most, self.options.alpha)
+        return f"> {most}" if n is None else str(n)
+
+    def _p(self, row: Row) -> str:
+        values = row.values(self.sort)
+        if row is self.rows[0] or self.best is None or len(values) < 2 or len(self.best) < 2:
+            return ""
+        return f"{welch_p(values, self.best):.4g}"
+
+    def _published(self, row: Row) -> str:
+        """The study's published figures for this recipe, each against the row's interval."""
+        reference = row.reference
+        if not reference:
+            return ""
+        said = []
+        for key, figure in reference.items():
+            if not isinstance(figure, float):
+                continue
+            values = row.values(key)
+            where = f": {placed(figure, summary(values, self.options.alpha))}" if values else ""
+            said.append(f"{key} {100 * figure:.2f}{where}")
+        return f"{'; '.join(said)} ({reference.get('source', 'source not given')})"
+
+    def _legend(self) -> str:
+        confidence = f"{100 * (1 - self.options.alpha):g}%"
+        return (
+            f"Accuracies in %: mean ± standard deviation over a row's finished runs (seeds), "
+            f"with the {confidence} confidence interval of the mean (Student's t) and n. Rows "
+            f"are recipes: runs with the same settings but the seed. '{self._verdict_title}' "
+            f"compares each row with the best by Welch's t-test at level {self.options.alpha:g}"
+            "; 'published' places the study's figure against the row's interval."
+        )
+
+    def _curves_said(self) -> list[str]:
+        lines = []
+        for row, cells in zip(self.rows, self.cells, strict=True):
+            seen: set[str] = set()
+            for job, finding in row.findings:
+                if finding.rule not in seen:  # each rule once a row, from its first job
+                    seen.add(finding.rule)
+                    label = ", ".join(f"{c}={cells[c]}" for c in self.columns) or "all runs"
+                    lines.append(f"- {label} ({job.name}): {finding}")
+        return lines
+
+
+def columns(rows: list[Row]) -> list[str]:
+    """The groups whose option differs between rows, then the settings that differ between
+    rows with the same options."""
+    if len(rows) < 2:
+        return []
+    groups = list(dict.fromkeys(g for r in rows for g in r.choices))
+    groups = [g for g in groups if len({r.choices.get(g) for r in rows}) > 1]
+    keys = list(dict.fromkeys(k for r in rows for k in r.settings))
+    shown = []
+    for key in keys:
+        if (
+            key.endswith("._partial_")
+            or len({_text(r.settings.get(key, ABSENT)) for r in rows}) < 2
+        ):
+            continue
+        by_options: dict[tuple, set[str]] = defaultdict(set)
+        for r in rows:
+            by_options[tuple(r.choices.get(g) for g in groups)].add(value(r, key))
+        if any(len(texts) > 1 for texts in by_options.values()):
+            shown.append(key)
+    return groups + shown
+
+
+def value(row: Row, column: str) -> str:
+    """A row's entry in a column: its group's option, or its setting."""
+    if column in row.choices and column not in row.settings:
+        return str(row.choices[column])
+    return _text(row.settings.get(column, ABSENT))
+
+
+def label(row: Row, shown: list[str]) -> str:
+    return ",".join(f"{c}={value(row, c)}" for c in shown) or "all runs"
+
+
+def _text(setting: Any) -> str:
+    if setting is None:
+        return "null"
+    if isinstance(setting, bool):
+        return str(setting).lower()
+    return str(setting)
+
+
+def _figure(s: Summary) -> str:
+    text = f"{100 * s.mean:.2f}"
+    if s.std is None:
+        return f"{text} (n=1)"
+    # The interval as computed, within what an accuracy can be.
+    low, high = max(0.0, s.low), min(1.0, s.high)
+    return f"{text} ± {100 * s.std:.2f} [{100 * low:.2f}, {100 * high:.2f}] (n={s.n})"
+
+
+def _curves(row: Row) -> str:
+    """The rules that fired, with the share of the row's jobs they fired in."""
+    counts = Counter(rule for _, rule in dict.fromkeys((j.dir, f.rule) for j, f in row.findings))
+    if len(row.jobs) == 1:
+        return ", ".join(counts)
+    return ", ".join(f"{rule} ({n}/{len(row.jobs)})" for rule, n in counts.items())
+
+
+def _status(row: Row) -> str:
+    counts = Counter(job.status for job in row.jobs)
+    return ", ".join(f"{n} {status}" for status, n in counts.items())

@@ -1,0 +1,91 @@
+"""What decides a run's result: every group and setting that changes a run changes its settings
+(resume=auto refuses it, the report keeps it apart); where and how it is logged does not."""
+
+import pytest
+
+from cnnlab.settings import settings
+from cnnlab.sweep import group_choices
+
+from conftest import CONF, compose_cfg
+
+# Every choice of every group is another recipe, but for these: the loggers and paths are not
+# settings; trainer=cpu is the same recipe on another device, and the callbacks', debug's and
+# trainer's other choices are below; experiments and studies are made of the groups' choices.
+NOT_RECIPES = {"hydra", "logger", "paths", "callbacks", "debug", "trainer", "experiment", "study"}
+RECIPE_GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in NOT_RECIPES)
+CHANGES = [
+    "debug=limit",
+    "debug=overfit",
+    "+callbacks.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging",
+    "trainer.precision=bf16-mixed",
+    "trainer.limit_train_batches=5",
+    "+trainer.overfit_batches=2",
+    "trainer=gpu",
+    "trainer=ddp",
+    "trainer.deterministic=true",
+    "trainer.devices=2",
+    "compile=true",
+    "matmul_precision=high",
+    "label_smoothing=0.1",
+    "seed=7",
+    "data.split_seed=3",
+    "data.hflip=0",
+    "callbacks.model_checkpoint.monitor=val/loss",
+]
+SAME = [
+    "logger=wandb",
+    "logger=tensorboard",
+    "task_name=elsewhere",
+    "paths.data_dir=/elsewhere",
+    "data.dataset.root=/elsewhere",
+    "data.on_device=false",
+    "data.eval_batch_size=64",
+    "trainer=cpu",  # the same recipe on another kind of device
+    "trainer.accelerator=cpu",
+    "trainer.log_every_n_steps=1",
+    "~callbacks.progress_bar",
+    "~callbacks.model_summary",
+    "callbacks.snapshots.every_n_epochs=5",
+    "callbacks=figures",
+    "resume=auto",
+    "diagnose.overfit_gap=0.2",
+    "reference={test_acc: 0.9}",
+]
+
+
+@pytest.fixture(scope="module")
+def default(tmp_path_factory):
+    return settings(compose_cfg(tmp_path_factory.mktemp("default"), []))
+
+
+def other_choices(group: str, tmp_path) -> list[str]:
+    compose_cfg(tmp_path, [])
+    chosen = group_choices()[group]
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if p.stem != chosen)
+
+
+@pytest.mark.parametrize("group", RECIPE_GROUPS)
+def test_every_other_choice_of_a_recipe_group_is_another_recipe(group, default, tmp_path):
+    for option in other_choices(group, tmp_path):
+        found = settings(compose_cfg(tmp_path, [f"{group}={option}"]))
+        assert found != default, f"{group}={option} leaves the settings as they were"
+
+
+@pytest.mark.parametrize("override", CHANGES)
+def test_a_setting_that_changes_the_run_changes_its_settings(override, default, tmp_path):
+    found = settings(compose_cfg(tmp_path, [override]))
+    differ = sorted(k for k in set(found) | set(default) if found.get(k) != default.get(k))
+    assert differ, f"{override} leaves the settings as they were"
+
+
+@pytest.mark.parametrize("override", SAME)
+def test_where_and_how_a_run_is_logged_is_not_a_setting(override, default, tmp_path):
+    found = settings(compose_cfg(tmp_path, [override]))
+    differ = sorted(k for k in set(found) | set(default) if found.get(k) != default.get(k))
+    assert not differ, f"{override} changed {differ}"
+
+
+def test_no_setting_is_a_place_on_disk(default, tmp_path):
+    elsewhere = settings(compose_cfg(tmp_path / "elsewhere", [], tmp_path / "run2"))
+    assert elsewhere == default
+    assert not any(str(tmp_path) in str(v) for v in elsewhere.values())
