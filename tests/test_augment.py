@@ -248,3 +248,8 @@ def test_a_flip_added_by_hand_is_refused_where_the_data_set_forbids_it(make_cfg)
     cfg = make_cfg(["data=mnist", f"+augment.transforms.upside_down={vertical}"])
     with pytest.raises(ConfigError, match="augment.transforms.upside_down flips images"):
         build_datamodule(cfg)
+
+
+def test_mixing_with_no_share_of_batches_is_no_mixing(make_cfg):
+    assert datamodule(make_cfg, "augment.mixup_alpha=0.2", "augment.mix_prob=0").mixup is None
+    assert datamodule(make_cfg, "augment.mixup_alpha=0.2").mixup is not None

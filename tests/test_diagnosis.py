@@ -8,6 +8,7 @@ import pytest
 
 from cnnlab.diagnosis import Thresholds, diagnose, mixed, thresholds
 from cnnlab.errors import ConfigError
+from cnnlab.records import epoch_series
 from cnnlab.run import run
 
 from conftest import FAST
@@ -141,6 +142,8 @@ def test_a_run_that_memorises_random_labels_is_told_it_over_fits(make_cfg, tmp_p
     )
     run(cfg)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    series = epoch_series(tmp_path / "run")  # what the rules read: the rate too, by epoch
+    assert set(series["lr-Adam"]) == set(series["val/acc"]) == set(range(8))
     found = {f["rule"]: f["says"] for f in metrics["diagnosis"]}
     assert "over-fitting" in found, metrics["diagnosis"]
     train_acc = float(found["over-fitting"].split("train acc ")[1].split()[0])

@@ -80,6 +80,11 @@ def test_four_jobs_share_two_devices_one_job_each_at_a_time(tmp_path):
             "overrides.yaml",
         }
     assert [j["num"] for j in found] == [0, 1, 2, 3]
+    # The launcher's progress line as jobs start and end: two at a time, then all done.
+    said = result.stdout + result.stderr
+    assert "sweep: 0 of 4 jobs finished, 2 running, 0 failed, 2 waiting" in said
+    assert re.search(r"sweep: 1 of 4 jobs finished, \d running, 0 failed, \d waiting; about", said)
+    assert "sweep: 4 of 4 jobs finished, 0 running, 0 failed, 0 waiting" in said
     # The sweep's report: the four seeds are one configuration, as mean ± std over n=4.
     (report,) = tmp_path.glob("logs/train/multiruns/*/report.csv")
     (row,) = list(csv.DictReader(report.open()))

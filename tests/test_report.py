@@ -19,7 +19,9 @@ from cnnlab.progress import Progress
 from cnnlab.records import epoch_series
 from cnnlab.report import Options, collect, rows, write_report
 from cnnlab.run import run
+from cnnlab.settings import SCOPE, settings
 from cnnlab.significance import seeds_needed
+from cnnlab.table import columns
 
 from conftest import FAST, ROOT, TINY_DATA
 
@@ -51,6 +53,7 @@ def write_job(
         "choices": choices,
         "seed": seed,
         "settings": {**settings, "seed": seed},
+        "settings_scope": SCOPE,
         "reference": reference,
     }
     (where / "metrics.json").write_text(json.dumps(record))
@@ -164,8 +167,74 @@ def test_a_row_with_one_run_has_no_interval(tmp_path):
     out = write_report([tmp_path / "s"], show=False)
     found = {r["optimizer.lr"]: r for r in csv.DictReader((out / "report.csv").open())}
     assert found["0.1"]["verdict"] == "best (one run: no interval)"
-    assert found["0.01"]["verdict"] == "the best has one run: no test"
+    assert found["0.01"]["verdict"] == "best of the rows with n >= 2"
     assert found["0.1"]["best_val_acc_ci_low"] == ""
+
+
+def test_every_setting_that_differs_is_a_column_but_an_options_own_name(tmp_path):
+    sgd = {
+        **RECIPE,
+        "optimizer._target_": "SGD",
+        "optimizer.momentum": 0.9,
+        "trainer.max_epochs": 10,
+    }
+    adam = {
+        **RECIPE,
+        "optimizer._target_": "Adam",
+        "optimizer.lr": 0.001,
+        "optimizer.betas": [0.9, 0.99],
+    }
+    write_job(tmp_path / "a" / "0", sgd, {"optimizer": "sgd", "logger": "csv"}, 0.9, seed=1)
+    write_job(tmp_path / "b" / "0", adam, {"optimizer": "adam", "logger": "wandb"}, 0.8, seed=1)
+    table, _ = rows(collect([tmp_path]))
+    # the rate both have, and the epochs a fixed override set; not momentum (Adam has none),
+    # nor the loggers (no setting)
+    assert columns(table) == ["optimizer", "optimizer.lr", "trainer.max_epochs"]
+
+
+def test_rows_are_compared_with_the_best_row_that_has_repeats(tmp_path):
+    write_job(tmp_path / "s" / "0", RECIPE, {}, 0.95, seed=1)  # one lucky run on top
+    for seed, acc in ((1, 0.90), (2, 0.91), (3, 0.905)):
+        write_job(tmp_path / "s" / str(seed), {**RECIPE, "optimizer.lr": 0.05}, {}, acc, seed)
+    for seed, acc in ((1, 0.80), (2, 0.81), (3, float("nan"))):  # a NaN accuracy is no result
+        write_job(tmp_path / "s" / str(3 + seed), {**RECIPE, "optimizer.lr": 0.5}, {}, acc, seed)
+    out = write_report([tmp_path / "s"], show=False)
+    found = {r["optimizer.lr"]: r for r in csv.DictReader((out / "report.csv").open())}
+    assert found["0.1"]["verdict"] == "best (one run: no interval)"
+    assert found["0.05"]["verdict"] == "best of the rows with n >= 2"
+    p = stats.ttest_ind([0.80, 0.81], [0.90, 0.91, 0.905], equal_var=False).pvalue
+    assert (
+        found["0.5"]["verdict"] == f"worse (p = {p:.3f})" and found["0.5"]["best_val_acc_n"] == "2"
+    )
+
+
+def test_damaged_files_of_a_job_are_named_not_a_traceback(tmp_path, caplog):
+    job = write_job(tmp_path / "s" / "0", RECIPE, {}, 0.9, seed=1)
+    (job / "metrics.json").unlink()  # not finished yet: placed by its saved config, which is cut
+    (job / ".hydra" / "config.yaml").write_text("optimizer: {lr: [0.1\n")
+    (job / ".hydra" / "hydra.yaml").write_text(": :\n")
+    (job / "csv").mkdir()
+    (job / "csv" / "metrics.csv").write_text("epoch,step,train/loss\n0,3,2.3\n1,7,1.2e\n")
+    out = write_report([tmp_path / "s"], show=False)
+    assert "1 unfinished" in (out / "report.md").read_text()
+    assert (
+        "config.yaml cannot be read" in caplog.text and "hydra.yaml cannot be read" in caplog.text
+    )
+    assert epoch_series(job)["train/loss"] == {0: 2.3}  # the value cut short left out
+
+
+def test_a_record_of_an_older_cnnlab_is_placed_by_its_saved_config(make_cfg, tmp_path):
+    cfg = make_cfg(["optimizer.lr=0.05"])
+    for name, old in (("new", False), ("old", True)):
+        job = write_job(tmp_path / "s" / name, settings(cfg), {}, 0.9, seed=42)
+        (job / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        if old:  # a few settings, and no scope: what cnnlab recorded before
+            record = json.loads((job / "metrics.json").read_text())
+            del record["settings_scope"]
+            record["settings"] = {"optimizer.lr": 0.05, "seed": 42}
+            (job / "metrics.json").write_text(json.dumps(record))
+    (row,) = rows(collect([tmp_path / "s"]))[0]  # one recipe
+    assert len(row.jobs) == 2
 
 
 def test_report_of_single_runs_has_a_row_per_recipe_and_marks_a_failed_one(make_cfg, tmp_path):

@@ -3,7 +3,9 @@
 
 import pytest
 
-from cnnlab.settings import settings
+from cnnlab.errors import ConfigError
+from cnnlab.resume import _same_settings
+from cnnlab.settings import SCOPE, settings
 from cnnlab.sweep import group_choices
 
 from conftest import CONF, compose_cfg
@@ -29,6 +31,7 @@ CHANGES = [
     "label_smoothing=0.1",
     "seed=7",
     "data.split_seed=3",
+    "data.eval_batch_size=64",  # with a limit in batches, it decides which images count
     "data.hflip=0",
     "callbacks.model_checkpoint.monitor=val/loss",
 ]
@@ -39,7 +42,7 @@ SAME = [
     "paths.data_dir=/elsewhere",
     "data.dataset.root=/elsewhere",
     "data.on_device=false",
-    "data.eval_batch_size=64",
+    "callbacks.curves=null",  # switched off: as if it were not there
     "trainer=cpu",  # the same recipe on another kind of device
     "trainer.accelerator=cpu",
     "trainer.log_every_n_steps=1",
@@ -89,3 +92,16 @@ def test_no_setting_is_a_place_on_disk(default, tmp_path):
     elsewhere = settings(compose_cfg(tmp_path / "elsewhere", [], tmp_path / "run2"))
     assert elsewhere == default
     assert not any(str(tmp_path) in str(v) for v in elsewhere.values())
+
+
+def test_a_record_of_an_older_cnnlab_is_compared_on_what_it_recorded(make_cfg, caplog):
+    cfg = make_cfg([])
+    older = {"settings": {"optimizer.lr": 0.1, "seed": 42}}  # a few settings, no scope
+    _same_settings(older, cfg, "last.ckpt was written")
+    assert "last.ckpt was written by an older cnnlab, which recorded 2 settings" in caplog.text
+    with pytest.raises(ConfigError, match=r"other settings: optimizer.lr=0.5 \(now 0.1\)"):
+        _same_settings({"settings": {"optimizer.lr": 0.5}}, cfg, "last.ckpt was written")
+    ema = {"callbacks.ema._target_": "lightning.pytorch.callbacks.EMAWeightAveraging"}
+    newer = {"settings": {**settings(cfg), **ema}, "settings_scope": SCOPE}  # every setting
+    with pytest.raises(ConfigError, match="callbacks.ema._target_=lightning"):
+        _same_settings(newer, cfg, "last.ckpt was written")

@@ -28,7 +28,7 @@ class Progress:
     total: int | None  # None: the sweeper's, not known in advance (not the basic sweeper)
     finished: int
     running: int
-    failed: int
+    failed: int  # or stopped without a record (killed)
     seconds_per_job: float | None  # the finished jobs' mean, start to end
 
     @property
@@ -55,7 +55,7 @@ class Progress:
             f"{self.failed} failed{waiting}"
         )
         left = self.seconds_left()
-        if self.done:
+        if self.done or self.total is None:  # (another sweeper: the jobs left are not known)
             return text
         if left is None:
             return text + "; time left: known once a job has finished"
@@ -104,8 +104,8 @@ def state(sweep_dir: Path, starting: Path | None = None) -> Progress:
         elif record.get("status") == "finished":
             finished += 1
             times += _seconds(record)
-        elif record.get("status") in ("failed", "interrupted"):
-            failed += 1
+        elif record.get("status") in ("failed", "interrupted") or not record:
+            failed += 1  # a job that left no record and holds no lock was killed
     per_job = statistics.fmean(times) if times else None
     return Progress(plan_file.get("jobs"), finished, running, failed, per_job)
 

@@ -91,17 +91,33 @@ def in_use(directory: Path) -> bool:
 
 def epoch_series(job_dir: Path) -> dict[str, dict[int, float]]:
     """Each logged metric by epoch, from the job's CSV log (train and val sit on separate rows
-    of the same epoch there)."""
+    of the same epoch there; the learning rate, logged as an epoch starts, on a row with a step
+    but no epoch: it belongs to the next row that has one). A value that cannot be read (a log
+    cut short) is left out."""
     path = job_dir / "csv" / "metrics.csv"
     series: dict[str, dict[int, float]] = {}
-    if path.is_file():
-        for record in csv.DictReader(path.open()):
-            if not record.get("epoch"):
-                continue
-            for key, value in record.items():
-                if value and key not in ("epoch", "step"):
-                    series.setdefault(key, {})[int(record["epoch"])] = float(value)
+    if not path.is_file():
+        return series
+    waiting: list[dict[str, str]] = []  # rows without an epoch, until the next with one
+    for record in csv.DictReader(path.open()):
+        epoch = _number(record.get("epoch"))
+        if epoch is None:
+            waiting.append(record)
+            continue
+        for row in [*waiting, record]:
+            for key, value in row.items():
+                number = _number(value) if key not in ("epoch", "step") else None
+                if number is not None:
+                    series.setdefault(key, {})[int(epoch)] = number
+        waiting = []
     return series
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except (TypeError, ValueError):  # a row cut short or run long
+        return None
 
 
 def run_state(checkpoint: str | Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ over its finished jobs, with their spread, a 95% interval and a comparison with 
 import fcntl
 import json
 import logging
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +29,9 @@ from cnnlab.diagnosis import Finding, Thresholds, diagnose, mixed, thresholds
 from cnnlab.errors import ConfigError
 from cnnlab.files import write_text
 from cnnlab.records import epoch_series, read_record
-from cnnlab.settings import settings
+from cnnlab.settings import SCOPE, settings
 from cnnlab.significance import ALPHA
+from cnnlab.targets import first_line
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,9 @@ class Row:
         return [j for j in self.jobs if j.status == "finished"]
 
     def values(self, key: str) -> list[float]:
-        return [j.metrics[key] for j in self.finished if j.metrics.get(key) is not None]
+        """The finished jobs' ``key``, where it is a number (not NaN: a NaN accuracy is none)."""
+        found = [j.metrics.get(key) for j in self.finished]
+        return [v for v in found if isinstance(v, int | float) and math.isfinite(v)]
 
     def mean(self, key: str) -> float | None:
         values = self.values(key)
@@ -135,18 +139,17 @@ def write_report(
     with open(out / ".report.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            jobs = collect(dirs)
-        except ConfigError:
-            if created:  # nothing to report: leave nothing behind
+            table, sort = rows(collect(dirs), options)
+            report = tables.Report(table, sort, options, _progress(dirs))
+            write_text(out / "report.md", report.markdown())
+            write_text(out / "report.csv", report.csv())
+            from cnnlab.curves import plot_curves  # matplotlib only when there is a report
+
+            plot_curves(table, report.columns, out / "curves.png")
+        except BaseException:
+            if created:  # nothing reported: leave nothing behind
                 shutil.rmtree(out)
             raise
-        table, sort = rows(jobs, options)
-        report = tables.Report(table, sort, options, _progress(dirs))
-        write_text(out / "report.md", report.markdown())
-        write_text(out / "report.csv", report.csv())
-        from cnnlab.curves import plot_curves  # matplotlib only when there is a report
-
-        plot_curves(table, report.columns, out / "curves.png")
     if show:
         Console().print(report.rich())
     return out
@@ -192,7 +195,8 @@ def _job(job_dir: Path, name: str) -> Job:
         reference = _saved_config(job_dir).get("reference")
         reference = OmegaConf.to_container(reference) if reference else None
     # What the run recorded comes first: a refused rerun into its directory rewrites .hydra/.
-    recorded = metrics.get("settings")
+    # An older cnnlab recorded a few settings only: the saved config has them all.
+    recorded = metrics.get("settings") if metrics.get("settings_scope") == SCOPE else None
     recipe = dict(recorded if recorded is not None else _saved_settings(job_dir))
     recipe.pop("seed", None)
     choices = metrics.get("choices")
@@ -207,9 +211,14 @@ def _job(job_dir: Path, name: str) -> Job:
     )
 
 
-def _saved_config(job_dir: Path) -> DictConfig:
-    path = job_dir / ".hydra" / "config.yaml"
-    return OmegaConf.load(path) if path.is_file() else OmegaConf.create()
+def _saved_config(job_dir: Path, name: str = "config.yaml") -> DictConfig:
+    """A file Hydra saved in the job's ``.hydra/``; empty if missing or damaged (named)."""
+    path = job_dir / ".hydra" / name
+    try:
+        return OmegaConf.load(path) if path.is_file() else OmegaConf.create()
+    except Exception as error:
+        log.warning(f"{path} cannot be read ({first_line(error)}): left out")
+        return OmegaConf.create()
 
 
 def _saved_settings(job_dir: Path) -> dict[str, Any]:
@@ -223,10 +232,9 @@ def _saved_settings(job_dir: Path) -> dict[str, Any]:
 
 
 def _saved_choices(job_dir: Path) -> dict[str, str]:
-    path = job_dir / ".hydra" / "hydra.yaml"
-    if not path.is_file():
+    choices = OmegaConf.select(_saved_config(job_dir, "hydra.yaml"), "hydra.runtime.choices")
+    if not isinstance(choices, DictConfig):
         return {}
-    choices = OmegaConf.load(path).hydra.runtime.choices
     return {k: str(v) for k, v in choices.items() if not k.startswith("hydra") and v is not None}
 
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from cnnlab.errors import ConfigError
 from cnnlab.records import UNREADABLE, read_record, run_state, why
-from cnnlab.settings import settings
+from cnnlab.settings import SCOPE, settings
 from cnnlab.sweep import by_submitit, in_sweep
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def finished_before(cfg: DictConfig) -> dict | None:
     record = read_record(path) if resume_mode(cfg) == "auto" else None
     if record is None or record.get("status") != "finished":
         return None
-    _same_settings(record.get("settings"), cfg, f"{path.parent} finished")
+    _same_settings(record, cfg, f"{path.parent} finished")
     return record
 
 
@@ -80,7 +80,7 @@ def _last_good(cfg: DictConfig, checkpoints: list[Path]) -> str | None:
         except UNREADABLE as err:
             log.warning(f"{checkpoint} is damaged ({why(err)}): not resumed from")
             continue
-        _same_settings(saved.get("settings"), cfg, f"{checkpoint} was written")
+        _same_settings(saved, cfg, f"{checkpoint} was written")
         if checkpoint != checkpoints[0]:
             log.warning(f"resuming from {checkpoint}, the newest checkpoint that can be read")
         return str(checkpoint)
@@ -93,11 +93,20 @@ def own_checkpoint(cfg: DictConfig, checkpoint: str | None) -> bool:
     return checkpoint is not None and Path(checkpoint).resolve().is_relative_to(out)
 
 
-def _same_settings(saved: dict | None, cfg: DictConfig, what: str) -> None:
+def _same_settings(record: dict, cfg: DictConfig, what: str) -> None:
+    """Refuse to go on with a run whose ``record`` (its metrics.json, or what its checkpoint
+    carries) holds other settings than ``cfg``'s."""
+    saved, now = record.get("settings"), settings(cfg)
     if saved is None:
         return
-    now = settings(cfg)
-    differ = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    keys = set(saved) | set(now)
+    if record.get("settings_scope") != SCOPE:  # an older cnnlab recorded a few settings only
+        keys = set(saved)
+        log.warning(
+            f"{what} by an older cnnlab, which recorded {len(saved)} settings: only those are "
+            "compared (a changed callback, precision or batch limit would go unseen)"
+        )
+    differ = [k for k in sorted(keys) if saved.get(k) != now.get(k)]
     if differ:
         shown = ", ".join(f"{k}={saved.get(k)} (now {now.get(k)})" for k in differ[:3])
         more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""

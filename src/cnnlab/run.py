@@ -31,7 +31,7 @@ from cnnlab.records import LOCK, Busy, check_fits, epoch_series, held, run_state
 from cnnlab.resume import finished_before, own_checkpoint, resume_from
 from cnnlab.runstate import RunState
 from cnnlab.seeds import EpochSeed
-from cnnlab.settings import settings
+from cnnlab.settings import SCOPE, settings
 from cnnlab.signals import Preempted, SaveOnSignal
 from cnnlab.sweep import by_submitit, group_choices, in_sweep, task_overrides
 from cnnlab.targets import build
@@ -96,12 +96,17 @@ def train(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
     return {**outcome, "diagnosis": read_curves(cfg, trainer, mixed=datamodule.mixup is not None)}
 
 
-def read_curves(cfg: DictConfig, trainer: L.Trainer, mixed: bool) -> list[dict[str, str]]:
-    """What the run's curves say (cnnlab.diagnosis), printed and returned for metrics.json."""
-    for logger in trainer.loggers:
-        logger.save()  # the CSV logger writes its rows in batches
-    series = epoch_series(Path(cfg.paths.output_dir))
-    findings = diagnose(series, thresholds(_plain(cfg.get("diagnose"))), mixed)
+def read_curves(cfg: DictConfig, trainer: L.Trainer, mixed: bool) -> list[dict[str, str]] | None:
+    """What the run's curves say (cnnlab.diagnosis), printed and returned for metrics.json;
+    None if they cannot be read (the run trained and tested all the same)."""
+    try:
+        for logger in trainer.loggers:
+            logger.save()  # the CSV logger writes its rows in batches
+        series = epoch_series(Path(cfg.paths.output_dir))
+        findings = diagnose(series, thresholds(_plain(cfg.get("diagnose"))), mixed)
+    except Exception as error:
+        log.warning(f"the run's curves could not be read: {error}")
+        return None
     for finding in findings:
         log.warning(f"the curves say: {finding}")
     return as_records(findings)
@@ -139,7 +144,8 @@ def _record(cfg: DictConfig, outcome: dict[str, Any], started_at: str) -> None:
         **outcome,
         "choices": group_choices(),
         "seed": cfg.seed,
-        "settings": settings(cfg),  # what a rerun with resume=auto compares against
+        "settings": _settings(cfg),  # what a rerun with resume=auto compares against
+        "settings_scope": SCOPE,
         "overrides": task_overrides(),  # the report's, should .hydra/ be rewritten
         "reference": _plain(reference) if isinstance(reference, DictConfig) else None,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -151,6 +157,14 @@ def _record(cfg: DictConfig, outcome: dict[str, Any], started_at: str) -> None:
         write_json(path, record)
     except OSError as err:
         raise (save_failure(err, path) or err) from None
+
+
+def _settings(cfg: DictConfig) -> dict[str, Any] | None:
+    try:
+        return settings(cfg)
+    except Exception as error:  # a failed run's record keeps its own error, not this one
+        log.warning(f"the run's settings could not be read: {error}")
+        return None
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:

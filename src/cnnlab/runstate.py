@@ -10,7 +10,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
 from cnnlab.errors import Diverged
-from cnnlab.settings import settings
+from cnnlab.settings import SCOPE, settings
 
 
 class RunState(Callback):
@@ -36,7 +36,12 @@ class RunState(Callback):
         return self.seconds_before + time.perf_counter() - self._started
 
     def state_dict(self) -> dict[str, Any]:
-        return {"settings": self.settings, "seconds": self.seconds(), "wandb_id": self.wandb_id}
+        return {
+            "settings": self.settings,
+            "settings_scope": SCOPE,
+            "seconds": self.seconds(),
+            "wandb_id": self.wandb_id,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.carry:

@@ -9,8 +9,8 @@ Not counted:
 - where things are and what is written about the run: ``paths``, every value taken from them
   (``${paths.…}``, ``${hydra:…}``: checkpoint, log and cache directories), the loggers, the
   task name, the study's ``reference``, ``resume`` itself, the ``diagnose`` thresholds;
-- where the data set is read from (``data.dataset.root``, ``download``, ``verify``), whether
-  it is kept on the device, the batch size of evaluation;
+- where the data set is read from (``data.dataset.root``, ``download``, ``verify``), and
+  whether it is kept on the device;
 - the accelerator's kind (a run moved to another GPU, or to the CPU, is the same recipe),
   logging intervals, the progress bar and model summary switches;
 - callbacks that only look: figures, summaries, the LR monitor, progress bars (``OBSERVERS``,
@@ -32,7 +32,6 @@ FREE = {
     "diagnose",
     "data.on_device",
     "data.cache_dir",
-    "data.eval_batch_size",
     "data.dataset.root",
     "data.dataset.download",
     "data.dataset.verify",
@@ -52,6 +51,9 @@ OBSERVERS = {
     "lightning.pytorch.callbacks.RichProgressBar",
     "lightning.pytorch.callbacks.TQDMProgressBar",
 }
+# Recorded beside the settings: what they cover. Records without it were written by an older
+# cnnlab, which recorded a hand-picked few (resume compares only those).
+SCOPE = "config"
 # Interpolations that name a place on disk: their values differ between runs of one recipe.
 PLACES = ("${paths.", "${hydra:")
 
@@ -68,7 +70,7 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
 def _walk(node: DictConfig, prefix: str, flat: dict[str, Any]) -> None:
     for key in node:
         place = f"{prefix}{key}"
-        if place in FREE or (prefix == "callbacks." and _observer(node, key)):
+        if place in FREE or (prefix == "callbacks." and _no_setting(node, key)):
             continue
         child = node._get_node(key)
         if isinstance(child, DictConfig) and not child._is_none():
@@ -83,8 +85,11 @@ def _walk(node: DictConfig, prefix: str, flat: dict[str, Any]) -> None:
         )
 
 
-def _observer(callbacks: DictConfig, key: str) -> bool:
+def _no_setting(callbacks: DictConfig, key: str) -> bool:
+    """A callback switched off (``callbacks.curves=null``), or one that only looks."""
     node = callbacks._get_node(key)
+    if node is None or node._is_none():
+        return True
     target = node.get("_target_") if isinstance(node, DictConfig) else None
     if target is None or target in OBSERVERS:
         return target is not None

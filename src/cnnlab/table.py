@@ -9,7 +9,7 @@ the published figure against the interval, and what the curves say.
 
 import csv
 import io
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any
 
 from rich.table import Table
@@ -19,15 +19,25 @@ from cnnlab.report import METRICS, Options, Row
 from cnnlab.significance import Summary, placed, seeds_needed, summary, verdict, welch_p
 
 ABSENT = "—"  # a setting one row has and another lacks (a callback, say)
+# A study's published figure, and the metric of a row it is placed against (a study's
+# validation accuracy, often its last epoch's, against the best epoch's).
+MEASURED_AS = {"val_acc": "best_val_acc"}
+NOT_RECIPES = {"logger", "paths", "hydra"}  # groups that hold no setting (cnnlab.settings)
 
 
 class Report:
+    """The table of ``rows`` (ranked by ``sort``), in words. Rows are compared with the best
+    row that has two runs or more (the best row, unless that has one run only)."""
+
     def __init__(self, rows: list[Row], sort: str, options: Options, now: Progress | None):
         self.rows, self.sort, self.options, self.now = rows, sort, options, now
         self.columns = columns(rows)
-        best = rows[0].values(sort) if rows else []
-        self.best = best if best else None
-        self.cells = [self._cells(r, i == 0) for i, r in enumerate(rows)]
+        ranked = [r for r in rows if r.values(sort)]
+        repeated = [r for r in ranked if len(r.values(sort)) > 1]
+        self.top = ranked[0] if ranked else None
+        self.anchor = repeated[0] if repeated else None  # what the others are compared with
+        self.best = self.anchor.values(sort) if self.anchor else None
+        self.cells = [self._cells(r) for r in rows]
 
     @property
     def titles(self) -> list[str]:
@@ -80,18 +90,14 @@ class Report:
     def _verdict_title(self) -> str:
         return f"vs best ({METRICS[self.sort]})"
 
-    def _cells(self, row: Row, is_best: bool) -> dict[str, str]:
+    def _cells(self, row: Row) -> dict[str, str]:
         cells = {column: value(row, column) for column in self.columns}
         for key, title in METRICS.items():
             values = row.values(key)
             cells[title] = _figure(summary(values, self.options.alpha)) if values else ""
         values = row.values(self.sort)
-        if not values:
-            cells[self._verdict_title] = "no finished run"
-        elif self.best is None:
-            cells[self._verdict_title] = ""
-        else:
-            cells[self._verdict_title] = verdict(values, self.best, is_best, self.options.alpha)
+        is_best = row is self.anchor
+        cells[self._verdict_title] = self._verdict(row, values)
         if self.options.min_seeds is not None:
             cells["seeds needed"] = self._seeds(values, is_best)
         cells["published"] = self._published(row)
@@ -104,6 +110,16 @@ class Report:
         cells["jobs"] = _status(row)
         return cells
 
+    def _verdict(self, row: Row, values: list[float]) -> str:
+        if not values:
+            metric = METRICS[self.sort]
+            return f"no {metric}: not compared" if row.finished else "no finished run"
+        if len(values) == 1:
+            return "best (one run: no interval)" if row is self.top else "one run: no interval"
+        if row is self.anchor:
+            return "best" if row is self.top else "best of the rows with n >= 2"
+        return verdict(values, self.best, False, self.options.alpha)
+
     def _seeds(self, values: list[float], is_best: bool) -> str:
         if is_best or self.best is None or len(values) < 2 or len(self.best) < 2:
             return ""
@@ -113,7 +129,7 @@ class Report:
 
     def _p(self, row: Row) -> str:
         values = row.values(self.sort)
-        if row is self.rows[0] or self.best is None or len(values) < 2 or len(self.best) < 2:
+        if row is self.anchor or self.best is None or len(values) < 2:
             return ""
         return f"{welch_p(values, self.best):.4g}"
 
@@ -126,7 +142,7 @@ class Report:
         for key, figure in reference.items():
             if not isinstance(figure, float):
                 continue
-            values = row.values(key)
+            values = row.values(MEASURED_AS.get(key, key))
             where = f": {placed(figure, summary(values, self.options.alpha))}" if values else ""
             said.append(f"{key} {100 * figure:.2f}{where}")
         return f"{'; '.join(said)} ({reference.get('source', 'source not given')})"
@@ -137,8 +153,11 @@ class Report:
             f"Accuracies in %: mean ± standard deviation over a row's finished runs (seeds), "
             f"with the {confidence} confidence interval of the mean (Student's t) and n. Rows "
             f"are recipes: runs with the same settings but the seed. '{self._verdict_title}' "
-            f"compares each row with the best by Welch's t-test at level {self.options.alpha:g}"
-            "; 'published' places the study's figure against the row's interval."
+            f"compares each row with the best row of two runs or more by Welch's t-test at "
+            f"level {self.options.alpha:g} (one test per row, not corrected for their number: "
+            "with many rows, expect one in twenty to pass by chance); 'published' places the "
+            "study's figure against the row's interval (a published val_acc against the best "
+            "epoch's). report.csv keeps each interval as computed; here it is cut to [0, 100]."
         )
 
     def _curves_said(self) -> list[str]:
@@ -154,26 +173,35 @@ class Report:
 
 
 def columns(rows: list[Row]) -> list[str]:
-    """The groups whose option differs between rows, then the settings that differ between
-    rows with the same options."""
+    """The groups whose option differs between rows (and that hold a setting that differs, or
+    none at all: experiments, studies), then every setting that differs between rows. Under a
+    group whose option differs, a setting is shown only where every row has it (its rate, not
+    the options one optimizer has and another lacks) and it is not the option's name."""
     if len(rows) < 2:
         return []
-    groups = list(dict.fromkeys(g for r in rows for g in r.choices))
-    groups = [g for g in groups if len({r.choices.get(g) for r in rows}) > 1]
     keys = list(dict.fromkeys(k for r in rows for k in r.settings))
-    shown = []
-    for key in keys:
-        if (
-            key.endswith("._partial_")
-            or len({_text(r.settings.get(key, ABSENT)) for r in rows}) < 2
-        ):
+    differ = [
+        k for k in keys if not k.endswith("._partial_") and len({value(r, k) for r in rows}) > 1
+    ]
+    groups = []
+    for group in dict.fromkeys(g for r in rows for g in r.choices):
+        own = [k for k in keys if k.startswith(f"{group}.")]
+        chosen = {r.choices.get(group) for r in rows}
+        if group in NOT_RECIPES or len(chosen) < 2:
             continue
-        by_options: dict[tuple, set[str]] = defaultdict(set)
-        for r in rows:
-            by_options[tuple(r.choices.get(g) for g in groups)].add(value(r, key))
-        if any(len(texts) > 1 for texts in by_options.values()):
-            shown.append(key)
+        if not own or any(k in differ for k in own):
+            groups.append(group)
+    shown = []
+    for key in differ:
+        group, leaf = key.split(".")[0], key.rsplit(".", 1)[-1]
+        if group in groups and (leaf in ("_target_", "name") or _absent(rows, key)):
+            continue
+        shown.append(key)
     return groups + shown
+
+
+def _absent(rows: list[Row], key: str) -> bool:
+    return any(key not in r.settings for r in rows)
 
 
 def value(row: Row, column: str) -> str:

@@ -343,7 +343,7 @@ def _mixup(augment: Mapping[str, Any], num_classes: int) -> Mixup | None:
     cutmix, or None."""
     check_options(augment_options, augment, "augment")
     mixup, cutmix = augment.get("mixup_alpha", 0.0), augment.get("cutmix_alpha", 0.0)
-    if mixup == 0 and cutmix == 0:
+    if (mixup == 0 and cutmix == 0) or augment.get("mix_prob", 1.0) == 0:
         return None
     # Smoothing stays at 0 here: the loss applies label_smoothing to soft targets as well.
     return Mixup(
