@@ -152,3 +152,13 @@ def test_a_run_that_memorises_random_labels_is_told_it_over_fits(make_cfg, tmp_p
 
 def test_train_yaml_shows_the_thresholds_runs_and_reports_use(make_cfg):
     assert thresholds(dict(make_cfg([]).diagnose)) == Thresholds()
+
+
+def test_curves_of_mixed_batches_are_labelled_so():
+    from cnnlab.callbacks.curves import curves_figure
+
+    def labels(figure) -> set[str]:
+        return {t.get_text() for ax in figure.axes[:2] for t in ax.get_legend().get_texts()}
+
+    assert labels(curves_figure(healthy(), mixed=True)) == {"train (mixed)", "val"}
+    assert labels(curves_figure(healthy())) == {"train", "val"}

@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from omegaconf import OmegaConf
 from scipy import stats
 
 from cnnlab.diagnosis import Thresholds
 from cnnlab.errors import ConfigError
-from cnnlab.progress import Progress
-from cnnlab.records import epoch_series
+from cnnlab.progress import PLAN, Progress
+from cnnlab.records import LOCK, epoch_series
 from cnnlab.report import Options, collect, rows, write_report
 from cnnlab.run import run
 from cnnlab.settings import SCOPE, settings
@@ -281,6 +282,18 @@ def test_progress_in_words():
         Progress(3, 2, 0, 1, 10.0).line()
         == "sweep: 2 of 3 jobs finished, 0 running, 1 failed, 0 waiting"
     )
+
+
+def test_a_report_written_while_the_sweep_runs_says_how_far_it_is(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_job(sweep / "0", RECIPE, {}, 0.9, seed=1)
+    (sweep / PLAN).write_text(json.dumps({"jobs": 3}))  # what the sweep's start counted
+    with FileLock(sweep / "1" / LOCK):  # job 1 trains
+        (sweep / "1" / ".hydra").mkdir(parents=True)
+        (sweep / "1" / ".hydra" / "overrides.yaml").write_text("[]\n")
+        write_report([sweep], show=False)
+    first = (sweep / "report.md").read_text().splitlines()[0]
+    assert first.startswith("_sweep: 1 of 3 jobs finished, 1 running, 0 failed, 1 waiting")
 
 
 def test_a_sweep_with_three_seeds_a_row_reports_its_statistics_end_to_end(tmp_path):

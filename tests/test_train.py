@@ -359,10 +359,10 @@ def test_nin_activation_bn_grid_runs_the_nin_lab_reports_ten_models(tmp_path):
     # The sweep's report prints each row's published result beside the measured one.
     (report,) = (tmp_path / "logs" / "nin_activation_bn_grid" / "multiruns").glob("*/report.md")
     lines = [line for line in report.read_text().splitlines() if line.startswith("|")]
-    # a column for each group the studies' rows set, then what was measured
-    assert lines[0].startswith(
-        "| study/nin_activation_bn_grid | norm | init | activation | test acc"
-    )
-    row = next(line for line in lines if line.startswith("| elu_bn_wi | bn | he | elu |"))
+    # a column for each group the studies' rows set, and the settings that differ under them
+    # (He init draws from a normal distribution, Keras' default from a uniform one)
+    head = "| study/nin_activation_bn_grid | norm | init | activation | init.distribution | test"
+    assert lines[0].startswith(head)
+    row = next(line for line in lines if line.startswith("| elu_bn_wi | bn | he | elu | normal |"))
     assert "test_acc 91.67: one run: no interval (NIN lab report, Table 2)" in row
     assert len(lines) == 2 + 10 and (report.parent / "curves.png").stat().st_size > 0
