@@ -140,7 +140,7 @@ def test_the_report_gives_each_row_its_interval_and_its_comparison_with_the_best
     for key in ACCS.keys() - {("sgd", "elu")}:  # (held against scipy in test_significance)
         needed = seeds_needed(ACCS[key], best, most=30)
         assert found[key]["seeds_needed"] == ("> 30" if needed is None else str(needed))
-    assert found["adam", "relu"]["seeds_needed"] == "3"  # a large difference
+    assert int(found["adam", "relu"]["seeds_needed"]) <= 3  # a large difference: a few seeds
     # the study's figure (91.34) against the rows' test-accuracy intervals
     assert found["sgd", "elu"]["reference"].startswith("test_acc 91.34: ")
     test = [v - 0.01 for v in ACCS["sgd", "elu"]]

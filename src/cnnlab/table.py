@@ -1,7 +1,8 @@
 """The report's table: which settings tell its rows apart, and each row's figures in words.
 
 A column for every config group whose option differs between rows, then one for every setting
-that differs between rows with the same options (``optimizer.lr`` in a rate sweep). Figures are
+that differs between rows (``optimizer.lr`` in a rate sweep; under a group whose option
+differs, only what every row has and not the option's name). Figures are
 in %: mean ± standard deviation over the row's finished runs, its 95% interval and n; then the
 row against the best (``cnnlab.significance``), the seeds that comparison needs (``--min-seeds``),
 the published figure against the interval, and what the curves say.
