@@ -15,7 +15,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from cnnlab.diagnosis import mixed  # noqa: E402
 from cnnlab.files import atomic  # noqa: E402
-from cnnlab.records import epoch_series  # noqa: E402
 
 
 def plot_curves(rows, shown: list[str], path: Path) -> None:
@@ -26,7 +25,7 @@ def plot_curves(rows, shown: list[str], path: Path) -> None:
 
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, row in enumerate(rows):
-        series = [epoch_series(job.dir) for job in row.finished]
+        series = [job.series for job in row.finished]
         name = label(row, shown) + (" [train mixed]" if mixed(row.settings) else "")
         color = f"C{i % 10}"
         val = "val/acc" if any("val/acc" in s for s in series) else "val_on_test/acc"

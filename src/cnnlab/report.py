@@ -15,6 +15,7 @@ import logging
 import math
 import shutil
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,11 @@ class Job:
     settings: dict[str, Any]  # what decides its result, the seed aside
     choices: dict[str, str]  # the option of each config group
     reference: dict[str, Any] | None
+
+    @cached_property
+    def series(self) -> dict[str, dict[int, float]]:
+        """Its CSV log by epoch, read once (for the rules, then for curves.png)."""
+        return epoch_series(self.dir)
 
 
 @dataclass
@@ -240,7 +246,7 @@ def _saved_choices(job_dir: Path) -> dict[str, str]:
 
 def _read_curves(job: Job, limits: Thresholds) -> list[Finding]:
     """What a job's curves say; a run that failed as its loss stopped being finite too."""
-    findings = diagnose(epoch_series(job.dir), limits, mixed(job.settings))
+    findings = diagnose(job.series, limits, mixed(job.settings))
     error = str(job.metrics.get("error", ""))
     if error.startswith("Diverged") and not any(f.rule == "diverged" for f in findings):
         findings.insert(0, Finding("diverged", error.removeprefix("Diverged: ")))

@@ -97,10 +97,9 @@ class Report:
             values = row.values(key)
             cells[title] = _figure(summary(values, self.options.alpha)) if values else ""
         values = row.values(self.sort)
-        is_best = row is self.anchor
         cells[self._verdict_title] = self._verdict(row, values)
         if self.options.min_seeds is not None:
-            cells["seeds needed"] = self._seeds(values, is_best)
+            cells["seeds needed"] = self._seeds(row, values)
         cells["published"] = self._published(row)
         cells["curves say"] = _curves(row)
         for key in ("epochs", "params"):
@@ -121,8 +120,8 @@ class Report:
             return "best" if row is self.top else "best of the rows with n >= 2"
         return verdict(values, self.best, False, self.options.alpha)
 
-    def _seeds(self, values: list[float], is_best: bool) -> str:
-        if is_best or self.best is None or len(values) < 2 or len(self.best) < 2:
+    def _seeds(self, row: Row, values: list[float]) -> str:
+        if row is self.anchor or self.best is None or len(values) < 2:
             return ""
         most = self.options.min_seeds
         n = seeds_needed(values, self.best, most, self.options.alpha)

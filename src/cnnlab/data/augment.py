@@ -17,6 +17,7 @@ from kornia.augmentation.auto import AutoAugment as KorniaAutoAugment
 from kornia.geometry.transform import crop_and_resize
 from torch import nn
 
+from cnnlab.errors import ConfigError
 from cnnlab.options import NonNegative, Probability
 
 
@@ -52,6 +53,29 @@ class CropFlip(nn.Module):
         rows = top + torch.arange(h, device=dev).view(1, h, 1)
         where = (rows * (w + 2 * p) + left + cols).view(n, 1, h * w).expand(n, c, h * w)
         return padded.gather(2, where).view(n, c, h, w)
+
+
+# The flips cnnlab's presets use: the attribute that holds each one's chance, and the data
+# setting that allows it.
+FLIPS = {
+    "CropFlip": ("flip", "hflip"),
+    "RandomHorizontalFlip": ("p", "hflip"),
+    "RandomVerticalFlip": ("p", "vflip"),
+}
+
+
+def check_flips(augment: nn.Module, allowed: dict[str, float], name: str) -> None:
+    """Refuse a flip the data set forbids (``allowed``: its ``hflip`` and ``vflip``; 0 for a
+    mirrored digit, which is another digit), wherever in the augmentations it sits."""
+    for place, module in augment.named_modules():
+        attr, setting = FLIPS.get(type(module).__name__, (None, None))
+        chance = float(getattr(module, attr, 0) or 0) if attr else 0
+        if chance > 0 and allowed[setting] == 0:
+            raise ConfigError(
+                f"augment.transforms.{place} flips images ({type(module).__name__}, "
+                f"p={chance}), but {name} sets data.{setting}=0: its images are never flipped "
+                "so; remove that transform"
+            )
 
 
 class RandomOrder(nn.Module):

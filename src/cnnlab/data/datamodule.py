@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from cnnlab import registry
 from cnnlab.data.arrays import ImageArrays, ImageDataset, whole_batch
+from cnnlab.data.augment import check_flips
 from cnnlab.data.preprocess import MinMax, Standardize, Whitening, preprocess_options
 from cnnlab.data.split import stratified_split
 from cnnlab.data.stats import cached, channel_stats, fingerprint, zca
@@ -119,7 +120,7 @@ class ImageDataModule(L.LightningDataModule):
         check_options(preprocess_options, self.preprocess, "preprocess")
         self.mixup = _mixup(augment, num_classes)
         self.augment = nn.Sequential(_augmentations(augment))
-        _check_flips(self.augment, hflip, vflip, dataset["name"])
+        check_flips(self.augment, {"hflip": hflip, "vflip": vflip}, dataset["name"])
         self.normalize: nn.Module | None = None  # set in setup(): it needs the training split
         self.arrays: ImageArrays | None = None
         self._placed: dict[tuple[int, str], ImageDataset] = {}
@@ -301,26 +302,6 @@ def _augmentations(augment: Mapping[str, Any]) -> OrderedDict[str, nn.Module]:
     return OrderedDict(
         (k, build(t, where=f"augment.transforms.{k}")) for k, t in transforms.items() if t
     )
-
-
-# The flips cnnlab's presets use, and the attribute that holds each one's chance.
-FLIPS = {"CropFlip": ("flip", "hflip"), "RandomHorizontalFlip": ("p", "hflip")}
-FLIPS["RandomVerticalFlip"] = ("p", "vflip")
-
-
-def _check_flips(augment: nn.Module, hflip: float, vflip: float, name: str) -> None:
-    """Refuse a flip the data set forbids (``data.hflip=0`` or ``vflip=0``: a mirrored digit is
-    another digit), wherever in the augmentations it sits."""
-    allowed = {"hflip": hflip, "vflip": vflip}
-    for place, module in augment.named_modules():
-        attr, setting = FLIPS.get(type(module).__name__, (None, None))
-        chance = float(getattr(module, attr, 0) or 0) if attr else 0
-        if chance > 0 and allowed[setting] == 0:
-            raise ConfigError(
-                f"augment.transforms.{place} flips images ({type(module).__name__}, "
-                f"p={chance}), but {name} sets data.{setting}=0: its images are never flipped "
-                "so; remove that transform"
-            )
 
 
 def _rounded(values: torch.Tensor) -> list[float]:
