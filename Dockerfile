@@ -34,6 +34,7 @@ COPY README.md Dockerfile .dockerignore ./
 COPY .ci/floors.txt ./.ci/
 COPY src ./src
 COPY conf ./conf
+COPY spaces ./spaces
 COPY tests ./tests
 # A few steps of training with Adam, and the best checkpoint read back for the test: an import
 # check passes with versions that fail every run.

@@ -142,3 +142,19 @@ def write_fashion_mnist(root: Path, train: int = 200, test: int = 50, seed: int 
         _write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
         _write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
     return root
+
+
+def write_image_folder(root: Path, train: int = 8, test: int = 3, seed: int = 0) -> Path:
+    """``root/train/class_K/*.png`` and ``root/test/class_K/*.png``: 10 classes of learnable
+    colour images 40 high and 48 wide, so that reading them resizes and crops (the sides)."""
+    from PIL import Image
+
+    for offset, (split, n) in enumerate((("train", train), ("test", test))):
+        labels = np.repeat(np.arange(10), n)
+        images = learnable_images(labels, 3, 40, seed + offset)
+        images = np.concatenate([images, images[..., :8]], axis=3)  # (N, 3, 40, 48)
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+            folder = root / split / f"class_{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"{i}.png")
+    return root

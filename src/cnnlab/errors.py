@@ -14,6 +14,11 @@ class Diverged(Exception):
     """The loss became NaN or infinite: the run stops at that step, as a failure."""
 
 
+class Pruned(Exception):
+    """A search's pruner stopped the trial early (src/search.py): the run records ``pruned``,
+    an outcome of the search and not a fault, and ends without an error."""
+
+
 class SaveFailed(Exception):
     """A checkpoint or record could not be written (a full disk, a quota): the run stops there,
     and the previous file of that name stays as it was."""

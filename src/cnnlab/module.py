@@ -11,6 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from cnnlab.data.preprocess import placeholder
 from cnnlab.errors import Diverged
+from cnnlab.finetune import build_optimizer, finetuning
 from cnnlab.models import build_model
 from cnnlab.regularizers import apply_max_norm, param_groups, penalty
 from cnnlab.schedules import build_schedule
@@ -44,6 +45,7 @@ class Classifier(L.LightningModule):
             step stays plain Python, and checkpoints keep the network's own parameter names).
         preprocess: ``{name: standardize | minmax | zca}`` (its statistics are not given here:
             the data module's, or the checkpoint's); None: the network sees the [0, 1] images.
+        finetune: ``freeze``, ``body_lr``, ``unfreeze_at`` (see ``cnnlab.finetune``).
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class Classifier(L.LightningModule):
         val_stage: str = "val",
         compile: bool = False,
         preprocess: Mapping[str, Any] | None = None,
+        finetune: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -64,6 +67,7 @@ class Classifier(L.LightningModule):
         self.class_names: list[str] | None = None  # the data set's, taken with the statistics
         self.data: dict[str, Any] | None = None  # the data module's arguments (src/eval.py)
         self.net = build_model(**net)
+        self.finetuning = finetuning(self.net, finetune)  # an unknown part fails here, now
         self.channels_last = bool(net["model"].get("channels_last", False))
         if compile:
             self.net.compile()
@@ -80,6 +84,21 @@ class Classifier(L.LightningModule):
         # "disable") it drops the weights (torchmetrics 1.9).
         self._loss_sum: torch.Tensor | None = None
         self._losses: list[tuple[torch.Tensor, int, int, int]] = []  # since the last check
+
+    # False while a learning-rate range test drives the rate until the loss explodes: that is
+    # its end, not a failure (cnnlab.tune).
+    stop_on_nonfinite = True
+
+    @property
+    def lr(self) -> float:
+        """The optimizer's rate, where Lightning's Tuner and LearningRateFinder look for it
+        (they cannot read a nested ``optimizer.lr``, Lightning #20560); setting it changes the
+        optimizer that configure_optimizers builds."""
+        return self.hparams.optimizer["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.hparams.optimizer = {**self.hparams.optimizer, "lr": value}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
@@ -145,6 +164,8 @@ class Classifier(L.LightningModule):
         if not self._losses:
             return
         losses, self._losses = self._losses, []
+        if not self.stop_on_nonfinite:
+            return
         finite = torch.isfinite(torch.stack([loss for loss, *_ in losses])).tolist()
         ok = all(finite)
         trainer = self._trainer  # None when called outside a Trainer
@@ -205,9 +226,17 @@ class Classifier(L.LightningModule):
         self.log(f"{stage}/acc", accuracy, prog_bar=True)
         return logits.detach()
 
+    def configure_callbacks(self):
+        """Fine-tuning's freezing, which the Trainer adds to its own callbacks (once: the test
+        after fitting finds it there already)."""
+        if self.finetuning is None or self.finetuning in self.trainer.callbacks:
+            return []
+        return [self.finetuning]
+
     def configure_optimizers(self):
         params = param_groups(self.net, self.reg["decay_norm_and_bias"])
-        optimizer = build(self.hparams.optimizer)(params=params)
+        body_lr = (self.hparams.finetune or {}).get("body_lr", 1.0)
+        optimizer = build_optimizer(build(self.hparams.optimizer), self.net, params, body_lr)
         trainer = self.trainer
         trainer.fit_loop.setup_data()  # the batch count, also for runs bounded by max_steps
         batches = trainer.num_training_batches  # inf where Lightning skips training

@@ -1,4 +1,5 @@
-"""A ``-m`` sweep's progress: jobs finished, running, failed and waiting, and the time left.
+"""A ``-m`` sweep's progress: jobs finished, running, failed (pruned, in a search) and waiting,
+and the time left.
 
 The sweep's size is counted when it starts (``plan``, from the same overrides Hydra's basic
 sweeper expands) and kept in the sweep directory, so that every process that writes the report
@@ -30,12 +31,13 @@ class Progress:
     running: int
     failed: int  # or stopped without a record (killed)
     seconds_per_job: float | None  # the finished jobs' mean, start to end
+    pruned: int = 0  # stopped early by a search's pruner (src/search.py): done, not failed
 
     @property
     def waiting(self) -> int | None:
         if self.total is None:
             return None
-        return max(0, self.total - self.finished - self.running - self.failed)
+        return max(0, self.total - self.finished - self.running - self.failed - self.pruned)
 
     @property
     def done(self) -> bool:
@@ -52,7 +54,7 @@ class Progress:
         waiting = "" if self.waiting is None else f", {self.waiting} waiting"
         text = (
             f"sweep: {self.finished} of {total} jobs finished, {self.running} running, "
-            f"{self.failed} failed{waiting}"
+            f"{self.failed} failed{f', {self.pruned} pruned' if self.pruned else ''}{waiting}"
         )
         left = self.seconds_left()
         if self.done or self.total is None:  # (another sweeper: the jobs left are not known)
@@ -93,7 +95,7 @@ def state(sweep_dir: Path, starting: Path | None = None) -> Progress:
     """The sweep's progress as its directory shows it now; the job in ``starting`` counts as
     running (it has not taken its directory's lock yet)."""
     plan_file = read_record(sweep_dir / PLAN) or {}
-    finished = running = failed = 0
+    finished = running = failed = pruned = 0
     times = []
     for hydra_dir in sweep_dir.glob("*/.hydra"):
         job = hydra_dir.parent
@@ -104,10 +106,12 @@ def state(sweep_dir: Path, starting: Path | None = None) -> Progress:
         elif record.get("status") == "finished":
             finished += 1
             times += _seconds(record)
+        elif record.get("status") == "pruned":
+            pruned += 1
         elif record.get("status") in ("failed", "interrupted") or not record:
             failed += 1  # a job that left no record and holds no lock was killed
     per_job = statistics.fmean(times) if times else None
-    return Progress(plan_file.get("jobs"), finished, running, failed, per_job)
+    return Progress(plan_file.get("jobs"), finished, running, failed, per_job, pruned)
 
 
 class Tally:

@@ -41,9 +41,11 @@ def penalty(net: nn.Module, l1: float = 0.0, l2: float = 0.0) -> torch.Tensor | 
 @torch.no_grad()
 def apply_max_norm(net: nn.Module, max_norm: float) -> None:
     """Rescale each unit's incoming weights (a row of a dense layer, a filter of a conv) whose
-    L2 norm exceeds ``max_norm`` back onto the ball of that radius (Srivastava et al. 2014)."""
+    L2 norm exceeds ``max_norm`` back onto the ball of that radius (Srivastava et al. 2014).
+    Frozen weights (fine-tuning) are left as they are."""
     for w in weights(net):
-        w.copy_(torch.renorm(w, p=2, dim=0, maxnorm=max_norm))
+        if w.requires_grad:
+            w.copy_(torch.renorm(w, p=2, dim=0, maxnorm=max_norm))
 
 
 def param_groups(net: nn.Module, weight_decay_on_all: bool) -> list[dict] | list[nn.Parameter]:

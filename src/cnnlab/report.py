@@ -1,8 +1,10 @@
 """The results table of one or more sweeps: one row per recipe, its seeds pooled.
 
 A job is a directory with ``.hydra/overrides.yaml``; its result is its ``metrics.json``
-(``finished``, ``failed`` or ``interrupted``; none: ``unfinished``). Jobs are one row when
-everything that decides their result is the same but the seed (``settings`` in metrics.json,
+(``finished``, ``failed``, ``interrupted`` or a search's ``pruned``; none: ``unfinished``).
+Jobs are one row when
+everything that decides their result is the same but the seed and the cross-validation fold
+(``settings`` in metrics.json,
 ``cnnlab.settings``), whichever sweep they come from: two sweeps that differ in a fixed override
 (``optimizer=adam`` in one, ``sgd`` in the other) are two rows. Each row's figures are the mean
 over its finished jobs, with their spread, a 95% interval and a comparison with the best row
@@ -21,7 +23,6 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
@@ -37,6 +38,7 @@ from cnnlab.targets import first_line
 log = logging.getLogger(__name__)
 
 METRICS = {"best_val_acc": "best val acc", "test_acc": "test acc"}
+REPEATS = ("seed", "data.fold")  # what tells apart the runs a row pools
 
 
 @dataclass
@@ -174,12 +176,12 @@ class SweepReport(Callback):
             log.warning(f"could not count the sweep's jobs: {error}")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.mode == RunMode.MULTIRUN and rank_zero_only.rank == 0:
+        if config.hydra.mode == RunMode.MULTIRUN and _rank_zero():
             job = Path(config.hydra.runtime.output_dir)
             log.info(progress.state(Path(config.hydra.sweep.dir), starting=job).line())
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if config.hydra.mode == RunMode.MULTIRUN and rank_zero_only.rank == 0:  # not DDP's others
+        if config.hydra.mode == RunMode.MULTIRUN and _rank_zero():  # not DDP's others
             self._write(config, show=False)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -193,6 +195,13 @@ class SweepReport(Callback):
             log.warning(f"could not write the sweep's report: {error}")
 
 
+def _rank_zero() -> bool:
+    # Lightning imported here only: src/report.py and src/search.py read records without it.
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return rank_zero_only.rank == 0
+
+
 def _job(job_dir: Path, name: str) -> Job:
     metrics = read_record(job_dir / "metrics.json") or {}  # none yet, or damaged: unfinished
     if "reference" in metrics:
@@ -204,7 +213,8 @@ def _job(job_dir: Path, name: str) -> Job:
     # An older cnnlab recorded a few settings only: the saved config has them all.
     recorded = metrics.get("settings") if metrics.get("settings_scope") == SCOPE else None
     recipe = dict(recorded if recorded is not None else _saved_settings(job_dir))
-    recipe.pop("seed", None)
+    for repeat in REPEATS:  # the runs of one recipe: seeds, and the folds of cross-validation
+        recipe.pop(repeat, None)
     choices = metrics.get("choices")
     return Job(
         dir=job_dir,

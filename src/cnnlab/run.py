@@ -23,9 +23,9 @@ from rich.syntax import Syntax
 from cnnlab.checkpoints import AtomicCheckpointIO, StopOnFailedSave
 from cnnlab.data import ImageDataModule
 from cnnlab.diagnosis import as_records, diagnose, thresholds
-from cnnlab.errors import ConfigError, SaveFailed
+from cnnlab.errors import ConfigError, Pruned, SaveFailed
 from cnnlab.files import save_failure, write_json
-from cnnlab.models import count_parameters
+from cnnlab.models import count_parameters, load_pretrained
 from cnnlab.module import Classifier
 from cnnlab.records import LOCK, Busy, check_fits, epoch_series, held, run_state
 from cnnlab.resume import finished_before, own_checkpoint, resume_from
@@ -67,12 +67,16 @@ def run(cfg: DictConfig) -> float | None:
             error = Preempted(signal.SIGTERM)
         stopped = isinstance(error, KeyboardInterrupt | SystemExit)
         failure = {"status": "interrupted" if stopped else "failed", "error": _describe(error)}
+        if isinstance(error, Pruned):  # a search's pruner stopped it: an outcome, not a fault
+            failure = {"status": "pruned", "pruned": str(error)}
         if owner or not (out / "metrics.json").exists():
             try:  # a refused start never overwrites a run's record
                 _record(cfg, failure, started_at)
             except SaveFailed as unsaved:  # the disk is full: the error is what matters
                 log.warning(f"the run's record is not written ({unsaved})")
-        _end_runs(failed=True)
+        _end_runs(failed=not isinstance(error, Pruned))
+        if isinstance(error, Pruned):  # the job ends cleanly; the search reads its record
+            return None
         if isinstance(error, Preempted):
             raise error from None  # its exit status names the signal
         raise
@@ -87,7 +91,7 @@ def train(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
     datamodule = build_datamodule(cfg)
     datamodule.setup()  # load now: a missing data set fails before anything is built
-    module = build_module(cfg)
+    module = build_module(cfg, pretrained=resume is None)
     if resume is not None:  # another architecture's checkpoint: one line, not a page
         check_fits(module.state_dict(), resume)
     select = datamodule.has_validation  # a held-out split to pick the best epoch on
@@ -179,17 +183,22 @@ def build_datamodule(cfg: DictConfig) -> ImageDataModule:
     return ImageDataModule(**data, augment=_plain(cfg.augment), preprocess=_plain(cfg.preprocess))
 
 
-def build_module(cfg: DictConfig) -> Classifier:
+def build_module(cfg: DictConfig, pretrained: bool = True) -> Classifier:
+    """The Classifier of ``cfg``, with ``init.checkpoint``'s weights unless ``pretrained`` is
+    False (a resumed run: its own checkpoint has them, and the file may be gone by then)."""
+    init = _plain(cfg.init)
+    # Loaded here, not by the Classifier: its checkpoints then load without this file.
+    checkpoint = init.pop("checkpoint", None)
     net = {
         "model": _plain(cfg.model),
         "activation": _plain(cfg.activation),
         "norm": _plain(cfg.norm),
-        "init": _plain(cfg.init),
+        "init": init,
         "in_channels": cfg.data.in_channels,
         "num_classes": cfg.data.num_classes,
         "image_size": cfg.data.image_size,
     }
-    return Classifier(
+    module = Classifier(
         net=net,
         optimizer=_plain(cfg.optimizer),
         scheduler=_plain(cfg.scheduler),
@@ -198,7 +207,11 @@ def build_module(cfg: DictConfig) -> Classifier:
         val_stage="val_on_test" if cfg.data.get("val_on_test") else "val",
         compile=bool(cfg.get("compile", False)),
         preprocess=_plain(cfg.preprocess),
+        finetune=_plain(cfg.get("finetune")),
     )
+    if checkpoint is not None and pretrained:
+        load_pretrained(module.net, checkpoint)
+    return module
 
 
 def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None = None):

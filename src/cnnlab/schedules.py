@@ -116,6 +116,8 @@ def build_schedule(
         if interval == "epoch" and math.isfinite(total_steps):
             run_length = math.ceil(total_steps / steps_per_epoch)
         main_cfg = _in_units(main_cfg, per_unit, run_length)
+        if "max_lr" in main_cfg:  # OneCycleLR's one peak would be every group's
+            main_cfg["max_lr"] = _per_group(main_cfg["max_lr"], optimizer)
     main = build(main_cfg)(optimizer) if main_cfg else ConstantLR(optimizer, 1.0, 0)
     if warmup:
         main = Warmup(optimizer, main, warmup, cfg.get("warmup_start", 0.1))
@@ -123,6 +125,16 @@ def build_schedule(
     if cfg.get("monitor"):
         schedule["monitor"] = cfg["monitor"]
     return schedule
+
+
+def _per_group(max_lr: Any, optimizer: Optimizer) -> Any:
+    """A peak rate for each parameter group: one whose rate is a share of the optimizer's
+    (fine-tuning's body, cnnlab.finetune) peaks at that share of ``max_lr``."""
+    base = optimizer.defaults.get("lr")
+    if not isinstance(max_lr, int | float) or not base:
+        return max_lr
+    rates = [group["lr"] for group in optimizer.param_groups]
+    return [max_lr if rate == base else max_lr * (rate / base) for rate in rates]
 
 
 def _warmup_length(epochs: float, per_unit: int, interval: str) -> int:

@@ -9,8 +9,8 @@ Not counted:
 - where things are and what is written about the run: ``paths``, every value taken from them
   (``${paths.…}``, ``${hydra:…}``: checkpoint, log and cache directories), the loggers, the
   task name, the study's ``reference``, ``resume`` itself, the ``diagnose`` thresholds;
-- where the data set is read from (``data.dataset.root``, ``download``, ``verify``), and
-  whether it is kept on the device;
+- where the data set is read from (``data.dataset.root``, ``download``, ``verify``) and
+  cached (``cache_dir``), and whether it is kept on the device;
 - the accelerator's kind (a run moved to another GPU, or to the CPU, is the same recipe),
   logging intervals, the progress bar and model summary switches;
 - callbacks that only look: figures, summaries, the LR monitor, progress bars (``OBSERVERS``,
@@ -33,6 +33,7 @@ FREE = {
     "data.on_device",
     "data.cache_dir",
     "data.dataset.root",
+    "data.dataset.cache_dir",
     "data.dataset.download",
     "data.dataset.verify",
     "trainer.accelerator",

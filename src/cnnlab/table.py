@@ -150,9 +150,10 @@ class Report:
     def _legend(self) -> str:
         confidence = f"{100 * (1 - self.options.alpha):g}%"
         return (
-            f"Accuracies in %: mean ± standard deviation over a row's finished runs (seeds), "
-            f"with the {confidence} confidence interval of the mean (Student's t) and n. Rows "
-            f"are recipes: runs with the same settings but the seed. '{self._verdict_title}' "
+            f"Accuracies in %: mean ± standard deviation over a row's finished runs (seeds or "
+            f"folds), with the {confidence} confidence interval of the mean (Student's t) and n. "
+            f"Rows are recipes: runs with the same settings but the seed and the fold. "
+            f"'{self._verdict_title}' "
             f"compares each row with the best row of two runs or more by Welch's t-test at "
             f"level {self.options.alpha:g} (one test per row, not corrected for their number: "
             "with many rows, expect one in twenty to pass by chance); 'published' places the "

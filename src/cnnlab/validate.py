@@ -48,6 +48,7 @@ def group_declarations() -> dict[str, Any]:
     from cnnlab.data.datamodule import augment_options
     from cnnlab.data.preprocess import preprocess_options
     from cnnlab.diagnosis import Thresholds
+    from cnnlab.finetune import finetune_options
     from cnnlab.regularizers import regularizer_options
     from cnnlab.schedules import schedule_options
 
@@ -57,11 +58,16 @@ def group_declarations() -> dict[str, Any]:
         "augment": augment_options,
         "preprocess": preprocess_options,
         "diagnose": Thresholds,
+        "finetune": finetune_options,
     }
 
 
 def model_layout(channels_last: bool = False) -> None:
     """``model.channels_last``: how build_model stores any model's weights, not a model's own."""
+
+
+def init_weights(checkpoint: str | None = None) -> None:
+    """``init.checkpoint``: a file's weights, loaded over any init (cnnlab.models.pretrained)."""
 
 
 class Node(NamedTuple):
@@ -86,6 +92,8 @@ def declared_nodes(plain: Mapping[str, Any]) -> Iterator[Node]:
         node = _registered(group, group, plain.get(group))
         if group == "model":
             yield Node("model", model_layout, {"channels_last": node.pop("channels_last", False)})
+        if group == "init":
+            yield Node("init", init_weights, {"checkpoint": node.pop("checkpoint", None)})
         if not (group == "init" and node["name"] == "auto"):
             options = {k: v for k, v in node.items() if k != "name"}
             fn = registry.lookup(group, node["name"])
@@ -171,8 +179,11 @@ def check_monitors(cfg: DictConfig) -> None:
             )
         # Checkpoints adapt (they keep the last epoch); the rest cannot do without the metric.
         checkpoint = "save_top_k" in callbacks.get(where.removeprefix("callbacks."), {})
-        if monitor.startswith("val/") and not cfg.data.val_split and not checkpoint:
-            raise ConfigError(f"{where} watches {monitor}, which needs data.val_split > 0")
+        held_out = cfg.data.val_split or cfg.data.get("folds")
+        if monitor.startswith("val/") and not held_out and not checkpoint:
+            raise ConfigError(
+                f"{where} watches {monitor}, which needs data.val_split > 0 (or data.folds)"
+            )
 
 
 def check_strategy(cfg: DictConfig) -> None:
@@ -187,11 +198,14 @@ def check_strategy(cfg: DictConfig) -> None:
 
 def check(cfg: DictConfig) -> None:
     """Everything that can be checked before the data is loaded and the model built."""
+    from cnnlab.finetune import check_finetune  # here: it loads torch, as the declarations do
+
     check_declared(cfg)
     check_optimizer(cfg)
     check_schedule(cfg)
     check_monitors(cfg)
     check_strategy(cfg)
+    check_finetune(cfg)
 
 
 def relaunches_script(cfg: DictConfig) -> bool:

@@ -9,13 +9,17 @@ from torch.utils.data import Dataset
 @dataclass
 class ImageArrays:
     """A whole data set: uint8 images (N, C, H, W) and int64 labels (N,) for train and test,
-    and the name of each class (None: the label numbers are the names)."""
+    the name of each class (None: the label numbers are the names), and validation images of
+    its own where it has them (a ``val/`` folder): the data module then validates on those
+    instead of holding out part of the training set."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
     classes: list[str] | None = None
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
 
 
 class ImageDataset(Dataset):

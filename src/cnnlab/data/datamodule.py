@@ -18,7 +18,7 @@ from cnnlab import registry
 from cnnlab.data.arrays import ImageArrays, ImageDataset, whole_batch
 from cnnlab.data.augment import check_flips
 from cnnlab.data.preprocess import MinMax, Standardize, Whitening, preprocess_options
-from cnnlab.data.split import stratified_split
+from cnnlab.data.split import fold_split, stratified_split
 from cnnlab.data.stats import cached, channel_stats, fingerprint, zca
 from cnnlab.errors import ConfigError
 from cnnlab.options import (
@@ -60,7 +60,10 @@ class ImageDataModule(L.LightningDataModule):
             split (cached in ``cache_dir``).
         batch_size: of training; ``eval_batch_size`` of validation and test (None: the same).
         val_split: fraction of the training set held out for validation; 0 means no validation.
-        split_seed: the seed of that split.
+        split_seed: the seed of that split, and of the folds.
+        folds, fold: k-fold cross-validation: the training set dealt into ``folds`` stratified
+            folds; the run validates on fold ``fold`` and trains on the others (``val_split``
+            is not used). ``-m data.fold=range(K)`` runs them all.
         val_on_test: validate on the test set every epoch, as Keras' ``validation_data`` does in
             the Keras hyper-parameter slides (curves only: needs ``val_split=0``, so nothing
             is selected on it).
@@ -90,6 +93,8 @@ class ImageDataModule(L.LightningDataModule):
         eval_batch_size: Count | None = None,
         val_split: Fraction = 0.1,
         split_seed: Natural = 0,
+        folds: Annotated[int, Ge(2), Le(1000)] | None = None,
+        fold: Natural | None = None,
         val_on_test: bool = False,
         shuffle: bool = True,
         hflip: Probability = 0.5,
@@ -107,6 +112,7 @@ class ImageDataModule(L.LightningDataModule):
                 "data.val_on_test=true needs data.val_split=0: validating on the test set "
                 "replaces a held-out split, it does not sit beside one"
             )
+        _check_folds(folds, fold, val_on_test)
         if (mean is None) != (std is None):
             raise ConfigError("data.mean and data.std go together: set both, or neither")
         if mean is not None and not len(mean) == len(std) == in_channels:
@@ -136,19 +142,40 @@ class ImageDataModule(L.LightningDataModule):
         arrays.test_labels = arrays.test_labels[: h.test_subset]
         self._check(arrays)
         self.arrays = arrays
-        train_idx, val_idx = stratified_split(arrays.train_labels, h.val_split, h.split_seed)
-        if h.val_split and not len(val_idx):
-            raise ConfigError(
-                f"data.val_split={h.val_split} leaves no validation image "
-                f"({len(train_idx)} training images); raise it or set it to 0"
-            )
-        images, labels = arrays.train_images, arrays.train_labels
-        self.train_set = ImageDataset(images[train_idx], labels[train_idx])
-        self.val_set = ImageDataset(images[val_idx], labels[val_idx])
+        self.train_set, self.val_set = self._split(arrays)
         self.test_set = ImageDataset(arrays.test_images, arrays.test_labels)
         if h.val_on_test:
             self.val_set = self.test_set
         self.normalize = self._normalization(self.train_set)
+
+    def _split(self, arrays: ImageArrays) -> tuple[ImageDataset, ImageDataset]:
+        """The training and validation sets: the data set's own validation images, a fold, or
+        a held-out share of the training set."""
+        h, name = self.hparams, self.hparams.dataset["name"]
+        images, labels = arrays.train_images, arrays.train_labels
+        if arrays.val_images is not None:
+            if h.folds:
+                raise ConfigError(
+                    f"{name} has validation images of its own; data.folds splits the training "
+                    "images into folds instead: drop one or the other"
+                )
+            return ImageDataset(images, labels), ImageDataset(arrays.val_images, arrays.val_labels)
+        if h.folds:
+            if h.folds > len(labels):  # some folds would be empty
+                raise ConfigError(
+                    f"data.folds={h.folds} is more than the {len(labels)} training images; "
+                    "use fewer folds"
+                )
+            train_idx, val_idx = fold_split(labels, h.folds, h.fold, h.split_seed)
+        else:
+            train_idx, val_idx = stratified_split(labels, h.val_split, h.split_seed)
+            if h.val_split and not len(val_idx):
+                raise ConfigError(
+                    f"data.val_split={h.val_split} leaves no validation image "
+                    f"({len(train_idx)} training images); raise it or set it to 0"
+                )
+        train = ImageDataset(images[train_idx], labels[train_idx])
+        return train, ImageDataset(images[val_idx], labels[val_idx])
 
     def _normalization(self, train: ImageDataset) -> nn.Module:
         """What ``preprocess`` asks for, its statistics taken from the training split."""
@@ -204,7 +231,10 @@ class ImageDataModule(L.LightningDataModule):
 
     @property
     def has_validation(self) -> bool:
-        return self.hparams.val_split > 0
+        """Whether a held-out set validates (to choose the best epoch by), once set up."""
+        if self.arrays is not None:
+            return len(self.val_set) > 0 and not self.hparams.val_on_test
+        return self.hparams.val_split > 0 or self.hparams.folds is not None
 
     def train_dataloader(self) -> DataLoader:
         # Mixup pairs each image with its mirror in the batch, so batches must be even.
@@ -294,6 +324,18 @@ class LazyLoader(DataLoader):
 
     def __iter__(self):
         yield from super().__iter__()
+
+
+def _check_folds(folds: int | None, fold: int | None, val_on_test: bool) -> None:
+    if (folds is None) != (fold is None):
+        raise ConfigError(
+            "data.folds and data.fold go together: data.folds=K data.fold=i (0 <= i < K), "
+            "or -m data.folds=K data.fold='range(K)' for all K folds"
+        )
+    if folds is not None and fold >= folds:
+        raise ConfigError(f"data.fold={fold}: data.folds={folds} numbers them 0..{folds - 1}")
+    if folds is not None and val_on_test:
+        raise ConfigError("data.folds validates on a fold: it cannot go with data.val_on_test")
 
 
 def _augmentations(augment: Mapping[str, Any]) -> OrderedDict[str, nn.Module]:

@@ -1,4 +1,4 @@
-"""A seeded, stratified train/validation split."""
+"""Seeded, stratified splits of a training set: one held-out share, or K folds."""
 
 import torch
 
@@ -20,3 +20,27 @@ def stratified_split(
         val.append(idx[:n_val])
         train.append(idx[n_val:])
     return torch.cat(train).sort().values, torch.cat(val).sort().values
+
+
+def fold_of(labels: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
+    """The fold (0..folds-1) of each image: classes shuffled with the seed, then dealt out in
+    turn, one class after another. Each class is then split evenly (its folds differ by one
+    image at most), and so are the folds' sizes, since the dealing goes on across classes."""
+    gen = torch.Generator().manual_seed(seed)
+    order = []
+    for cls in labels.unique(sorted=True):
+        idx = (labels == cls).nonzero().flatten()
+        order.append(idx[torch.randperm(len(idx), generator=gen)])
+    assigned = torch.empty_like(labels)
+    dealt = torch.cat(order)
+    assigned[dealt] = torch.arange(len(dealt)) % folds
+    return assigned
+
+
+def fold_split(
+    labels: torch.Tensor, folds: int, fold: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (train, val) of fold ``fold`` of ``folds``: it validates on that fold and trains
+    on the others, so the K runs of ``data.fold=range(K)`` validate once on every image."""
+    held = fold_of(labels, folds, seed) == fold
+    return (~held).nonzero().flatten(), held.nonzero().flatten()

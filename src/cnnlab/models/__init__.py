@@ -11,6 +11,7 @@ from torch import nn
 from cnnlab import registry
 from cnnlab.errors import ConfigError
 from cnnlab.models import base_cnn, cnn, nin, resnet, timm_models  # noqa: F401
+from cnnlab.models.pretrained import load_pretrained
 from cnnlab.options import shown
 from cnnlab.targets import first_line
 
@@ -34,9 +35,11 @@ def build_model(
     for (He for the ReLU family, LeCun for SELU, Xavier for tanh and sigmoid); dropout layers are
     the kind the activation asks for (alpha for SELU). ``model.channels_last`` stores the
     weights as NHWC, which GPU convolutions (with bf16 or fp16) run fastest in.
+    ``init.checkpoint`` (any init's option) loads a file's weights over the init.
     """
-    model = dict(model)
+    model, init = dict(model), dict(init)
     channels_last = model.pop("channels_last", False)
+    checkpoint = init.pop("checkpoint", None)
     chosen = registry.lookup("activation", activation["name"])
     make = _model_factory(model)
     if init["name"] == "auto":
@@ -63,6 +66,8 @@ def build_model(
             f"model={model['name']}{options} cannot be built for {shape} images: {first_line(err)}"
         ) from None
     net.apply(initialise)
+    if checkpoint is not None:
+        load_pretrained(net, checkpoint)
     return net.to(memory_format=torch.channels_last) if channels_last else net
 
 

@@ -1,0 +1,59 @@
+"""Ordinary image files (PNG, JPEG, anything Pillow reads) as uint8 tensors of the size and
+channels a model trains on. predict.py and ``data=image_folder`` read files with these same
+functions, so a model classifies a photo exactly as it saw its training images."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms.v2 import functional as TF
+
+from cnnlab.errors import ConfigError
+
+# What Pillow raises for a file that is not an image, is cut short, or is too large to decode
+# (MemoryError: a large one that passed the limit, on a small machine).
+UNREADABLE = (
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+    OSError,
+    ValueError,
+    MemoryError,
+)
+
+
+def image_files(path: str | Path) -> list[Path]:
+    """``path`` itself, or every file under the folder ``path`` (sorted, hidden ones aside)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ConfigError(f"inputs={path}: no such file or folder")
+    return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
+    """uint8 (channels, size, size): converted to grey (L) or RGB, the shorter side resized to
+    ``size`` (antialiased), then the centre cropped square. ValueError if it cannot be read, or
+    has more pixels than Pillow decodes without a warning (a decompression bomb)."""
+    try:
+        with warnings.catch_warnings():  # Pillow only warns of one up to twice its limit
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # (reads the header only: the size is checked)
+                image = _eight_bits(image).convert("L" if channels == 1 else "RGB")
+    except UNREADABLE as err:
+        raise ValueError(str(err).splitlines()[0] or type(err).__name__) from None
+    tensor = TF.pil_to_tensor(image)
+    tensor = TF.resize(tensor, size, antialias=True)  # an int: the shorter side
+    return TF.center_crop(tensor, [size, size])
+
+
+def _eight_bits(image: Image.Image) -> Image.Image:
+    """16- and 32-bit grey images (PNG, TIFF) scaled to 8 bits: Pillow's convert("L") clips
+    them, and every value above 255, nearly all of a 16-bit image, becomes white."""
+    if not (image.mode.startswith("I;16") or image.mode == "I"):  # "I": 16-bit files opened
+        return image  # as 32-bit integers (older Pillow, TIFF)
+    values = np.asarray(image, dtype=np.float64) * 255 / 65535
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")

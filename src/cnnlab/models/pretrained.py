@@ -1,0 +1,95 @@
+"""``init.checkpoint=PATH``: start from the weights of a file rather than from the init alone.
+
+The file is a cnnlab checkpoint (a Lightning ``.ckpt``: its ``net.*`` tensors) or a state dict
+of the same architecture (``torch.save(model.state_dict())`` of a timm model, ``.pth``, or a
+``.safetensors`` file); nothing is downloaded. Its head is replaced where it does not fit (another
+class count): the new head keeps its fresh init. Any other difference is another architecture
+and refused. The normalisation statistics are not taken: the new data set's are computed.
+"""
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.errors import ConfigError
+from cnnlab.models.parts import in_parts, parts
+from cnnlab.targets import first_line
+
+log = logging.getLogger(__name__)
+
+
+def load_pretrained(net: nn.Module, path: str) -> None:
+    """Copy the weights in ``path`` into ``net``, all but a head that does not fit."""
+    weights, model = read_weights(path)
+    own = net.state_dict()
+    _, head = parts(net)
+    where = f"init.checkpoint={path}{f' (model={model})' if model else ''}"
+    mismatch = _first_mismatch(own, weights, head)
+    if mismatch:
+        raise ConfigError(f"{where} holds another architecture: {mismatch}")
+    kept = [k for k in own if k not in weights or weights[k].shape != own[k].shape]
+    net.load_state_dict({**own, **{k: weights[k] for k in own if k not in kept}})
+    if kept:
+        shapes = ", ".join(f"{k} ({_shape(own[k])}{_theirs(weights.get(k))})" for k in kept)
+        log.info(f"{where}: loaded all but the head, which keeps its fresh init: {shapes}")
+    else:
+        log.info(f"{where}: loaded, the head as well")
+
+
+def read_weights(path: str) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The state dict in ``path`` and, for a cnnlab checkpoint, the model it was trained as."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"init.checkpoint={path}: no such file")
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file  # timm's dependency
+
+            saved: Any = load_file(file)
+        else:  # only tensors and plain values: a file cannot run code when it is read
+            saved = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ConfigError(f"init.checkpoint={path}: cannot be read ({first_line(err)})") from None
+    model = None
+    if isinstance(saved, Mapping) and "state_dict" in saved:  # Lightning's
+        net = (saved.get("hyper_parameters") or {}).get("net") or {}
+        model = (net.get("model") or {}).get("name")
+        saved = saved["state_dict"]
+        if any(k.startswith("net.") for k in saved):  # cnnlab's Classifier holds the network
+            saved = {k.removeprefix("net."): v for k, v in saved.items() if k.startswith("net.")}
+    if not isinstance(saved, Mapping) or not all(torch.is_tensor(v) for v in saved.values()):
+        raise ConfigError(
+            f"init.checkpoint={path}: holds no state dict; expected a cnnlab .ckpt, or a "
+            "model's state_dict() saved with torch.save or as .safetensors"
+        )
+    return dict(saved), model
+
+
+def _first_mismatch(
+    own: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], head: dict[str, nn.Module]
+) -> str | None:
+    """The first tensor outside the head that the file lacks, holds in another shape, or holds
+    and the network lacks; None if only the head differs."""
+    for key, tensor in own.items():
+        if in_parts(key, head):
+            continue
+        if key not in weights:
+            return f"it has no {key} ({_shape(tensor)} here)"
+        if weights[key].shape != tensor.shape:
+            return f"{key} is {_shape(tensor)} here and {_shape(weights[key])} in it"
+    extra = [k for k in weights if k not in own and not in_parts(k, head)]
+    if extra:
+        return f"it has {extra[0]} ({_shape(weights[extra[0]])}), which this network lacks"
+    return None
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "x".join(str(n) for n in tensor.shape) or "a scalar"
+
+
+def _theirs(tensor: torch.Tensor | None) -> str:
+    return f"; {_shape(tensor)} in the file" if tensor is not None else "; not in the file"

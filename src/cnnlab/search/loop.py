@@ -1,0 +1,218 @@
+"""The search itself: trials asked of the study and started as soon as a slot frees (not batch
+by batch, as Hydra's sweepers do), each told to the study when its job ends.
+
+A search stopped (Ctrl-C, SIGTERM, the machine going down) leaves its running trials RUNNING
+in the journal, their jobs interrupted with their last.ckpt saved. Run again in the same
+directory, it keeps every trial that ended and runs those again, under the same numbers and in
+the same directories, where their jobs go on from last.ckpt (resume=auto, as in any -m sweep).
+"""
+
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import ConfigError
+from cnnlab.files import write_json
+from cnnlab.progress import PLAN
+from cnnlab.records import in_use
+from cnnlab.search import trials
+from cnnlab.search.slots import Slot
+from cnnlab.search.space import Space, override
+from cnnlab.search.trials import Outcome, Running, trial_dir
+from cnnlab.targets import first_line
+
+STATES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed"}  # Optuna's, in ours
+
+
+class Stopped(Exception):
+    """Ctrl-C or SIGTERM: the running trials were stopped, and are left for a rerun."""
+
+    def __init__(self, signum: int, directory: Path):
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name}; go on with: python src/search.py --dir {directory}")
+        self.signum = signum
+
+
+class Search:
+    def __init__(self, directory: Path, space: Space, fixed: list[str], slots: list[Slot], study):
+        from optuna.trial import TrialState
+
+        self.directory, self.space, self.fixed, self.slots = directory, space, fixed, slots
+        self.study = study
+        left = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        self.left = [t.number for t in left]  # a stopped search's: to run again first
+        self.params = {t.number: t.params for t in left}
+        self.busy: set[int] = set()  # of those, the ones whose directory was in use
+        self.running: list[Running] = []
+        self.signals: list[int] = []
+        self.exhausted = False  # the sampler has nothing left to try (a grid, done)
+        self.reporter = Reporter(directory)
+
+    def run(self) -> None:
+        """Run trials until the study has n_trials that ended (or the sampler is done)."""
+        if self.left:
+            say(f"{len(self.left)} trial(s) a stopped search left run again: {_numbers(self.left)}")
+        write_json(self.directory / PLAN, {"jobs": self.space.n_trials})  # the report's progress
+        handlers = {
+            sig: signal.signal(sig, lambda signum, frame: self.signals.append(signum))
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            self._loop()
+        except BaseException:  # stopped, refused, or a fault here: no trial outlives the search
+            for sig in handlers:  # a second Ctrl-C must not cut the trials' stopping short
+                signal.signal(sig, signal.SIG_IGN)
+            trials.stop(self.running)
+            self._collect(stopping=True)
+            raise
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            self.reporter.close()
+
+    def _loop(self) -> None:
+        while True:
+            if self.signals:
+                raise Stopped(self.signals[0], self.directory)
+            ended = self._collect()
+            self._fill()
+            if ended:
+                self.reporter.ask()
+            if not self.running and not self.left and not self._wants_more():
+                return
+            time.sleep(0.2)
+
+    def _collect(self, stopping: bool = False) -> bool:
+        """Tell the study how each trial whose process ended did; whether any ended."""
+        ended = [r for r in self.running if r.process.poll() is not None]
+        for trial in ended:
+            self.running.remove(trial)
+            got = trials.outcome(self.directory, trial.number, trial.process.returncode)
+            if stopping and got.state in ("interrupted", "unrecorded"):
+                say(f"trial {trial.number} interrupted: it runs again when the search is rerun")
+                continue
+            self._tell(trial.number, got)
+            if got.refused and not stopping:  # every trial would be: stop here
+                raise ConfigError(
+                    f"trial {trial.number} was refused: {got.said.removeprefix('ConfigError: ')}"
+                    f" (see {trial_dir(self.directory, trial.number) / 'trial.log'})"
+                )
+        return bool(ended)
+
+    def _fill(self) -> None:
+        taken = {r.slot for r in self.running}
+        for slot in (i for i in range(len(self.slots)) if i not in taken):
+            number = self._next_left()
+            if number is None and self._wants_more():
+                trial = self.study.ask(self.space.distributions())
+                number, self.params[trial.number] = trial.number, trial.params
+            if number is None:
+                return
+            self._start(number, slot)
+
+    def _next_left(self) -> int | None:
+        """The next trial a stopped search left, once its directory is free (a job of the
+        stopped search may still be saving there); one that ended meanwhile is told now."""
+        for number in list(self.left):
+            if in_use(trial_dir(self.directory, number)):
+                if number not in self.busy:
+                    self.busy.add(number)
+                    say(f"trial {number}: another process trains in its directory; waiting")
+                continue
+            self.left.remove(number)
+            got = trials.outcome(self.directory, number, None)
+            if got.state not in ("interrupted", "unrecorded"):
+                self._tell(number, got)  # it ended before the search could say so
+                continue
+            return number
+        return None
+
+    def _wants_more(self) -> bool:
+        """Whether the study needs another trial asked of it."""
+        return (
+            not self.exhausted and len(self.study.get_trials(deepcopy=False)) < self.space.n_trials
+        )
+
+    def _start(self, number: int, slot: int) -> None:
+        params = {key: self.params[number][key] for key in self.space.params}
+        fixed = [*self.fixed, *self.slots[slot].overrides]  # the slot's come last: they win
+        argv = trials.command(self.directory, number, fixed, params)
+        process = trials.start(self.directory, number, argv, self.slots[slot])
+        self.running.append(Running(number, slot, process))
+        where = self.slots[slot].env.get("CUDA_VISIBLE_DEVICES")
+        on = f" on GPU {where}" if where else ""
+        say(f"trial {number} started{on}: {' '.join(override(k, v) for k, v in params.items())}")
+
+    def _tell(self, number: int, got: Outcome) -> None:
+        from optuna.trial import TrialState
+
+        state = {"finished": TrialState.COMPLETE, "pruned": TrialState.PRUNED}
+        try:
+            self.study.tell(number, got.value, state=state.get(got.state, TrialState.FAIL))
+        except RuntimeError as err:  # a sampler done with its grid calls study.stop(), which
+            if "Study.stop" not in str(err):  # outside study.optimize() Optuna refuses; the
+                raise  # trial's result is stored all the same
+            self.exhausted = True
+        said = f"best val acc {got.value:.4f}" if got.value is not None else got.said
+        word = "failed" if got.state == "unrecorded" else got.state
+        say(f"trial {number} {word}: {said}; {self._tally()}")
+
+    def _tally(self) -> str:
+        """``4 of 8 trials ended (3 finished, 1 pruned), 2 running``."""
+        states = Counter(
+            STATES.get(t.state.name, "") for t in self.study.get_trials(deepcopy=False)
+        )
+        ended = {s: n for s, n in states.items() if s in ("finished", "pruned", "failed")}
+        said = ", ".join(f"{n} {s}" for s, n in ended.items())
+        return (
+            f"{sum(ended.values())} of {self.space.n_trials} trials ended ({said or 'none'}), "
+            f"{len(self.running)} running"
+        )
+
+
+class Reporter:
+    """Rewrites the report in a thread of its own as trials end: writing it takes seconds
+    (Lightning and scipy are imported the first time), and must not hold up the next trial."""
+
+    def __init__(self, directory: Path):
+        self.directory, self.wanted, self.closing = directory, threading.Event(), False
+        self.thread = threading.Thread(target=self._write, daemon=True)
+        self.thread.start()
+
+    def ask(self) -> None:
+        self.wanted.set()  # several trials ending meanwhile: one report, after the last
+
+    def close(self) -> None:
+        """End once the report being written is (matplotlib's figures are not to be drawn
+        from two threads at once: the search's plots come next)."""
+        self.closing = True
+        self.wanted.set()
+        self.thread.join()
+
+    def _write(self) -> None:
+        while self.wanted.wait():
+            self.wanted.clear()
+            if self.closing:
+                return
+            report(self.directory)
+
+
+def report(directory: Path, show: bool = False) -> None:
+    """The sweep report over every trial (report.md, report.csv, curves.png)."""
+    from cnnlab.report import write_report  # (Lightning, scipy: once the first trial ended)
+
+    try:
+        write_report([directory], show=show)
+    except Exception as err:  # the trials' own records matter more than their report
+        say(f"the report could not be written: {first_line(err)}")
+
+
+def say(text: str) -> None:
+    print(f"search: {text}", flush=True)
+
+
+def _numbers(numbers: list[Any]) -> str:
+    return ", ".join(map(str, numbers))

@@ -1,0 +1,80 @@
+"""From the search's command line to what it runs: the space file, the overrides every trial
+gets, and the training config they compose, checked before any trial starts."""
+
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig
+
+from cnnlab import CONF
+from cnnlab.errors import ConfigError
+from cnnlab.files import new_dir
+from cnnlab.search.space import Space, find, hydra_value, load, override
+from cnnlab.targets import first_line
+from cnnlab.validate import check_choices
+
+# Where a trial runs is the search's to say (its own directory, one job of -m).
+PLACED = ("hydra.sweep.", "hydra.run.", "hydra.mode", "hydra.job.", "hydra.callbacks.report")
+
+
+def split(words: list[str]) -> tuple[Space | None, list[str]]:
+    """The space (the first word that is not an override, a file or a name in spaces/)
+    and the overrides."""
+    named = [w for w in words if "=" not in w and not w.startswith("~")]
+    if len(named) > 1:
+        raise ConfigError(f"one space file, not {len(named)} ({', '.join(named)})")
+    space = load(find(named[0])) if named else None
+    return space, [w for w in words if w not in named]
+
+
+def check_overrides(space: Space, fixed: list[str]) -> None:
+    """Each fixed override sets one value, of a setting the space does not vary."""
+    varied = {key.lstrip("+") for key in space.params}
+    for line in fixed:
+        try:
+            (parsed,) = OverridesParser.create().parse_overrides([line])
+        except Exception as err:
+            raise ConfigError(f"{line}: not an override ({first_line(err)})") from None
+        key = parsed.key_or_group
+        if parsed.is_sweep_override():
+            raise ConfigError(
+                f"{line}: every trial takes one value of a fixed override; the space file "
+                "says what varies"
+            )
+        if key in varied:
+            raise ConfigError(f"{key} is both varied by the space and fixed by {line}")
+        if key.startswith(PLACED):
+            raise ConfigError(f"{line}: the search places each trial in its own directory")
+
+
+def composed(space: Space, fixed: list[str]) -> DictConfig:
+    """The training config of the space's first values (every group option it names checked
+    too), with Hydra's: unknown keys and options fail here, in one line, not in every trial."""
+    check_overrides(space, fixed)
+    params = space.params.items()
+    lowest = [override(k, p["choices"][0] if "choices" in p else p["low"]) for k, p in params]
+    every = [f"{k}={','.join(map(hydra_value, p['choices']))}" for k, p in params if "choices" in p]
+    check_choices(fixed + every, CONF)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides=fixed + lowest, return_hydra_config=True)
+    except Exception as err:  # Hydra's and OmegaConf's: a key or option that is not there
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise ConfigError(" ".join(lines[:2]) or type(err).__name__) from None  # what, and how
+    finally:
+        GlobalHydra.instance().clear()
+    if not (cfg.data.val_split or cfg.data.get("folds")):
+        raise ConfigError(
+            "the search ranks trials by their best validation accuracy, which needs "
+            "data.val_split > 0"
+        )
+    return cfg
+
+
+def new_directory(cfg: DictConfig) -> Path:
+    """A new search directory: logs/search/<time>."""
+    return Path(new_dir(f"{cfg.paths.log_dir}/search/{time.strftime('%Y-%m-%d_%H-%M-%S')}"))

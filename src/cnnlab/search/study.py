@@ -1,0 +1,139 @@
+"""A search's directory: its Optuna study, what it searches, and its lock.
+
+The study is Optuna's journal file (``study.journal``: no database server; the search and its
+trials' training processes each append to it, under the file's own lock). ``search.yaml`` keeps
+the space and the fixed overrides as first given, for a rerun to go on with and for the trials'
+pruning callbacks to build the same pruner. While a search runs it holds ``.search.lock`` (the
+operating system's lock: it ends with the process, so a killed search leaves none), so a trial
+left RUNNING in the journal when the next search starts is one whose search was stopped.
+"""
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from cnnlab.errors import ConfigError
+from cnnlab.files import write_text
+from cnnlab.search.space import Space, read
+from cnnlab.targets import first_line
+
+STUDY = "search"  # the one study of a search directory
+JOURNAL = "study.journal"
+SAVED = "search.yaml"
+LOCK = ".search.lock"
+
+
+@contextmanager
+def held(directory: Path) -> Iterator[None]:
+    """Hold the search directory while the block runs; a second search there is refused."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(directory / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(
+            f"{directory}: another search is running there (it holds {directory / LOCK})"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def settle(
+    directory: Path, space: Space | None, overrides: list[str], n_trials: int | None
+) -> tuple[Space, list[str]]:
+    """What the search in ``directory`` runs: the space and overrides given, or for a rerun
+    given none, those it was started with. A rerun given another space or other overrides is
+    refused: its trials would not compare with the ones before. Only n_trials may change."""
+    saved = _saved(directory)
+    if space is None:
+        space, overrides = read(saved["space"]), list(saved["overrides"])
+    elif saved is not None:
+        before = read(saved["space"])
+        if _searched(before) != _searched(space) or saved["overrides"] != overrides:
+            raise ConfigError(
+                f"{directory} was searched with another space or other overrides; go on with "
+                f"`python src/search.py --dir {directory}` alone, or search in a new directory"
+            )
+    if n_trials is not None:
+        space = Space(space.params, n_trials, space.sampler, space.pruner)
+    keep = {"space": space.plain(), "overrides": overrides}
+    write_text(directory / SAVED, OmegaConf.to_yaml(OmegaConf.create(keep)))
+    return space, overrides
+
+
+def create(directory: Path, space: Space) -> Any:
+    """The directory's study, made on the first run and loaded on a rerun."""
+    import optuna
+
+    study = optuna.create_study(
+        study_name=STUDY,
+        storage=journal(directory),
+        direction="maximize",  # the trials' best validation accuracy
+        sampler=built(space.sampler, "sampler"),
+        pruner=built(space.pruner, "pruner") or optuna.pruners.NopPruner(),
+        load_if_exists=True,
+    )
+    if study.get_trials(deepcopy=False):  # a rerun: seeded as at the start, the sampler would
+        study.sampler.reseed_rng()  # draw the first trials' values again (a grid keeps its order)
+    return study
+
+
+def open_trial(directory: Path, number: int) -> Any:
+    """Trial ``number`` of the search in ``directory``, from another process (a trial's
+    training): it reports to the journal and asks the search's pruner."""
+    import optuna
+
+    space = read(_saved(directory)["space"])
+    study = optuna.load_study(
+        study_name=STUDY,
+        storage=journal(directory),
+        # This process never samples: Optuna's Trial asks the sampler to prepare all the same,
+        # and the random one does nothing there (a grid sampler would mark a grid point).
+        sampler=optuna.samplers.RandomSampler(),
+        pruner=built(space.pruner, "pruner") or optuna.pruners.NopPruner(),
+    )
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return optuna.trial.Trial(study, trial_id)
+
+
+def journal(directory: Path) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the search says what it does itself
+    backend = optuna.storages.journal.JournalFileBackend(str(directory / JOURNAL))
+    return optuna.storages.JournalStorage(backend)
+
+
+def built(node: dict[str, Any] | None, where: str) -> Any:
+    """Optuna's sampler or pruner from its ``_target_`` node; None for none."""
+    if node is None:
+        return None
+    from optuna.exceptions import ExperimentalWarning
+
+    try:
+        with warnings.catch_warnings():  # (constant_liar, ...): chosen in the space file
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return instantiate(node, _convert_="all")
+    except Exception as err:
+        while err.__cause__ is not None:  # Hydra wraps the class's own error
+            err = err.__cause__
+        raise ConfigError(
+            f"{where} ({node['_target_']}) cannot be built: {first_line(err)}"
+        ) from None
+
+
+def _saved(directory: Path) -> dict[str, Any] | None:
+    path = directory / SAVED
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else None
+
+
+def _searched(space: Space) -> dict[str, Any]:
+    return {k: v for k, v in space.plain().items() if k != "n_trials"}

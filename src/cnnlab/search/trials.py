@@ -1,0 +1,137 @@
+"""One trial: its training job started through the chosen launcher, and its outcome read back.
+
+A trial is ``python src/train.py -m`` of one job into ``<search>/<trial number>/`` (the trial's
+own sweep directory, so that no two trials write the same ``multirun.yaml``), with the space's
+values for it and a pruning callback that reports to the study. Its output goes to
+``trial.log`` there. The outcome is the job's ``metrics.json``: its best validation accuracy,
+or that it was pruned, failed or interrupted.
+"""
+
+import ctypes
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab import CONF
+from cnnlab.records import read_record
+from cnnlab.search.slots import Slot
+from cnnlab.search.space import hydra_value, override
+
+TRAIN = CONF.parent / "src" / "train.py"
+
+
+@dataclass
+class Running:
+    number: int
+    slot: int
+    process: subprocess.Popen
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str  # finished, pruned, failed, interrupted, or unrecorded (it wrote nothing)
+    value: float | None  # the best validation accuracy of a finished trial
+    said: str  # what went wrong, or where the pruner stopped it
+
+    @property
+    def refused(self) -> bool:
+        """Refused at start (a ConfigError): a mistake in the space or the overrides."""
+        return self.state == "failed" and self.said.startswith("ConfigError")
+
+
+def trial_dir(directory: Path, number: int) -> Path:
+    return directory / str(number)
+
+
+def command(directory: Path, number: int, fixed: list[str], params: dict[str, Any]) -> list[str]:
+    """The trial's command line: one job of ``-m`` into its own directory."""
+    pruning = {
+        "_target_": "cnnlab.search.pruning.TrialPruning",
+        "search": str(directory.resolve()),
+        "trial": number,
+    }
+    return [
+        sys.executable,
+        str(TRAIN),
+        "-m",
+        override("hydra.sweep.dir", str(trial_dir(directory, number).resolve())),
+        "hydra.sweep.subdir=''",  # the job's directory is the trial's
+        "~hydra.callbacks.report",  # the search writes the report over all its trials
+        *fixed,
+        *(override(k, v) for k, v in params.items()),
+        *(f"++callbacks.pruning.{k}={hydra_value(v)}" for k, v in pruning.items()),
+    ]
+
+
+def start(directory: Path, number: int, argv: list[str], slot: Slot) -> subprocess.Popen:
+    """Start the trial's process in its own process group (stopped as a whole), its output
+    added to ``trial.log`` (a rerun's attempt comes after the one before)."""
+    out = trial_dir(directory, number)
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **slot.env}
+    with open(out / "trial.log", "ab") as log:
+        devices = slot.env.get("CUDA_VISIBLE_DEVICES")
+        on = f", GPU {devices}" if devices else ""
+        log.write(f"==== trial {number}{on}, started {time.ctime()} ====\n".encode())
+        log.write((" ".join(argv) + "\n").encode())
+        log.flush()
+        return subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+
+def outcome(directory: Path, number: int, exit_code: int | None) -> Outcome:
+    """What trial ``number``'s job recorded."""
+    record = read_record(trial_dir(directory, number) / "metrics.json") or {}
+    state = record.get("status")
+    log = trial_dir(directory, number) / "trial.log"
+    if state == "finished":
+        value = record.get("best_val_acc")
+        if isinstance(value, int | float) and math.isfinite(value):
+            return Outcome("finished", float(value), "")
+        return Outcome("failed", None, "no validation accuracy (best_val_acc) was recorded")
+    if state == "pruned":
+        return Outcome("pruned", None, str(record.get("pruned", "")))
+    if state in ("failed", "interrupted"):
+        return Outcome(state, None, str(record.get("error", "")))
+    ended = "" if exit_code is None else f" (exit code {exit_code})"
+    return Outcome("unrecorded", None, f"the job left no record{ended}: see {log}")
+
+
+def stop(running: list[Running], seconds: float = 30.0) -> None:
+    """SIGTERM each trial's process group (the job saves last.ckpt and records ``interrupted``;
+    the gpus launcher passes it on), then SIGKILL what is left after ``seconds``."""
+    for trial in running:
+        _signal_group(trial.process, signal.SIGTERM)
+    deadline = time.monotonic() + seconds
+    for trial in running:
+        try:
+            trial.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(trial.process, signal.SIGKILL)
+            trial.process.wait()
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _die_with_parent() -> None:
+    """In the trial's process before it starts: Linux sends it SIGTERM if the search dies, even
+    by SIGKILL, so no trial trains on unseen (as the gpus launcher does for its jobs)."""
+    if sys.platform == "linux":
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

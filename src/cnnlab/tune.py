@@ -1,0 +1,247 @@
+"""Before a sweep: the learning rate and the batch size to give it, found by Lightning's Tuner on
+the composed training config (``python src/tune.py find=lr|batch_size <train overrides>``).
+
+Both searches train a copy of the run's model for a few steps and then put its weights back
+(Lightning saves and restores them): nothing of the run is changed, only advice is written.
+"""
+
+import logging
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import lightning as L
+import torch
+from annotated_types import Ge, Gt, Le
+from lightning.pytorch.tuner import Tuner
+from omegaconf import DictConfig, OmegaConf
+
+from cnnlab.data import ImageDataModule
+from cnnlab.errors import ConfigError
+from cnnlab.files import atomic, write_json, write_text
+from cnnlab.module import Classifier
+from cnnlab.options import Count, check_options
+from cnnlab.run import build_datamodule, build_module
+from cnnlab.targets import build
+from cnnlab.validate import check
+
+log = logging.getLogger(__name__)
+# Smith (2017), "Cyclical learning rates": the lower bound of a cyclic or one-cycle schedule
+# is about a third or a quarter of the upper one.
+BASE_SHARE = 4
+
+
+def lr_find_options(
+    min_lr: Annotated[float, Gt(0)] = 1e-6,
+    max_lr: Annotated[float, Gt(0), Le(100)] = 1.0,
+    steps: Annotated[int, Ge(10), Le(100_000)] = 100,
+    mode: Literal["exponential", "linear"] = "exponential",
+    stop_factor: Annotated[float, Gt(1)] | None = 4.0,
+) -> None:
+    """``lr_find``: the range test raises the rate from ``min_lr`` to ``max_lr`` over ``steps``
+    training steps, stopping once the smoothed loss is ``stop_factor`` times its best (null:
+    never)."""
+
+
+def batch_find_options(
+    mode: Literal["power", "binsearch"] = "binsearch",
+    start: Count = 2,
+    max_trials: Annotated[int, Ge(1), Le(64)] = 25,
+    steps_per_trial: Count = 3,
+    max_batch: Count = 8192,
+) -> None:
+    """``batch_find``: from ``start``, double the batch while ``steps_per_trial`` training steps
+    fit in memory (``power``), then search between the last that fit and the first that did not
+    (``binsearch``); at most ``max_trials`` sizes, none above ``max_batch`` or the data set."""
+
+
+def tune_options(
+    find: Literal["lr", "batch_size"] = "lr", lr_find: Any = None, batch_find: Any = None
+) -> None:
+    """``find``: which search to run (``lr_find`` and ``batch_find`` are checked on their own)."""
+
+
+def tune(cfg: DictConfig) -> dict[str, Any]:
+    """Run the search ``cfg.find`` names; write and return what it found."""
+    check(cfg)
+    options = {k: cfg[k] for k in ("find", "lr_find", "batch_find")}
+    check_options(tune_options, options, "")
+    check_options(lr_find_options, _plain(cfg.lr_find), "lr_find")
+    check_options(batch_find_options, _plain(cfg.batch_find), "batch_find")
+    devices = cfg.trainer.get("devices")
+    if str(cfg.trainer.get("strategy")).startswith("ddp") or (
+        isinstance(devices, int) and devices > 1
+    ):
+        raise _distributed(cfg)  # before a Trainer is built: it would look for the GPUs first
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
+    datamodule = build_datamodule(cfg)
+    datamodule.setup()
+    module = build_module(cfg)
+    out = Path(cfg.paths.output_dir)
+    if cfg.find == "lr":
+        found = find_lr(cfg, module, datamodule, out)
+    else:
+        found = find_batch_size(cfg, module, datamodule)
+    write_json(out / "tune.json", found)
+    return found
+
+
+def tuning_trainer(cfg: DictConfig, steps: int) -> L.Trainer:
+    """The run's Trainer (device, precision, clipping...) without its callbacks, loggers and
+    checkpoints, bounded by steps rather than epochs."""
+    trainer = build(
+        cfg.trainer,
+        where="trainer",
+        callbacks=[],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        max_epochs=-1,
+        max_steps=steps,
+        limit_train_batches=None,
+        limit_val_batches=None,
+    )
+    if trainer.num_devices > 1 or trainer.num_nodes > 1 or "DDP" in type(trainer.strategy).__name__:
+        raise _distributed(cfg)
+    return trainer
+
+
+def _distributed(cfg: DictConfig) -> ConfigError:
+    return ConfigError(
+        f"the tuner runs in one process on one device, not under trainer.strategy="
+        f"{cfg.trainer.get('strategy', 'auto')} trainer.devices={cfg.trainer.get('devices')}: "
+        "tune with trainer.devices=1, then scale the batch and the rate by the number of devices"
+    )
+
+
+def find_lr(
+    cfg: DictConfig, module: Classifier, datamodule: ImageDataModule, out: Path
+) -> dict[str, Any]:
+    """The learning-rate range test: the loss-against-rate plot (lr_find.png, lr_find.csv), the
+    rate Lightning suggests (the steepest fall of the loss), and the range of a cyclic or
+    one-cycle schedule: from the rate at which the loss stopped falling, and a quarter of it."""
+    o = cfg.lr_find
+    if o.min_lr >= o.max_lr:
+        raise ConfigError(f"lr_find.min_lr={o.min_lr} must be below lr_find.max_lr={o.max_lr}")
+    trainer = tuning_trainer(cfg, o.steps)
+    module.stop_on_nonfinite = False  # the test ends when the loss explodes, on purpose
+    found = Tuner(trainer).lr_find(
+        module,
+        datamodule=datamodule,
+        min_lr=o.min_lr,
+        max_lr=o.max_lr,
+        num_training=o.steps,
+        mode=o.mode,
+        early_stop_threshold=o.stop_factor,
+        update_attr=False,  # advice only: the module keeps the config's rate
+    )
+    module.stop_on_nonfinite = True
+    rates, losses = found.results["lr"], found.results["loss"]
+    suggestion = found.suggestion()
+    if suggestion is None:
+        raise ConfigError(
+            f"the range test took {len(losses)} steps before the loss diverged: too few to "
+            "suggest a rate; lower lr_find.min_lr or raise lr_find.steps"
+        )
+    # The upper bound: where the loss, having fallen fastest at the suggestion, is lowest; above
+    # it, the loss rises.
+    after = [i for i in range(rates.index(suggestion), len(losses)) if math.isfinite(losses[i])]
+    top = rates[min(after, key=lambda i: losses[i])]
+    plot = found.plot(suggest=True)
+    plot.axes[0].axvspan(top / BASE_SHARE, top, alpha=0.15, label="cyclic / one-cycle range")
+    plot.axes[0].legend()
+    with atomic(out / "lr_find.png") as tmp:
+        plot.savefig(tmp, format="png", dpi=100)
+    rows = ["lr,loss", *(f"{r:.6g},{v:.6g}" for r, v in zip(rates, losses, strict=True))]
+    write_text(out / "lr_find.csv", "\n".join(rows) + "\n")
+    result = {
+        "find": "lr",
+        "suggestion": float(f"{suggestion:.3g}"),
+        "override": f"optimizer.lr={suggestion:.3g}",
+        "max_lr": float(f"{top:.3g}"),
+        "base_lr": float(f"{top / BASE_SHARE:.3g}"),
+        "one_cycle": f"scheduler=onecycle optimizer.lr={top:.3g} "
+        f"+scheduler.scheduler.div_factor={BASE_SHARE}",
+        "steps": len(losses),
+        "stopped_early": len(losses) < o.steps,
+    }
+    log.info(
+        f"suggested rate (steepest fall of the loss): {result['override']}; cyclic or one-cycle "
+        f"range {result['base_lr']}..{result['max_lr']}: {result['one_cycle']}"
+    )
+    return result
+
+
+def find_batch_size(
+    cfg: DictConfig, module: Classifier, datamodule: ImageDataModule
+) -> dict[str, Any]:
+    """The largest batch that trains on the run's device, its peak memory per image (a GPU's
+    most allocated), and the rate the linear scaling rule gives it (Goyal et al., 2017:
+    lr x batch / the configured batch)."""
+    o = cfg.batch_find
+    trials = o.max_trials * o.steps_per_trial
+    trainer = tuning_trainer(cfg, trials)
+    size = Tuner(trainer).scale_batch_size(
+        module,
+        datamodule=datamodule,
+        mode=o.mode,
+        steps_per_trial=o.steps_per_trial,
+        init_val=o.start,
+        max_trials=o.max_trials,
+        max_val=o.max_batch,
+    )
+    datamodule.hparams.batch_size = cfg.data.batch_size  # the Tuner leaves its last try there
+    size = min(int(size), len(datamodule.train_set))  # its 5% margin can overshoot the set
+    configured, lr = int(cfg.data.batch_size), float(cfg.optimizer.lr)
+    scaled = lr * size / configured
+    result = {
+        "find": "batch_size",
+        "batch_size": size,
+        "device": str(trainer.strategy.root_device),
+        "limited_by": _limit(size, datamodule, o),
+        "peak_memory_per_image_mib": _memory_per_image(cfg, module, datamodule, size),
+        "scaled_lr": float(f"{scaled:.3g}"),
+        "override": f"data.batch_size={size} optimizer.lr={scaled:.3g}",
+    }
+    memory = result["peak_memory_per_image_mib"]
+    said = f"{memory} MiB per image" if memory is not None else "memory not measured (no GPU)"
+    log.info(
+        f"largest batch: {size} ({result['limited_by']}; {said}); linear scaling from "
+        f"data.batch_size={configured} optimizer.lr={lr:g}: {result['override']}"
+    )
+    return result
+
+
+def _limit(size: int, datamodule: ImageDataModule, options: DictConfig) -> str:
+    if size >= len(datamodule.train_set):
+        return "the training set's size"
+    if size >= options.max_batch:
+        return "batch_find.max_batch"
+    return "the device's memory"
+
+
+def _memory_per_image(
+    cfg: DictConfig, module: Classifier, datamodule: ImageDataModule, size: int
+) -> float | None:
+    """A few training steps at ``size``, their peak allocated GPU memory over ``size`` (MiB);
+    None off a GPU. The weights are put back afterwards, as the Tuner does."""
+    trainer = tuning_trainer(cfg, cfg.batch_find.steps_per_trial)
+    if trainer.strategy.root_device.type != "cuda":
+        return None
+    weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    datamodule.hparams.batch_size = size
+    torch.cuda.reset_peak_memory_stats()
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        peak = torch.cuda.max_memory_allocated()
+    finally:
+        datamodule.hparams.batch_size = cfg.data.batch_size
+        module.load_state_dict(weights)
+    return round(peak / size / 2**20, 3)
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}

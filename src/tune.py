@@ -1,0 +1,52 @@
+"""Find the learning rate and the batch size to give a training config before a sweep:
+`python src/tune.py find=lr model=nin` (the range test) or `find=batch_size` (the largest batch
+that fits); any `src/train.py` override works here. conf/tune.yaml says more."""
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from cnnlab import CONF
+from cnnlab.errors import ConfigError
+from cnnlab.files import check_dir_overrides, remove_refused
+from cnnlab.validate import check_choices
+
+
+@hydra.main(config_path=str(CONF), config_name="tune", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from cnnlab.tune import tune  # torch, Lightning: not needed by --help
+
+    try:
+        found = tune(cfg)
+    except ConfigError as err:
+        print(f"cnnlab: error: {err}", file=sys.stderr)
+        remove_refused(Path(cfg.paths.output_dir))
+        sys.exit(2)
+    out = cfg.paths.output_dir
+    if found["find"] == "lr":
+        print(f"suggested learning rate: {found['override']}")
+        print(f"cyclic / one-cycle range: {found['base_lr']} .. {found['max_lr']}")
+        print(f"  {found['one_cycle']}")
+        print(f"plot: {out}/lr_find.png")
+    else:
+        memory = found["peak_memory_per_image_mib"]
+        print(f"largest batch: {found['batch_size']} on {found['device']} ({found['limited_by']})")
+        print(
+            f"peak memory per image: {memory} MiB"
+            if memory is not None
+            else "peak memory per image: not measured (no GPU)"
+        )
+        print(f"with the linear scaling rule: {found['override']}")
+    print(f"written to {out}/tune.json")
+
+
+if __name__ == "__main__":
+    check_dir_overrides(sys.argv[1:])
+    try:
+        check_choices([a for a in sys.argv[1:] if not a.startswith("-")], CONF)
+    except ConfigError as err:
+        print(f"cnnlab: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    main()
