@@ -6,10 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from cnnlab.errors import ConfigError
-from cnnlab.search.command import search
-from cnnlab.search.loop import Stopped
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -35,6 +31,10 @@ def main() -> None:
     )
     parser.add_argument("--trials", type=int, metavar="N", help="instead of the file's n_trials")
     args = parser.parse_intermixed_args()
+    from cnnlab.errors import ConfigError  # (imported here: a Ctrl-C meanwhile is said below)
+    from cnnlab.search.command import search
+    from cnnlab.search.loop import Stopped
+
     try:
         search(args.words, args.dir, args.parallel, args.trials)
     except ConfigError as err:  # a user mistake: one line, no traceback
@@ -46,4 +46,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # before the search's own handler (which stops the trials) is set
+        print("search: stopped by SIGINT", file=sys.stderr)
+        sys.exit(130)

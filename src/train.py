@@ -30,28 +30,13 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2 if isinstance(err, ConfigError) else 1)
 
 
-def group_help(args: list[str]) -> None:
-    """``--help model scheduler [overrides]``: those groups' options, then exit."""
-    from hydra.errors import HydraException
-
-    from cnnlab.grouphelp import group_help
-
-    words = [a for a in args if not a.startswith("-") and "=" not in a]
-    overrides = [a for a in args if not a.startswith("-") and "=" in a]
-    try:
-        check_choices(overrides, CONF)
-        print(group_help(words, overrides, CONF), end="")
-    except (ConfigError, HydraException) as err:
-        print(f"cnnlab: error: {str(err).splitlines()[0]}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(0)
-
-
 if __name__ == "__main__":
     check_dir_overrides(sys.argv[1:])
     asks_help = any(a in ("-h", "--help") for a in sys.argv[1:])
     if asks_help and any(not a.startswith("-") and "=" not in a for a in sys.argv[1:]):
-        group_help(sys.argv[1:])
+        from cnnlab.grouphelp import answer
+
+        answer(sys.argv[1:], CONF)
     try:
         # (other config folders: --config-dir or hydra.searchpath; Hydra checks those itself)
         if not any(a.startswith(("-cd", "--config-dir", "hydra.searchpath")) for a in sys.argv):

@@ -44,6 +44,11 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     check_dir_overrides(sys.argv[1:])
+    asks_help = any(a in ("-h", "--help") for a in sys.argv[1:])
+    if asks_help and any(not a.startswith("-") and "=" not in a for a in sys.argv[1:]):
+        from cnnlab.grouphelp import answer
+
+        answer(sys.argv[1:], CONF, own=("find", "lr_find", "batch_find"))
     try:
         check_choices([a for a in sys.argv[1:] if not a.startswith("-")], CONF)
     except ConfigError as err:

@@ -5,6 +5,7 @@ resumed across the unfreeze ends with the weights of one that was never interrup
 
 import logging
 import re
+from pathlib import Path
 
 import pytest
 import timm
@@ -17,6 +18,7 @@ from cnnlab import registry
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model
 from cnnlab.models.parts import parts
+from cnnlab.models.pretrained import read_weights
 from cnnlab.records import epoch_series
 from cnnlab.run import build_module, run
 from cnnlab.schedules import build_schedule
@@ -227,6 +229,11 @@ def test_every_models_head_is_its_output_layer():
             "finetune.body_lr=0.1 with finetune.freeze=all: the body never trains",
         ),
         ("init.checkpoint=[1]", "init.checkpoint=[1]: expected a string or null"),
+        (
+            "init.checkpoint={tmp}",
+            "init.checkpoint={tmp}: a folder, not a file; expected a cnnlab .ckpt, or a model's",
+        ),
+        ("finetune.freeze=[]", "finetune.freeze=[]: expected all, an integer >= 1, a list of at"),
     ],
 )
 def test_a_fine_tuning_mistake_is_refused_in_one_line_before_training(
@@ -237,6 +244,43 @@ def test_a_fine_tuning_mistake_is_refused_in_one_line_before_training(
         run(make_cfg([*SMALL, *overrides.split()]))
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "said"),
+    [
+        ("empty.pth", lambda path, source: path.write_bytes(b""), "the file is empty"),
+        (  # torch's own word for a text file is "101" (KeyError)
+            "notes.ckpt",
+            lambda path, source: path.write_text("hello"),
+            "cut short, or not a file torch.save wrote: KeyError",
+        ),
+        (
+            "cut.ckpt",
+            lambda path, source: path.write_bytes(Path(source).read_bytes()[:5000]),
+            "cut short, or not a file torch.save wrote: ",
+        ),
+        (  # torch's own words run to a page, with terminal colour codes
+            "model.pth",
+            lambda path, source: torch.save(torch.nn.Linear(2, 2), path),
+            "it holds Python objects beside tensors: a whole model, torch.save(model)?",
+        ),
+    ],
+)
+def test_a_file_of_no_weights_is_refused_saying_why_and_what_is_accepted(
+    name, write, said, source, tmp_path
+):
+    path = tmp_path / name
+    write(path, source)
+    with pytest.raises(ConfigError) as caught:
+        read_weights(str(path))
+    message = str(caught.value)
+    assert message.startswith(f"init.checkpoint={path}: cannot be read ({said}")
+    assert message.endswith(
+        "); expected a cnnlab .ckpt, or a model's state_dict() saved with "
+        "torch.save or as .safetensors"
+    )
+    assert "\n" not in message and "\x1b" not in message
 
 
 def test_unfreezing_under_ddp_is_refused_and_freezing_without_a_checkpoint_is_said(

@@ -160,13 +160,25 @@ def _val_of_other_classes(root: Path) -> dict:
             r"^data\.in_channels=2: .* set data\.in_channels=1 or 3$",
         ),
         (lambda root: {}, r"data\.dataset\.root=.*: no such folder; expected DIR/CLASS/IMAGE"),
+        (
+            lambda root: root.write_bytes(b"") or {},
+            r"data\.dataset\.root=.*pics: a file, not a folder; expected DIR/CLASS/IMAGE",
+        ),
+        (  # not the current folder, which Path("") is
+            lambda root: {"root": ""},
+            r"needs data\.dataset\.root=DIR, laid out as DIR/CLASS/",
+        ),
         (lambda root: root.mkdir() or {}, r"has no class folders; expected DIR/CLASS/IMAGE"),
         (
             lambda root: write_classes(root) and {"num_classes": 5},
             r"has 3 class folders \(ant, moth, zebra\) but data\.num_classes=5; "
             r"set data\.num_classes=3$",
         ),
-        (_unreadable_class, r"pics/moth has no readable image: all 6 of its files were skipped$"),
+        (  # why: the skipped files' warnings would only come after the arrays were read
+            _unreadable_class,
+            r"pics/moth has no readable image: all 6 of its files were skipped "
+            r"\(.*pics/moth/0\.png: cannot identify image file .*\)$",
+        ),
         (_empty_class, r"pics/bee has no readable image: it holds no file$"),
         (_val_of_other_classes, r"val has bee; lacks ant: val/ needs the class folders of train/"),
         (
@@ -178,6 +190,8 @@ def _val_of_other_classes(root: Path) -> dict:
         "no-root",
         "channels",
         "missing",
+        "a-file",
+        "empty-root",
         "empty",
         "class-count",
         "unreadable",

@@ -4,6 +4,7 @@ trials early."""
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
+from unittest.mock import Mock
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -20,7 +22,9 @@ from omegaconf import OmegaConf
 from cnnlab import progress
 from cnnlab.errors import ConfigError
 from cnnlab.files import write_json
-from cnnlab.search.plan import check_overrides
+from cnnlab.search import command
+from cnnlab.search.command import usable
+from cnnlab.search.plan import check_overrides, check_values
 from cnnlab.search.slots import slots
 from cnnlab.search.space import read
 from hydra_plugins.cnnlab_gpus.gpus_launcher import GpusLauncherConf
@@ -234,6 +238,62 @@ def test_a_fixed_override_may_neither_sweep_nor_vary_what_the_space_varies():
         check_overrides(space, ["seed=1,2"])
     with pytest.raises(ConfigError, match="optimizer.lr is both varied by the space and fixed"):
         check_overrides(space, ["optimizer.lr=0.1"])
+
+
+@pytest.mark.parametrize(
+    ("params", "said"),
+    [
+        (  # the first trial may draw 0.05: the end is what a later trial can draw
+            {"optimizer.lr": {"type": "float", "low": -1, "high": 0.1}},
+            "params.optimizer.lr takes -1.0, which a trial refuses: optimizer.lr=-1.0: expected "
+            "a number > 0",
+        ),
+        (
+            {"data.batch_size": {"type": "categorical", "choices": [8, 0]}},
+            "params.data.batch_size takes 0, which a trial refuses: data.batch_size=0: expected",
+        ),
+        (
+            {"data.val_split": {"type": "float", "low": 0, "high": 0.2}},
+            "params.data.val_split takes 0.0, which a trial refuses: the search ranks trials",
+        ),
+    ],
+    ids=["range-end", "choice", "no-validation"],
+)
+def test_a_value_of_the_space_that_a_trial_would_refuse_is_refused_before_any_trial(params, said):
+    space = read({"params": params})
+    with pytest.raises(ConfigError) as refused:
+        check_values(space, ["data=fake"])
+    assert str(refused.value).startswith(said) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda d: d.write_text("x"), "is a file, not a folder"),
+        (lambda d: (d / "0").mkdir(parents=True), "holds other files (0) and no search"),
+    ],
+    ids=["a-file", "a-sweep"],  # a sweep's: trial 0 would read its job 0's record as its own
+)
+def test_a_search_directory_of_something_else_is_refused(tmp_path, make, said):
+    make(tmp_path / "d")
+    with pytest.raises(ConfigError, match=re.escape(f"--dir {tmp_path / 'd'}")) as refused:
+        usable(tmp_path / "d")
+    assert said in str(refused.value)
+
+
+@pytest.mark.parametrize("given", ["new", "empty"])
+def test_a_start_refused_or_stopped_before_the_first_trial_leaves_nothing(
+    tmp_path, monkeypatch, given
+):
+    space = tmp_path / "space.yaml"
+    space.write_text("params: {optimizer.lr: {type: float, low: 0.01, high: 0.1}}")
+    directory = tmp_path / "s"
+    if given == "empty":
+        directory.mkdir()
+    monkeypatch.setattr(command, "create", Mock(side_effect=KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        command.search([str(space), "data=fake"], directory, None, None)
+    assert list(directory.iterdir()) == [] if given == "empty" else not directory.exists()
 
 
 def test_each_gpu_slot_sees_its_own_devices_as_the_launcher_would_share_them(monkeypatch):

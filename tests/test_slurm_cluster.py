@@ -200,3 +200,36 @@ def _release_when_requeued(cluster, job: str, seconds: float = 120) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"job {job} was not requeued")
+
+
+def test_a_search_runs_its_trials_as_slurm_jobs_side_by_side_and_prunes_one(cluster, tmp_path):
+    """src/search.py through hydra/launcher=slurm: two trials at once, each its own SLURM job,
+    the pruner reached from the node through the study's journal file."""
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "n_trials: 2\n"
+        "params:\n  trainer.max_epochs: {type: categorical, choices: [1, 3]}\n"
+        "sampler: {_target_: optuna.samplers.GridSampler, seed: 0,"
+        " search_space: {trainer.max_epochs: [1, 3]}}\n"
+        # No accuracy reaches 1.01: a trial still running at its second epoch is pruned.
+        "pruner: {_target_: optuna.pruners.ThresholdPruner, lower: 1.01, n_warmup_steps: 1}\n"
+    )
+    env = {**os.environ, **cluster.env, "PYTHONPATH": str(TESTS)}
+    command = [sys.executable, str(ROOT / "src" / "search.py"), str(space), "--parallel", "2"]
+    fixed = [o for o in TINY if not o.startswith("trainer.max_epochs=")]
+    command += ["hydra/launcher=slurm", *fixed, *ONE_CPU, "--dir", "search"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = {n: _metrics(tmp_path / "search", n) for n in (0, 1)}
+    by_epochs = {r["settings"]["trainer.max_epochs"]: r for r in records.values()}
+    assert by_epochs[1]["status"] == "finished"
+    assert by_epochs[3]["status"] == "pruned" and "after 2 epoch(s)" in by_epochs[3]["pruned"]
+    jobs = {_job_id(tmp_path / "search" / str(n), 0) for n in (0, 1)}
+    assert len(jobs) == 2 and "" not in jobs
+    fields = "--format=JobID,Submit,End"
+    accounted = _slurm(cluster, "sacct", "--noheader", "--parsable2", fields, "-j", ",".join(jobs))
+    times = [line.split("|")[1:] for line in accounted.splitlines() if line.split("|")[0] in jobs]
+    assert len(times) == 2
+    # Side by side: the second trial was submitted before the first ended (SLURM's clock, to
+    # the second; a job lasts several). When each starts is the scheduler's business.
+    assert max(submit for submit, _ in times) < min(end for _, end in times)

@@ -12,11 +12,14 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
 from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.tuner.lr_finder import _determine_lr_attr_name
 from omegaconf import DictConfig
 
 from cnnlab.errors import ConfigError
+from cnnlab.lr_range import read
 from cnnlab.run import build_datamodule, build_module
 from cnnlab.tune import find_batch_size, find_lr, tune, tuning_trainer
 
@@ -67,6 +70,10 @@ def test_the_range_test_writes_its_plot_and_advice_and_leaves_the_model_as_it_wa
     steps = [b / a for a, b in zip(rates[1:], rates[2:], strict=False)]
     assert steps == pytest.approx([(10 / 1e-5) ** (1 / 30)] * len(steps), rel=1e-3)  # exponential
     assert found["suggestion"] == pytest.approx(float(found["override"].split("=")[1]))
+    losses = [float(r["loss"]) for r in rows]  # each step's own, read by cnnlab.lr_range
+    reading = read(rates, losses, exponential=True)
+    assert found["suggestion"] == pytest.approx(rates[reading.suggestion], rel=1e-2)
+    assert "training_step" not in vars(module)  # the recording is taken off again
     assert any(r == pytest.approx(found["suggestion"], rel=1e-2) for r in rates)
     assert found["max_lr"] >= found["suggestion"]
     assert found["base_lr"] == pytest.approx(found["max_lr"] / 4, rel=1e-2)
@@ -137,12 +144,35 @@ def test_without_a_memory_limit_the_batch_grows_to_the_training_set(tmp_path):
         (["find=batch_size", "trainer=ddp"], "the tuner runs in one process on one device"),
         (["lr_find.min_lr=1", "lr_find.max_lr=0.1"], "must be below lr_find.max_lr=0.1"),
         (["find=rate"], "find=rate: expected one of lr, batch_size"),
+        # Lightning's Tuner skips its search under fast_dev_run and returns None
+        (["find=batch_size", "trainer.fast_dev_run=true"], "fast_dev_run=true: the tuner does"),
+        # the Tuner would answer a batch above max_batch
+        (["find=batch_size", "batch_find.max_batch=8"], "start=16 is above batch_find.max_batch"),
+        (["lr_find=null"], "lr_find=null: expected a mapping"),
+        (["batch_find=5"], "batch_find=5: expected a mapping"),
     ],
 )
 def test_a_tuning_it_cannot_do_is_refused_in_one_line(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message) as refused:
         tune(tune_cfg(tmp_path, overrides))
     assert "\n" not in str(refused.value)
+    assert not (tmp_path / "tune").exists()  # refused before anything is written
+
+
+def test_help_on_a_group_lists_a_training_groups_options_and_refuses_others_in_one_line(tmp_path):
+    command = [sys.executable, str(ROOT / "src" / "tune.py"), "--help", "lr_find", "find=lr"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("cnnlab: error: --help lr_find: no such group; choose from:")
+
+
+def test_a_sweep_of_tunings_writes_no_training_report(tmp_path):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("tune", overrides=["hydra.mode=MULTIRUN"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    report = instantiate(cfg.hydra.callbacks.report)
+    assert type(report) is Callback  # Hydra's, which does nothing: no job would be "finished"
 
 
 def test_the_command_prints_the_override_to_paste(tmp_path):

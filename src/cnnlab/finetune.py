@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, Gt, Le
+from annotated_types import Ge, Gt, Le, MinLen
 from lightning.pytorch.callbacks import BaseFinetuning
 from omegaconf import DictConfig
 from torch import nn
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def finetune_options(
-    freeze: Literal["all"] | Annotated[int, Ge(1)] | list[str] | None = None,
+    freeze: Literal["all"] | Annotated[int, Ge(1)] | Annotated[list[str], MinLen(1)] | None = None,
     body_lr: Annotated[float, Gt(0), Le(1)] = 1.0,
     unfreeze_at: Count | None = None,
 ) -> None:

@@ -20,6 +20,32 @@ from cnnlab.options import _settable, describe, parameters, shown
 from cnnlab.validate import declared_nodes
 
 
+def answer(args: list[str], conf: Path, own: tuple[str, ...] = ()) -> None:
+    """``--help GROUP ... [overrides]`` of a script's command line: print the groups' help and
+    exit 0, or one line and exit 2. ``own`` are the script's top keys beside the training
+    config's (``src/tune.py``'s ``find``), left out of what help composes."""
+    import sys
+
+    from hydra.errors import HydraException
+
+    from cnnlab.validate import check_choices
+
+    given = [a for a in args if not a.startswith("-")]
+    words = [a for a in given if "=" not in a]
+    overrides = [a for a in given if "=" in a and _key(a) not in own]
+    try:
+        check_choices(overrides, conf)
+        print(group_help(words, overrides, conf), end="")
+    except (ConfigError, HydraException) as err:
+        print(f"cnnlab: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(0)
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=")[0].split(".")[0]
+
+
 def group_help(groups: list[str], overrides: list[str], conf: Path) -> str:
     """The help text of ``groups`` (``["model", "optimizer"]``; "top" for the options at the
     top of train.yaml) in the config that ``overrides`` compose."""

@@ -6,7 +6,6 @@ Both searches train a copy of the run's model for a few steps and then put its w
 """
 
 import logging
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,19 +15,17 @@ from annotated_types import Ge, Gt, Le
 from lightning.pytorch.tuner import Tuner
 from omegaconf import DictConfig, OmegaConf
 
+from cnnlab import lr_range
 from cnnlab.data import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.files import atomic, write_json, write_text
 from cnnlab.module import Classifier
-from cnnlab.options import Count, check_options
+from cnnlab.options import Count, check_options, shown
 from cnnlab.run import build_datamodule, build_module
 from cnnlab.targets import build
 from cnnlab.validate import check
 
 log = logging.getLogger(__name__)
-# Smith (2017), "Cyclical learning rates": the lower bound of a cyclic or one-cycle schedule
-# is about a third or a quarter of the upper one.
-BASE_SHARE = 4
 
 
 def lr_find_options(
@@ -56,23 +53,14 @@ def batch_find_options(
 
 
 def tune_options(
-    find: Literal["lr", "batch_size"] = "lr", lr_find: Any = None, batch_find: Any = None
+    find: Literal["lr", "batch_size"], lr_find: dict[str, Any], batch_find: dict[str, Any]
 ) -> None:
     """``find``: which search to run (``lr_find`` and ``batch_find`` are checked on their own)."""
 
 
 def tune(cfg: DictConfig) -> dict[str, Any]:
     """Run the search ``cfg.find`` names; write and return what it found."""
-    check(cfg)
-    options = {k: cfg[k] for k in ("find", "lr_find", "batch_find")}
-    check_options(tune_options, options, "")
-    check_options(lr_find_options, _plain(cfg.lr_find), "lr_find")
-    check_options(batch_find_options, _plain(cfg.batch_find), "batch_find")
-    devices = cfg.trainer.get("devices")
-    if str(cfg.trainer.get("strategy")).startswith("ddp") or (
-        isinstance(devices, int) and devices > 1
-    ):
-        raise _distributed(cfg)  # before a Trainer is built: it would look for the GPUs first
+    check_tuning(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
     datamodule = build_datamodule(cfg)
@@ -85,6 +73,32 @@ def tune(cfg: DictConfig) -> dict[str, Any]:
         found = find_batch_size(cfg, module, datamodule)
     write_json(out / "tune.json", found)
     return found
+
+
+def check_tuning(cfg: DictConfig) -> None:
+    """The training config's checks, then the tuning's own, before any data is loaded."""
+    check(cfg)
+    options = {k: cfg.get(k) for k in ("find", "lr_find", "batch_find")}
+    check_options(tune_options, options, "")
+    check_options(lr_find_options, _plain(cfg.lr_find), "lr_find")
+    check_options(batch_find_options, _plain(cfg.batch_find), "batch_find")
+    if cfg.trainer.get("fast_dev_run"):  # Lightning's Tuner skips its search, returns None
+        said = shown(cfg.trainer.fast_dev_run)
+        raise ConfigError(
+            f"trainer.fast_dev_run={said}: the tuner does not run under it; leave it false "
+            "(lr_find.steps and batch_find.max_trials keep a tuning short)"
+        )
+    o = cfg.batch_find
+    if cfg.find == "batch_size" and o.start > o.max_batch:  # the Tuner answers above max_batch
+        raise ConfigError(
+            f"batch_find.start={o.start} is above batch_find.max_batch={o.max_batch}: the search "
+            "starts there (data.batch_size unless set); lower it or raise max_batch"
+        )
+    devices = cfg.trainer.get("devices")
+    if str(cfg.trainer.get("strategy")).startswith("ddp") or (
+        isinstance(devices, int) and devices > 1
+    ):
+        raise _distributed(cfg)  # before a Trainer is built: it would look for the GPUs first
 
 
 def tuning_trainer(cfg: DictConfig, steps: int) -> L.Trainer:
@@ -120,59 +134,92 @@ def _distributed(cfg: DictConfig) -> ConfigError:
 def find_lr(
     cfg: DictConfig, module: Classifier, datamodule: ImageDataModule, out: Path
 ) -> dict[str, Any]:
-    """The learning-rate range test: the loss-against-rate plot (lr_find.png, lr_find.csv), the
-    rate Lightning suggests (the steepest fall of the loss), and the range of a cyclic or
-    one-cycle schedule: from the rate at which the loss stopped falling, and a quarter of it."""
+    """The learning-rate range test (Lightning's ``Tuner.lr_find``): the loss-against-rate plot
+    (lr_find.png, lr_find.csv), the rate at the steepest fall of the loss, and the range of a
+    cyclic or one-cycle schedule: up to where the loss stopped falling, from a quarter of it."""
     o = cfg.lr_find
     if o.min_lr >= o.max_lr:
         raise ConfigError(f"lr_find.min_lr={o.min_lr} must be below lr_find.max_lr={o.max_lr}")
     trainer = tuning_trainer(cfg, o.steps)
+    steps = _recorded_losses(module)
     module.stop_on_nonfinite = False  # the test ends when the loss explodes, on purpose
-    found = Tuner(trainer).lr_find(
-        module,
-        datamodule=datamodule,
-        min_lr=o.min_lr,
-        max_lr=o.max_lr,
-        num_training=o.steps,
-        mode=o.mode,
-        early_stop_threshold=o.stop_factor,
-        update_attr=False,  # advice only: the module keeps the config's rate
-    )
-    module.stop_on_nonfinite = True
-    rates, losses = found.results["lr"], found.results["loss"]
-    suggestion = found.suggestion()
-    if suggestion is None:
-        raise ConfigError(
-            f"the range test took {len(losses)} steps before the loss diverged: too few to "
-            "suggest a rate; lower lr_find.min_lr or raise lr_find.steps"
+    try:
+        found = Tuner(trainer).lr_find(
+            module,
+            datamodule=datamodule,
+            min_lr=o.min_lr,
+            max_lr=o.max_lr,
+            num_training=o.steps,
+            mode=o.mode,
+            early_stop_threshold=o.stop_factor,
+            update_attr=False,  # advice only: the module keeps the config's rate
         )
-    # The upper bound: where the loss, having fallen fastest at the suggestion, is lowest; above
-    # it, the loss rises.
-    after = [i for i in range(rates.index(suggestion), len(losses)) if math.isfinite(losses[i])]
-    top = rates[min(after, key=lambda i: losses[i])]
-    plot = found.plot(suggest=True)
-    plot.axes[0].axvspan(top / BASE_SHARE, top, alpha=0.15, label="cyclic / one-cycle range")
-    plot.axes[0].legend()
+    finally:
+        module.stop_on_nonfinite = True
+        del module.training_step  # the class's own again
+    rates = found.results["lr"]
+    losses = _per_step(steps, len(rates), trainer.accumulate_grad_batches)
+    exponential = o.mode == "exponential"
+    reading = lr_range.read(rates, losses, exponential)
+    if reading is None:
+        raise ConfigError(
+            f"the loss never fell over the {len(losses)} steps of the range test (rates "
+            f"{o.min_lr:g} to {o.max_lr:g}): widen the range, or raise lr_find.steps"
+        )
     with atomic(out / "lr_find.png") as tmp:
-        plot.savefig(tmp, format="png", dpi=100)
-    rows = ["lr,loss", *(f"{r:.6g},{v:.6g}" for r, v in zip(rates, losses, strict=True))]
+        lr_range.plot(rates, losses, reading, exponential).savefig(tmp, format="png", dpi=100)
+    rows = ["lr,loss,smoothed"]  # up to the first loss that is not finite, as the curve
+    curve = zip(rates, losses, reading.smoothed, strict=False)
+    rows += [f"{r:.6g},{v:.6g},{s:.6g}" for r, v, s in curve]
     write_text(out / "lr_find.csv", "\n".join(rows) + "\n")
+    suggestion, top = rates[reading.suggestion], rates[reading.top]
+    share = lr_range.BASE_SHARE
     result = {
         "find": "lr",
         "suggestion": float(f"{suggestion:.3g}"),
         "override": f"optimizer.lr={suggestion:.3g}",
         "max_lr": float(f"{top:.3g}"),
-        "base_lr": float(f"{top / BASE_SHARE:.3g}"),
+        "base_lr": float(f"{top / share:.3g}"),
         "one_cycle": f"scheduler=onecycle optimizer.lr={top:.3g} "
-        f"+scheduler.scheduler.div_factor={BASE_SHARE}",
+        f"+scheduler.scheduler.div_factor={share}",
         "steps": len(losses),
         "stopped_early": len(losses) < o.steps,
+        "still_falling": reading.still_falling,
     }
     log.info(
         f"suggested rate (steepest fall of the loss): {result['override']}; cyclic or one-cycle "
         f"range {result['base_lr']}..{result['max_lr']}: {result['one_cycle']}"
     )
+    if reading.still_falling:
+        log.warning(
+            f"the loss still fell at the last rate ({o.max_lr:g}): the range's top may lie "
+            "above it; raise lr_find.max_lr to see where the loss turns"
+        )
     return result
+
+
+def _recorded_losses(module: Classifier) -> list[torch.Tensor]:
+    """The loss of each training step from now on, as the step returns it (before Lightning's
+    smoothing). Kept on the device and read once at the end."""
+    losses: list[torch.Tensor] = []
+    step = module.training_step
+
+    def recorded(batch, batch_idx):
+        loss = step(batch, batch_idx)
+        losses.append(loss.detach())
+        return loss
+
+    module.training_step = recorded
+    return losses
+
+
+def _per_step(losses: list[torch.Tensor], count: int, accumulate: int) -> list[float]:
+    """One loss per optimizer step (the mean of its accumulated batches), as many as rates."""
+    count = min(count, len(losses) // accumulate)
+    if count == 0:
+        return []
+    stacked = torch.stack(losses[: count * accumulate]).float().view(count, accumulate)
+    return stacked.mean(1).tolist()
 
 
 def find_batch_size(

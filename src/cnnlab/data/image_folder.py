@@ -83,11 +83,12 @@ def image_folder(
 
 def _layout(root: str | None, test_split: float) -> dict[str, Path]:
     """The folders of each split that has its own: ``train`` always."""
-    if root is None:
+    if not root:  # ('': Path would take it for the current folder)
         raise ConfigError(f"data=image_folder needs data.dataset.root=DIR, laid out as {LAYOUT}")
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise ConfigError(f"data.dataset.root={root}: no such folder; expected {LAYOUT}")
+        what = "a file, not a folder" if path.exists() else "no such folder"
+        raise ConfigError(f"data.dataset.root={root}: {what}; expected {LAYOUT}")
     if not (path / "train").is_dir():
         if (path / "val").is_dir() or (path / "test").is_dir():  # not classes: a split's
             raise ConfigError(f"{path} has val/ or test/ but no train/; expected {LAYOUT}")
@@ -170,7 +171,11 @@ def _arrays(
             label = int((counts == 0).nonzero()[0])
             tried = sum(1 for _, each in listed if each == label)
             where = folders[split] / classes[label]
-            why = f"all {tried} of its files were skipped" if tried else "it holds no file"
+            # the skipped files' warnings come after the arrays are read: say why here
+            first = next((line for line in unread if line.startswith(f"{where}/")), "")
+            why = (
+                f"all {tried} of its files were skipped ({first})" if tried else "it holds no file"
+            )
             raise ConfigError(f"{where} has no readable image: {why}")
         read[split] = images, labels
     if "test" not in read:

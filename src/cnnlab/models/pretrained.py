@@ -8,6 +8,7 @@ and refused. The normalisation statistics are not taken: the new data set's are 
 """
 
 import logging
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from cnnlab.models.parts import in_parts, parts
 from cnnlab.targets import first_line
 
 log = logging.getLogger(__name__)
+ACCEPTED = "a cnnlab .ckpt, or a model's state_dict() saved with torch.save or as .safetensors"
 
 
 def load_pretrained(net: nn.Module, path: str) -> None:
@@ -43,6 +45,8 @@ def load_pretrained(net: nn.Module, path: str) -> None:
 def read_weights(path: str) -> tuple[dict[str, torch.Tensor], str | None]:
     """The state dict in ``path`` and, for a cnnlab checkpoint, the model it was trained as."""
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise ConfigError(f"init.checkpoint={path}: a folder, not a file; expected {ACCEPTED}")
     if not file.is_file():
         raise ConfigError(f"init.checkpoint={path}: no such file")
     try:
@@ -53,7 +57,10 @@ def read_weights(path: str) -> tuple[dict[str, torch.Tensor], str | None]:
         else:  # only tensors and plain values: a file cannot run code when it is read
             saved = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ConfigError(f"init.checkpoint={path}: cannot be read ({first_line(err)})") from None
+        why = _unreadable(err, file)
+        raise ConfigError(
+            f"init.checkpoint={path}: cannot be read ({why}); expected {ACCEPTED}"
+        ) from None
     model = None
     if isinstance(saved, Mapping) and "state_dict" in saved:  # Lightning's
         net = (saved.get("hyper_parameters") or {}).get("net") or {}
@@ -62,11 +69,21 @@ def read_weights(path: str) -> tuple[dict[str, torch.Tensor], str | None]:
         if any(k.startswith("net.") for k in saved):  # cnnlab's Classifier holds the network
             saved = {k.removeprefix("net."): v for k, v in saved.items() if k.startswith("net.")}
     if not isinstance(saved, Mapping) or not all(torch.is_tensor(v) for v in saved.values()):
-        raise ConfigError(
-            f"init.checkpoint={path}: holds no state dict; expected a cnnlab .ckpt, or a "
-            "model's state_dict() saved with torch.save or as .safetensors"
-        )
+        raise ConfigError(f"init.checkpoint={path}: holds no state dict; expected {ACCEPTED}")
     return dict(saved), model
+
+
+def _unreadable(err: Exception, file: Path) -> str:
+    """Why torch or safetensors could not read ``file``, in a few words: their own message is
+    a page (weights_only's) or a bare number (a text file's: KeyError 101)."""
+    if "Weights only load failed" in str(err):  # a file may not run code when it is read
+        return "it holds Python objects beside tensors: a whole model, torch.save(model)?"
+    if file.stat().st_size == 0:
+        return "the file is empty"
+    said = f"{type(err).__name__}: {first_line(err)}"
+    if file.suffix != ".safetensors" and not zipfile.is_zipfile(file):  # (or torch < 1.6's)
+        return f"cut short, or not a file torch.save wrote: {said}"
+    return said
 
 
 def _first_mismatch(

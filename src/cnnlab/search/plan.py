@@ -3,16 +3,17 @@ gets, and the training config they compose, checked before any trial starts."""
 
 import time
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from cnnlab import CONF
 from cnnlab.errors import ConfigError
 from cnnlab.files import new_dir
-from cnnlab.search.space import Space, find, hydra_value, load, override
+from cnnlab.search.space import Space, distribution, find, hydra_value, load, override
 from cnnlab.targets import first_line
 from cnnlab.validate import check_choices
 
@@ -55,24 +56,59 @@ def composed(space: Space, fixed: list[str]) -> DictConfig:
     too), with Hydra's: unknown keys and options fail here, in one line, not in every trial."""
     check_overrides(space, fixed)
     params = space.params.items()
-    lowest = [override(k, p["choices"][0] if "choices" in p else p["low"]) for k, p in params]
     every = [f"{k}={','.join(map(hydra_value, p['choices']))}" for k, p in params if "choices" in p]
     check_choices(fixed + every, CONF)
+    cfg = _compose(fixed + [override(k, v) for k, v in _firsts(space).items()], hydra=True)
+    _check_ranked(cfg)
+    return cfg
+
+
+def check_values(space: Space, fixed: list[str]) -> None:
+    """Each end of a range and each choice (the other settings at their first) through the
+    checks a trial's run starts with: a value no trial can run with is refused now, in one
+    line, rather than in whichever trial draws it, hours into the search."""
+    from cnnlab.validate import check  # (torch: loaded once the space itself is sound)
+
+    firsts = _firsts(space)
+    for key, param in space.params.items():
+        dist = distribution(param)
+        values = param["choices"] if "choices" in param else [dist.low, dist.high]
+        for value in values:
+            lines = [override(k, v) for k, v in {**firsts, key: value}.items()]
+            cfg = _compose(fixed + lines, hydra=False)
+            with open_dict(cfg):
+                cfg.paths.output_dir = "trial"  # (Hydra's, which this config has none of)
+            try:
+                check(cfg)
+                _check_ranked(cfg)
+            except ConfigError as err:
+                raise ConfigError(
+                    f"params.{key} takes {hydra_value(value)}, which a trial refuses: {err}"
+                ) from None
+
+
+def _firsts(space: Space) -> dict[str, Any]:
+    return {k: p["choices"][0] if "choices" in p else p["low"] for k, p in space.params.items()}
+
+
+def _compose(overrides: list[str], hydra: bool) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(CONF), version_base="1.3"):
-            cfg = compose("train", overrides=fixed + lowest, return_hydra_config=True)
+            return compose("train", overrides=overrides, return_hydra_config=hydra)
     except Exception as err:  # Hydra's and OmegaConf's: a key or option that is not there
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise ConfigError(" ".join(lines[:2]) or type(err).__name__) from None  # what, and how
     finally:
         GlobalHydra.instance().clear()
+
+
+def _check_ranked(cfg: DictConfig) -> None:
     if not (cfg.data.val_split or cfg.data.get("folds")):
         raise ConfigError(
             "the search ranks trials by their best validation accuracy, which needs "
             "data.val_split > 0"
         )
-    return cfg
 
 
 def new_directory(cfg: DictConfig) -> Path:

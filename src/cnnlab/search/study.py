@@ -32,7 +32,10 @@ LOCK = ".search.lock"
 @contextmanager
 def held(directory: Path) -> Iterator[None]:
     """Hold the search directory while the block runs; a second search there is refused."""
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--dir {directory}: cannot be made ({err.strerror})") from None
     lock = FileLock(directory / LOCK, timeout=0)
     try:
         lock.acquire()
