@@ -6,6 +6,7 @@ resumed across the unfreeze ends with the weights of one that was never interrup
 import logging
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import timm
@@ -13,6 +14,7 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch.callbacks import Callback
 from safetensors.torch import save_file
+from torch import nn
 
 from cnnlab import registry
 from cnnlab.errors import ConfigError
@@ -323,3 +325,19 @@ def test_onecycle_peaks_each_group_at_its_share_of_max_lr():
     onecycle |= {"max_lr": 0.4, "total_steps": None}  # null: the run's length
     build_schedule(optimizer, {"scheduler": onecycle, "interval": "step"}, 100, 10)
     assert [g["max_lr"] for g in optimizer.param_groups] == pytest.approx([0.4, 0.04])
+
+
+def test_frozen_bn_layers_normalise_by_their_running_statistics_until_unfrozen(make_cfg):
+    """Lightning's freeze leaves frozen BN layers in training mode (each batch normalised by its
+    own statistics, unlike when tested); cnnlab's callback puts them in eval mode each step."""
+    tune = ["finetune.freeze=[features]", "finetune.unfreeze_at=1"]
+    module = build_module(make_cfg([*SMALL, *tune, "trainer.max_epochs=2"]))
+    callback = module.finetuning
+    callback.freeze_before_training(module)
+    module.train()  # as Lightning does at every epoch
+    callback.on_train_batch_start(SimpleNamespace(current_epoch=0), module, None, 0)
+    norms = {name: m for name, m in module.net.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    assert norms and all(not m.training for n, m in norms.items() if n.startswith("features."))
+    module.train()
+    callback.on_train_batch_start(SimpleNamespace(current_epoch=1), module, None, 0)
+    assert all(m.training for m in norms.values())  # unfrozen from epoch 1: they train

@@ -64,3 +64,10 @@ def test_the_plot_marks_the_suggestion_and_shades_the_range():
     (band,) = axes.patches
     left, right = band.get_x(), band.get_x() + band.get_width()
     assert right == pytest.approx(RATES[reading.top]) and left == pytest.approx(right / 4)
+
+
+def test_a_curve_that_diverges_is_not_still_falling_and_its_top_lies_before_the_divergence():
+    losses = [2.3 - 0.02 * i for i in range(60)] + [float("inf")] + [float("nan")] * 39
+    reading = read(RATES, losses, exponential=True)
+    assert reading.diverged_at == 60 and not reading.still_falling
+    assert reading.top < 60

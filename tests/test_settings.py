@@ -105,3 +105,21 @@ def test_a_record_of_an_older_cnnlab_is_compared_on_what_it_recorded(make_cfg, c
     newer = {"settings": {**settings(cfg), **ema}, "settings_scope": SCOPE}  # every setting
     with pytest.raises(ConfigError, match="callbacks.ema._target_=lightning"):
         _same_settings(newer, cfg, "last.ckpt was written")
+
+
+def test_options_added_later_are_left_out_at_their_old_behaviour_and_an_image_folder_counts(
+    make_cfg,
+):
+    """A run recorded before k-fold and fine-tuning existed still matches one of today with
+    them off; your own images are told apart by their folder."""
+    plain = settings(make_cfg([]))
+    assert not {"data.folds", "data.fold", "init.checkpoint"} & plain.keys()
+    assert not any(key.startswith("finetune.") for key in plain)
+    folds = settings(make_cfg(["data.folds=3", "data.fold=1"]))
+    assert folds["data.folds"] == 3 and folds["data.fold"] == 1
+    assert settings(make_cfg(["finetune.body_lr=0.5"]))["finetune.body_lr"] == 0.5
+    cats, xrays = (
+        settings(make_cfg(["data=image_folder", f"data.dataset.root={root}"]))
+        for root in ("cats", "xrays")
+    )
+    assert cats != xrays and cats["data.dataset.root"] == "cats"

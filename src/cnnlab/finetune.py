@@ -12,6 +12,7 @@ from annotated_types import Ge, Gt, Le, MinLen
 from lightning.pytorch.callbacks import BaseFinetuning
 from omegaconf import DictConfig
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
 from cnnlab.errors import ConfigError
@@ -130,6 +131,18 @@ class Finetune(BaseFinetuning):
         # A run resumed within an epoch does not start that epoch again (no
         # on_train_epoch_start): the state the epoch calls for, now.
         self._unfreeze_by(pl_module, trainer.current_epoch)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        # Frozen BN layers normalise as they will when tested, by their running statistics (a
+        # fixed feature extractor, as Keras freezes them): Lightning's freeze leaves them in
+        # training mode, normalising each batch by its own statistics. Once unfrozen they train
+        # again. Set at every step (a few modules): the whole model is put in training mode at
+        # the start of fitting, a resumed one included.
+        thawed = self.unfreeze_at is not None and trainer.current_epoch >= self.unfreeze_at
+        for module in self._modules(pl_module):
+            for norm in module.modules():
+                if isinstance(norm, _BatchNorm):
+                    norm.train(thawed)
 
     def _unfreeze_by(self, pl_module, epoch: int) -> None:
         if self.unfreeze_at is None or epoch < self.unfreeze_at:

@@ -29,6 +29,7 @@ class Reading:
     suggestion: int  # the index of the steepest fall (by log rate on an exponential sweep)
     top: int  # where the loss is lowest, from the suggestion on: the cyclic range's upper end
     still_falling: bool  # the loss fell to the last rate: the sweep never found the turn
+    diverged_at: int | None  # the first step whose loss was not finite (the curve ends there)
 
 
 def smooth(losses: list[float], beta: float = BETA) -> list[float]:
@@ -68,7 +69,9 @@ def read(rates: list[float], losses: list[float], exponential: bool) -> Reading 
     if slope[steepest] >= 0:
         return None
     top = min(range(steepest, len(smoothed)), key=lambda i: smoothed[i])
-    return Reading(smoothed, steepest, top, still_falling=top == len(smoothed) - 1)
+    diverged = len(smoothed) if len(smoothed) < len(losses) else None
+    still_falling = top == len(smoothed) - 1 and diverged is None
+    return Reading(smoothed, steepest, top, still_falling, diverged)
 
 
 def plot(rates: list[float], losses: list[float], reading: Reading, exponential: bool):

@@ -57,6 +57,18 @@ OBSERVERS = {
 SCOPE = "config"
 # Interpolations that name a place on disk: their values differ between runs of one recipe.
 PLACES = ("${paths.", "${hydra:")
+# Options added after records began, at the value that does what cnnlab did before them: left
+# out there, so that a run recorded before they existed still matches (resume, the report).
+NEUTRAL = {
+    "init.checkpoint": None,
+    "finetune.freeze": None,
+    "finetune.body_lr": 1.0,
+    "finetune.unfreeze_at": None,
+    "data.folds": None,
+    "data.fold": None,
+}
+# Data sets whose root is not where a data set lies but which one it is (your own images).
+ROOT_IS_DATA = {"image_folder"}
 
 
 def settings(cfg: DictConfig) -> dict[str, Any]:
@@ -65,7 +77,9 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
     so that a config saved by Hydra (``.hydra/config.yaml``) needs no Hydra to be read."""
     flat: dict[str, Any] = {}
     _walk(cfg, "", flat)
-    return flat
+    if flat.get("data.dataset.name") in ROOT_IS_DATA:
+        flat["data.dataset.root"] = cfg.data.dataset.root
+    return {k: v for k, v in flat.items() if k not in NEUTRAL or v != NEUTRAL[k]}
 
 
 def _walk(node: DictConfig, prefix: str, flat: dict[str, Any]) -> None:

@@ -88,6 +88,10 @@ def check_tuning(cfg: DictConfig) -> None:
             f"trainer.fast_dev_run={said}: the tuner does not run under it; leave it false "
             "(lr_find.steps and batch_find.max_trials keep a tuning short)"
         )
+    if cfg.lr_find.min_lr >= cfg.lr_find.max_lr:
+        raise ConfigError(
+            f"lr_find.min_lr={cfg.lr_find.min_lr} must be below lr_find.max_lr={cfg.lr_find.max_lr}"
+        )
     o = cfg.batch_find
     if cfg.find == "batch_size" and o.start > o.max_batch:  # the Tuner answers above max_batch
         raise ConfigError(
@@ -138,8 +142,6 @@ def find_lr(
     (lr_find.png, lr_find.csv), the rate at the steepest fall of the loss, and the range of a
     cyclic or one-cycle schedule: up to where the loss stopped falling, from a quarter of it."""
     o = cfg.lr_find
-    if o.min_lr >= o.max_lr:
-        raise ConfigError(f"lr_find.min_lr={o.min_lr} must be below lr_find.max_lr={o.max_lr}")
     trainer = tuning_trainer(cfg, o.steps)
     steps = _recorded_losses(module)
     module.stop_on_nonfinite = False  # the test ends when the loss explodes, on purpose
@@ -185,6 +187,7 @@ def find_lr(
         "steps": len(losses),
         "stopped_early": len(losses) < o.steps,
         "still_falling": reading.still_falling,
+        "diverged_at_lr": None if reading.diverged_at is None else rates[reading.diverged_at],
     }
     log.info(
         f"suggested rate (steepest fall of the loss): {result['override']}; cyclic or one-cycle "
@@ -239,9 +242,10 @@ def find_batch_size(
         init_val=o.start,
         max_trials=o.max_trials,
         max_val=o.max_batch,
+        margin=0.0,  # the largest that fit, as said; the headroom to leave is the user's call
     )
     datamodule.hparams.batch_size = cfg.data.batch_size  # the Tuner leaves its last try there
-    size = min(int(size), len(datamodule.train_set))  # its 5% margin can overshoot the set
+    size = min(int(size), len(datamodule.train_set))  # doubling can step past the set
     configured, lr = int(cfg.data.batch_size), float(cfg.optimizer.lr)
     scaled = lr * size / configured
     result = {

@@ -2,7 +2,6 @@
 channels a model trains on. predict.py and ``data=image_folder`` read files with these same
 functions, so a model classifies a photo exactly as it saw its training images."""
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +38,17 @@ def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
     ``size`` (antialiased), then the centre cropped square. ValueError if it cannot be read, or
     has more pixels than Pillow decodes without a warning (a decompression bomb)."""
     try:
-        with warnings.catch_warnings():  # Pillow only warns of one up to twice its limit
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:  # (reads the header only: the size is checked)
-                image = _eight_bits(image).convert("L" if channels == 1 else "RGB")
+        with Image.open(path) as image:  # (reads the header only: the size is checked)
+            # Pillow only warns of one up to twice its limit; checked here, not by turning the
+            # warning into an error: the warnings filter is not thread-safe (image_folder reads
+            # files in threads), and the same file would be read one run and skipped the next.
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and image.width * image.height > limit:
+                raise Image.DecompressionBombError(
+                    f"{image.width}x{image.height} pixels, more than Pillow's limit of {limit}: "
+                    "a possible decompression bomb"
+                )
+            image = _eight_bits(image).convert("L" if channels == 1 else "RGB")
     except UNREADABLE as err:
         raise ValueError(str(err).splitlines()[0] or type(err).__name__) from None
     tensor = TF.pil_to_tensor(image)

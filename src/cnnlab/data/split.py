@@ -23,9 +23,10 @@ def stratified_split(
 
 
 def fold_of(labels: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
-    """The fold (0..folds-1) of each image: classes shuffled with the seed, then dealt out in
-    turn, one class after another. Each class is then split evenly (its folds differ by one
-    image at most), and so are the folds' sizes, since the dealing goes on across classes."""
+    """The fold (0..folds-1) of each image: each class's images shuffled with the seed, then all
+    dealt out in turn, one class after another. Each class is then split evenly (its folds
+    differ by one image at most), and so are the folds' sizes: the dealing goes on across
+    classes."""
     gen = torch.Generator().manual_seed(seed)
     order = []
     for cls in labels.unique(sorted=True):

@@ -130,8 +130,13 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
         pass
 
 
+# Looked up here, in the search's process: between fork and exec the child may only call it.
+# Loading a library there (dlopen) takes a lock that the search's report thread may hold.
+_PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl if sys.platform == "linux" else None
+
+
 def _die_with_parent() -> None:
     """In the trial's process before it starts: Linux sends it SIGTERM if the search dies, even
     by SIGKILL, so no trial trains on unseen (as the gpus launcher does for its jobs)."""
-    if sys.platform == "linux":
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
