@@ -18,6 +18,7 @@ from torch.optim import Optimizer
 from cnnlab.errors import ConfigError
 from cnnlab.models.parts import parts
 from cnnlab.options import Count
+from cnnlab.validate import several_processes
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def check_finetune(cfg: DictConfig) -> None:
             f"finetune.unfreeze_at={unfreeze_at}: the run ends before it "
             f"(trainer.max_epochs={epochs}; epochs count from 0)"
         )
-    if unfreeze_at is not None and _several_processes(cfg.trainer):
+    if unfreeze_at is not None and several_processes(cfg.trainer):
         # DDP takes the parameters that need a gradient when it wraps the model; ones unfrozen
         # later would train on each process apart, never averaged.
         trainer = cfg.trainer
@@ -66,12 +67,6 @@ def check_finetune(cfg: DictConfig) -> None:
         log.warning(
             "finetune.freeze without init.checkpoint: the frozen parts keep their random init"
         )
-
-
-def _several_processes(trainer: Mapping[str, Any]) -> bool:
-    devices = trainer.get("devices", 1)
-    ddp = "ddp" in str(trainer.get("strategy") or "")
-    return ddp or (isinstance(devices, int) and (devices > 1 or devices == -1))
 
 
 def finetuning(net: nn.Module, options: Mapping[str, Any] | None) -> "Finetune | None":

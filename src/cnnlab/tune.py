@@ -23,7 +23,7 @@ from cnnlab.module import Classifier
 from cnnlab.options import Count, check_options, shown
 from cnnlab.run import build_datamodule, build_module
 from cnnlab.targets import build
-from cnnlab.validate import check
+from cnnlab.validate import check, several_processes
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +98,8 @@ def check_tuning(cfg: DictConfig) -> None:
             f"batch_find.start={o.start} is above batch_find.max_batch={o.max_batch}: the search "
             "starts there (data.batch_size unless set); lower it or raise max_batch"
         )
-    devices = cfg.trainer.get("devices")
-    if str(cfg.trainer.get("strategy")).startswith("ddp") or (
-        isinstance(devices, int) and devices > 1
-    ):
-        raise _distributed(cfg)  # before a Trainer is built: it would look for the GPUs first
+    if several_processes(cfg.trainer):  # before a Trainer is built: it would look for the GPUs
+        raise _distributed(cfg)
 
 
 def tuning_trainer(cfg: DictConfig, steps: int) -> L.Trainer:

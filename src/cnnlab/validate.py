@@ -208,6 +208,13 @@ def check(cfg: DictConfig) -> None:
     check_finetune(cfg)
 
 
+def several_processes(trainer: Mapping[str, Any]) -> bool:
+    """Whether the ``trainer`` node trains in several processes (DDP, or several devices)."""
+    devices = trainer.get("devices", 1)
+    ddp = "ddp" in str(trainer.get("strategy") or "")
+    return ddp or (isinstance(devices, int) and (devices > 1 or devices == -1))
+
+
 def relaunches_script(cfg: DictConfig) -> bool:
     """DDP whose other ranks Lightning starts by running the script again (Lightning #11300);
     ddp_spawn and ddp_fork start them from this process instead."""

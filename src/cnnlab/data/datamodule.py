@@ -18,7 +18,7 @@ from cnnlab import registry
 from cnnlab.data.arrays import ImageArrays, ImageDataset, whole_batch
 from cnnlab.data.augment import check_flips
 from cnnlab.data.preprocess import MinMax, Standardize, Whitening, preprocess_options
-from cnnlab.data.split import fold_split, stratified_split
+from cnnlab.data.split import check_folds, held_out
 from cnnlab.data.stats import cached, channel_stats, fingerprint, zca
 from cnnlab.errors import ConfigError
 from cnnlab.options import (
@@ -112,7 +112,7 @@ class ImageDataModule(L.LightningDataModule):
                 "data.val_on_test=true needs data.val_split=0: validating on the test set "
                 "replaces a held-out split, it does not sit beside one"
             )
-        _check_folds(folds, fold, val_on_test)
+        check_folds(folds, fold, val_on_test)
         if (mean is None) != (std is None):
             raise ConfigError("data.mean and data.std go together: set both, or neither")
         if mean is not None and not len(mean) == len(std) == in_channels:
@@ -160,20 +160,7 @@ class ImageDataModule(L.LightningDataModule):
                     "images into folds instead: drop one or the other"
                 )
             return ImageDataset(images, labels), ImageDataset(arrays.val_images, arrays.val_labels)
-        if h.folds:
-            if h.folds > len(labels):  # some folds would be empty
-                raise ConfigError(
-                    f"data.folds={h.folds} is more than the {len(labels)} training images; "
-                    "use fewer folds"
-                )
-            train_idx, val_idx = fold_split(labels, h.folds, h.fold, h.split_seed)
-        else:
-            train_idx, val_idx = stratified_split(labels, h.val_split, h.split_seed)
-            if h.val_split and not len(val_idx):
-                raise ConfigError(
-                    f"data.val_split={h.val_split} leaves no validation image "
-                    f"({len(train_idx)} training images); raise it or set it to 0"
-                )
+        train_idx, val_idx = held_out(labels, h.val_split, h.split_seed, h.folds, h.fold)
         train = ImageDataset(images[train_idx], labels[train_idx])
         return train, ImageDataset(images[val_idx], labels[val_idx])
 
@@ -324,18 +311,6 @@ class LazyLoader(DataLoader):
 
     def __iter__(self):
         yield from super().__iter__()
-
-
-def _check_folds(folds: int | None, fold: int | None, val_on_test: bool) -> None:
-    if (folds is None) != (fold is None):
-        raise ConfigError(
-            "data.folds and data.fold go together: data.folds=K data.fold=i (0 <= i < K), "
-            "or -m data.folds=K data.fold='range(K)' for all K folds"
-        )
-    if folds is not None and fold >= folds:
-        raise ConfigError(f"data.fold={fold}: data.folds={folds} numbers them 0..{folds - 1}")
-    if folds is not None and val_on_test:
-        raise ConfigError("data.folds validates on a fold: it cannot go with data.val_on_test")
 
 
 def _augmentations(augment: Mapping[str, Any]) -> OrderedDict[str, nn.Module]:

@@ -2,6 +2,8 @@
 
 import torch
 
+from cnnlab.errors import ConfigError
+
 
 def stratified_split(
     labels: torch.Tensor, fraction: float, seed: int
@@ -45,3 +47,36 @@ def fold_split(
     on the others, so the K runs of ``data.fold=range(K)`` validate once on every image."""
     held = fold_of(labels, folds, seed) == fold
     return (~held).nonzero().flatten(), held.nonzero().flatten()
+
+
+def held_out(
+    labels: torch.Tensor, val_split: float, seed: int, folds: int | None, fold: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (train, val): fold ``fold`` of ``folds`` when folds are asked for, else the
+    ``val_split`` share; one line if that leaves a fold or the validation set empty."""
+    if folds:
+        if folds > len(labels):  # some folds would be empty
+            raise ConfigError(
+                f"data.folds={folds} is more than the {len(labels)} training images; "
+                "use fewer folds"
+            )
+        return fold_split(labels, folds, fold, seed)
+    train_idx, val_idx = stratified_split(labels, val_split, seed)
+    if val_split and not len(val_idx):
+        raise ConfigError(
+            f"data.val_split={val_split} leaves no validation image "
+            f"({len(train_idx)} training images); raise it or set it to 0"
+        )
+    return train_idx, val_idx
+
+
+def check_folds(folds: int | None, fold: int | None, val_on_test: bool) -> None:
+    if (folds is None) != (fold is None):
+        raise ConfigError(
+            "data.folds and data.fold go together: data.folds=K data.fold=i (0 <= i < K), "
+            "or -m data.folds=K data.fold='range(K)' for all K folds"
+        )
+    if folds is not None and fold >= folds:
+        raise ConfigError(f"data.fold={fold}: data.folds={folds} numbers them 0..{folds - 1}")
+    if folds is not None and val_on_test:
+        raise ConfigError("data.folds validates on a fold: it cannot go with data.val_on_test")
