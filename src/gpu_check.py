@@ -1,4 +1,4 @@
-"""The GPU check in one command (cnnlab/gpucheck/__init__.py says what it measures):
+"""The GPU check in one command (benchmarks/gpu/__init__.py says what it measures):
 
     python src/gpu_check.py --out DIR [--fashion DIR] [--wheels DIR] [--toy]
 
@@ -51,6 +51,7 @@ if __name__ == "__main__":
     known, _ = wheels.parse_known_args()
     if known.wheels is not None:  # before cnnlab is imported: it imports Hydra
         use_wheels(known.wheels)
-    from cnnlab.gpucheck import main
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's benchmarks/
+    from benchmarks.gpu import main
 
     sys.exit(main())

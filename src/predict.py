@@ -10,15 +10,16 @@ import hydra
 from omegaconf import DictConfig
 
 from cnnlab import CONF
+from cnnlab.cli import one_line, prepare
 from cnnlab.errors import ConfigError
-from cnnlab.files import check_dir_overrides, remove_refused, write_json, write_text
+from cnnlab.files import write_json, write_text
 
 
 @hydra.main(config_path=str(CONF), config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from cnnlab.inference import predict  # torch: not needed by --help
+    from cnnlab.inference.predict import predict  # torch: not needed by --help
 
-    try:
+    with one_line(cfg.output_dir):
         if not cfg.ckpt or not cfg.inputs:
             raise ConfigError("give the checkpoint and the images: ckpt=PATH inputs=FILE_OR_FOLDER")
         results, skipped = predict(cfg.ckpt, cfg.inputs, cfg.top_k, cfg.batch_size, cfg.device)
@@ -26,10 +27,6 @@ def main(cfg: DictConfig) -> None:
             print(f"cnnlab: skipped {item['file']}: {item['error']}", file=sys.stderr)
         if not results:
             raise ConfigError(f"inputs={cfg.inputs}: no readable image")
-    except ConfigError as err:
-        print(f"cnnlab: error: {err}", file=sys.stderr)
-        remove_refused(Path(cfg.output_dir))
-        sys.exit(2)
     for item in results:
         best = ", ".join(f"{t['label']} {100 * t['probability']:.1f}%" for t in item["top"])
         print(f"{item['file']}: {best}")
@@ -51,5 +48,5 @@ def _csv(results: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    check_dir_overrides(sys.argv[1:])
+    prepare(sys.argv[1:], own=None)
     main()

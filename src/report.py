@@ -2,12 +2,12 @@
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from cnnlab.diagnosis import thresholds
+from cnnlab.cli import one_line
 from cnnlab.errors import ConfigError
-from cnnlab.report import METRICS, Options, write_report
+from cnnlab.results.diagnosis import thresholds
+from cnnlab.results.report import METRICS, Options, write_report
 
 
 def main() -> None:
@@ -39,13 +39,10 @@ def main() -> None:
         help="a threshold of the curves' rules, as train.yaml's diagnose: (overfit_gap=0.05)",
     )
     args = parser.parse_args()
-    try:
+    with one_line(program="report"):
         limits = thresholds(dict(_pair(p) for p in args.diagnose))
         options = Options(args.sort, args.alpha, args.min_seeds, limits)
         out = write_report(args.dirs, args.out, options)
-    except ConfigError as err:  # a user mistake: one line, no traceback
-        print(f"report: error: {err}", file=sys.stderr)
-        sys.exit(2)
     print(f"written to {out}/report.md, report.csv, curves.png")
 
 

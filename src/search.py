@@ -31,15 +31,13 @@ def main() -> None:
     )
     parser.add_argument("--trials", type=int, metavar="N", help="instead of the file's n_trials")
     args = parser.parse_intermixed_args()
-    from cnnlab.errors import ConfigError  # (imported here: a Ctrl-C meanwhile is said below)
+    from cnnlab.cli import one_line  # (imported here: a Ctrl-C meanwhile is said below)
     from cnnlab.search.command import search
     from cnnlab.search.loop import Stopped
 
     try:
-        search(args.words, args.dir, args.parallel, args.trials)
-    except ConfigError as err:  # a user mistake: one line, no traceback
-        print(f"search: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        with one_line(program="search"):
+            search(args.words, args.dir, args.parallel, args.trials)
     except Stopped as stop:
         print(f"search: {stop}", file=sys.stderr)
         sys.exit(128 + stop.signum)

@@ -3,27 +3,20 @@
 that fits); any `src/train.py` override works here. conf/tune.yaml says more."""
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from cnnlab import CONF
-from cnnlab.errors import ConfigError
-from cnnlab.files import check_dir_overrides, remove_refused
-from cnnlab.validate import check_choices
+from cnnlab.cli import one_line, prepare
 
 
 @hydra.main(config_path=str(CONF), config_name="tune", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from cnnlab.tune import tune  # torch, Lightning: not needed by --help
+    from cnnlab.tuning.tune import tune  # torch, Lightning: not needed by --help
 
-    try:
+    with one_line(cfg.paths.output_dir):
         found = tune(cfg)
-    except ConfigError as err:
-        print(f"cnnlab: error: {err}", file=sys.stderr)
-        remove_refused(Path(cfg.paths.output_dir))
-        sys.exit(2)
     out = cfg.paths.output_dir
     if found["find"] == "lr":
         print(f"suggested learning rate: {found['override']}")
@@ -43,15 +36,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_dir_overrides(sys.argv[1:])
-    asks_help = any(a in ("-h", "--help") for a in sys.argv[1:])
-    if asks_help and any(not a.startswith("-") and "=" not in a for a in sys.argv[1:]):
-        from cnnlab.grouphelp import answer
-
-        answer(sys.argv[1:], CONF, own=("find", "lr_find", "batch_find"))
-    try:
-        check_choices([a for a in sys.argv[1:] if not a.startswith("-")], CONF)
-    except ConfigError as err:
-        print(f"cnnlab: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    prepare(sys.argv[1:], own=("find", "lr_find", "batch_find"))
     main()

@@ -11,13 +11,15 @@ if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (cores or 1) // int(workers))))
 
+import random
+
+import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from cnnlab import CONF
+from cnnlab import CONF  # noqa: F401  (the tests import it from here)
+from cnnlab.config.job import compose
 
 from disk_formats import write_cifar10, write_fashion_mnist
 
@@ -45,21 +47,29 @@ TINY_DATA = [
 ]
 
 
+def seed_all(seed: int) -> None:
+    """Seed every global generator a test may draw from: torch's, numpy's (timm's Mixup draws
+    its lambda and box there) and Python's."""
+    import torch  # here, not above: the launcher tests' job processes import this module
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@pytest.fixture(autouse=True)
+def fresh_random_state():
+    """Each test starts from the same random state, whatever ran before it on its worker (and
+    in whatever order pytest-randomly runs them): no test depends on another's draws."""
+    seed_all(0)
+
+
 def compose_cfg(root: Path, overrides: list[str], output_dir: Path | None = None) -> DictConfig:
     """conf/train.yaml composed as `python src/train.py` would, with every path under ``root``
     and the run in ``output_dir`` (default ``root/run``)."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"paths.root_dir={root}",
-                f"paths.output_dir={output_dir or root / 'run'}",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
-    HydraConfig.instance().set_config(cfg)
+    paths = [f"paths.root_dir={root}", f"paths.output_dir={output_dir or root / 'run'}"]
+    cfg = compose([*paths, *overrides], hydra=True)
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
@@ -93,8 +103,8 @@ def evaluate(checkpoint: Path, cfg: DictConfig) -> tuple[float, float]:
     outside Lightning."""
     import torch  # here, not above: the launcher tests' job processes import this module
 
-    from cnnlab.module import Classifier
-    from cnnlab.run import build_datamodule
+    from cnnlab.run.assemble import build_datamodule
+    from cnnlab.training.module import Classifier
 
     module = Classifier.load_from_checkpoint(checkpoint).eval()
     datamodule = build_datamodule(cfg)

@@ -17,7 +17,7 @@ class PauseAt(Callback):
     ``stage="val"``): write ``marker`` (the test's cue to kill or signal the process) and sleep
     ``seconds``, or until the file ``until`` exists."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(
         self,
@@ -77,7 +77,7 @@ class RecordDraws(Callback):
     for one fixed probe batch (the same images in every process; the draws from a copy of the
     random state, so the run is not changed), to compare the processes' draws."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, out: str):
         self.out, self.record = Path(out), {"weights": None, "draws": {}}
@@ -113,7 +113,7 @@ class FillDisk(Callback):
     (its small records still can). After each training batch from then on, ``marker`` holds the
     global step, so the test sees how far training went on the full disk."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, epoch: int, marker: str, leave: int):
         self.epoch, self.marker, self.leave = epoch, Path(marker), leave

@@ -10,8 +10,8 @@ from lightning.pytorch.plugins import AsyncCheckpointIO
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.serialization import config
 
-from cnnlab.checkpoints import AtomicCheckpointIO, Checkpoint
-from cnnlab.run import run
+from cnnlab.run.checkpoints import AtomicCheckpointIO, Checkpoint
+from cnnlab.run.train import run
 
 from conftest import TINY_DATA
 

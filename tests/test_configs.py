@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from cnnlab import registry
-from cnnlab.run import run
+from cnnlab.run.train import run
 
 import disk_formats
 from conftest import CONF, FAST

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from cnnlab import registry
-from cnnlab.data import ImageDataModule
+from cnnlab.data.datamodule import ImageDataModule
 from cnnlab.data.split import stratified_split
 from cnnlab.errors import ConfigError
-from cnnlab.run import build_datamodule
+from cnnlab.run.assemble import build_datamodule
 
 import disk_formats
 from conftest import CONF

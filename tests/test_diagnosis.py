@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from cnnlab.diagnosis import Thresholds, diagnose, mixed, thresholds
 from cnnlab.errors import ConfigError
-from cnnlab.records import epoch_series
-from cnnlab.run import run
+from cnnlab.files import epoch_series
+from cnnlab.results.diagnosis import Thresholds, diagnose, mixed, thresholds
+from cnnlab.run.train import run
 
 from conftest import FAST
 

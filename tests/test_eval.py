@@ -13,12 +13,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from cnnlab.callbacks.snapshots import Snapshots, restart_ends
-from cnnlab.data import ImageDataModule
-from cnnlab.ensemble import snapshot_members, sweep_members, translate, tta_views
+from cnnlab.data.datamodule import ImageDataModule
 from cnnlab.errors import ConfigError
-from cnnlab.evaluate import evaluate
-from cnnlab.inference import load_classifier
-from cnnlab.run import run
+from cnnlab.inference.ensemble import snapshot_members, sweep_members, translate, tta_views
+from cnnlab.inference.evaluate import evaluate
+from cnnlab.inference.predict import load_classifier
+from cnnlab.run.train import run
 
 from conftest import CONF, FAST, ROOT, compose_cfg
 from disk_formats import write_cifar10
@@ -215,8 +215,8 @@ def test_a_gpu_asked_for_where_there_is_none_is_refused_in_one_line(sweep, tmp_p
 
 
 def test_an_ensemble_takes_only_models_of_the_same_images_and_classes():
-    from cnnlab.ensemble import Ensemble
-    from cnnlab.module import Classifier
+    from cnnlab.inference.ensemble import Ensemble
+    from cnnlab.training.module import Classifier
 
     parts = {"model": {"name": "cnn_shallow"}, "activation": {"name": "relu"}}
     parts |= {"norm": {"name": "none"}, "init": {"name": "he"}}

@@ -5,8 +5,8 @@ import pytest
 from torch import nn
 
 from cnnlab.layers.activations import ElementwisePReLU
-from cnnlab.models import count_parameters
-from cnnlab.run import build_datamodule, build_module
+from cnnlab.models.build import count_parameters
+from cnnlab.run.assemble import build_datamodule, build_module
 
 from conftest import CONF
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from cnnlab.errors import ConfigError
-from cnnlab.export import TOLERANCE, export
-from cnnlab.inference import load_classifier
-from cnnlab.run import run
+from cnnlab.inference.export import TOLERANCE, export
+from cnnlab.inference.predict import load_classifier
+from cnnlab.run.train import run
 
 from conftest import FAST, ROOT, compose_cfg
 

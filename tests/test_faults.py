@@ -15,11 +15,11 @@ import torch
 from filelock import FileLock
 from omegaconf import OmegaConf
 
-from cnnlab.errors import ConfigError
-from cnnlab.files import remove_refused
-from cnnlab.records import LOCK, Busy, epoch_series
-from cnnlab.report import write_report
-from cnnlab.run import run
+from cnnlab.cli import remove_refused
+from cnnlab.errors import Busy, ConfigError
+from cnnlab.files import LOCK, epoch_series
+from cnnlab.results.report import write_report
+from cnnlab.run.train import run
 
 from conftest import FAST, ROOT, TINY_DATA
 

@@ -17,11 +17,11 @@ from cnnlab.callbacks.confusion import class_report
 from cnnlab.callbacks.dead_units import dead_units
 from cnnlab.callbacks.gradcam import grad_cam
 from cnnlab.data.cifar import cifar10
-from cnnlab.inference import load_classifier
+from cnnlab.files import epoch_series
+from cnnlab.inference.predict import load_classifier
 from cnnlab.layers.activations import is_activation
-from cnnlab.module import Classifier
-from cnnlab.records import epoch_series
-from cnnlab.run import run
+from cnnlab.run.train import run
+from cnnlab.training.module import Classifier
 
 import wandb_records
 from conftest import compose_cfg

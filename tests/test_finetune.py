@@ -17,15 +17,16 @@ from safetensors.torch import save_file
 from torch import nn
 
 from cnnlab import registry
+from cnnlab.config.settings import settings
 from cnnlab.errors import ConfigError
-from cnnlab.models import build_model
+from cnnlab.files import epoch_series
+from cnnlab.models.build import build_model
 from cnnlab.models.parts import parts
 from cnnlab.models.pretrained import read_weights
-from cnnlab.records import epoch_series
-from cnnlab.run import build_module, run
-from cnnlab.schedules import build_schedule
-from cnnlab.settings import settings
-from cnnlab.validate import check
+from cnnlab.run.assemble import build_module
+from cnnlab.run.checks import check
+from cnnlab.run.train import run
+from cnnlab.training.schedules import build_schedule
 
 from conftest import TINY_DATA, compose_cfg
 
@@ -294,7 +295,7 @@ def test_unfreezing_under_ddp_is_refused_and_freezing_without_a_checkpoint_is_sa
         match=r"unfreeze_at with several processes \(trainer.strategy=ddp, trainer.devices=1\)",
     ):
         check(make_cfg([*SMALL, *tune, "+trainer.strategy=ddp"]))
-    with caplog.at_level(logging.WARNING, logger="cnnlab.finetune"):
+    with caplog.at_level(logging.WARNING, logger="cnnlab.training.finetune"):
         check(make_cfg([*SMALL, *tune]))
     assert "finetune.freeze without init.checkpoint" in caplog.text
 

@@ -11,13 +11,13 @@ from hydra.core.global_hydra import GlobalHydra
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from cnnlab.data import ImageDataModule
+from cnnlab.config.job import check_choices
+from cnnlab.data.datamodule import ImageDataModule
 from cnnlab.data.split import fold_of, fold_split
 from cnnlab.errors import ConfigError
-from cnnlab.evaluate import evaluate
-from cnnlab.report import write_report
-from cnnlab.run import run
-from cnnlab.validate import check_choices
+from cnnlab.inference.evaluate import evaluate
+from cnnlab.results.report import write_report
+from cnnlab.run.train import run
 
 from conftest import CONF, FAST, compose_cfg
 

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from cnnlab import gpucheck
-from cnnlab.gpucheck.report import busy_seconds, projection
+from benchmarks import gpu as gpucheck
+from benchmarks.gpu.report import busy_seconds, projection
 
 
 @pytest.fixture(scope="module")

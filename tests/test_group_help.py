@@ -6,10 +6,10 @@ from omegaconf import OmegaConf
 from test_train import train_cli
 
 from cnnlab import CONF
+from cnnlab.cli import group_help
 from cnnlab.errors import ConfigError
-from cnnlab.grouphelp import group_help
 from cnnlab.options import _settable, describe, parameters
-from cnnlab.validate import declared_nodes
+from cnnlab.run.checks import declared_nodes
 
 from conftest import compose_cfg
 
@@ -17,7 +17,7 @@ GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydr
 
 
 def test_each_group_lists_every_declared_option_with_what_it_accepts(tmp_path):
-    text = group_help(["top", *GROUPS], [], CONF)
+    text = group_help(["top", *GROUPS], [])
     nodes = list(declared_nodes(OmegaConf.to_container(compose_cfg(tmp_path, []), resolve=True)))
     wheres = {node.where for node in nodes}  # nested nodes: listed as nodes of their own
     lines = [line.split() for line in text.splitlines()]
@@ -32,7 +32,7 @@ def test_each_group_lists_every_declared_option_with_what_it_accepts(tmp_path):
 
 
 def test_the_values_shown_are_those_of_the_composed_choice():
-    text = group_help(["scheduler", "optimizer"], ["scheduler=step", "optimizer=adam"], CONF)
+    text = group_help(["scheduler", "optimizer"], ["scheduler=step", "optimizer=adam"])
     assert text.startswith("scheduler (scheduler=step; choices: cosine,")
     assert "scheduler.scheduler (torch.optim.lr_scheduler.StepLR):" in text
     assert "scheduler.scheduler.step_size  an integer >= 1  [20]" in text
@@ -42,7 +42,7 @@ def test_the_values_shown_are_those_of_the_composed_choice():
 
 def test_an_unknown_group_is_refused_with_the_groups():
     with pytest.raises(ConfigError, match="--help modle: no such group; choose from: top, act"):
-        group_help(["modle"], [], CONF)
+        group_help(["modle"], [])
 
 
 def test_help_for_a_group_from_the_command_line(tmp_path):

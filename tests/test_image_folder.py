@@ -11,11 +11,12 @@ import torch
 from PIL import Image
 
 from cnnlab import registry
+from cnnlab.config.settings import settings
 from cnnlab.data import image_folder
 from cnnlab.errors import ConfigError
-from cnnlab.inference import load_classifier, read_image
-from cnnlab.run import build_datamodule, run
-from cnnlab.settings import settings
+from cnnlab.inference.predict import load_classifier, read_image
+from cnnlab.run.assemble import build_datamodule
+from cnnlab.run.train import run
 
 from conftest import FAST
 

@@ -18,7 +18,7 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from cnnlab.errors import ConfigError, LaunchError
-from cnnlab.run import check
+from cnnlab.run.checks import check
 from hydra_plugins.cnnlab_gpus.gpus_launcher import GpusLauncher
 
 from conftest import CONF, FAST, ROOT, TINY_DATA, evaluate

@@ -10,7 +10,7 @@ from torch.autograd import gradcheck
 from cnnlab import registry
 from cnnlab.errors import ConfigError
 from cnnlab.layers.activations import Maxout, RandomizedReLU, Swish
-from cnnlab.models import build_model
+from cnnlab.models.build import build_model
 
 
 def act(name, channels=4, **options):

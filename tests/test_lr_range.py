@@ -1,11 +1,12 @@
-"""Reading a range test's curve (cnnlab.lr_range): the suggestion, the cyclic range, the plot."""
+"""Reading a range test's curve (cnnlab.tuning.lr_range): the suggestion, the cyclic range, the
+plot."""
 
 import math
 
 import pytest
 import torch
 
-from cnnlab.lr_range import plot, read, smooth
+from cnnlab.tuning.lr_range import plot, read, smooth
 
 RATES = torch.logspace(-6, 0, 100).tolist()  # an exponential sweep over six decades
 

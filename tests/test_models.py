@@ -7,7 +7,7 @@ from torch import nn
 from cnnlab import registry
 from cnnlab.errors import ConfigError
 from cnnlab.layers.activations import ElementwisePReLU
-from cnnlab.models import build_model, count_parameters
+from cnnlab.models.build import build_model, count_parameters
 
 
 def net(model="nin", act="relu", norm="none", init="default", **kwargs):

@@ -6,11 +6,12 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models import build_model
-from cnnlab.regularizers import apply_max_norm, param_groups, penalty, weights
-from cnnlab.run import build_module, run
-from cnnlab.schedules import build_schedule
-from cnnlab.targets import build
+from cnnlab.models.build import build_model
+from cnnlab.registry import build
+from cnnlab.run.assemble import build_module
+from cnnlab.run.train import run
+from cnnlab.training.regularizers import apply_max_norm, param_groups, penalty, weights
+from cnnlab.training.schedules import build_schedule
 
 from conftest import FAST
 

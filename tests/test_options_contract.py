@@ -18,9 +18,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from cnnlab import CONF
 from cnnlab.errors import ConfigError
 from cnnlab.options import _settable, parameters
-from cnnlab.run import build_datamodule, build_module, build_trainer
-from cnnlab.schedules import build_schedule
-from cnnlab.validate import check, declared_nodes
+from cnnlab.run.assemble import build_datamodule, build_module, build_trainer
+from cnnlab.run.checks import check, declared_nodes
+from cnnlab.training.schedules import build_schedule
 
 from conftest import compose_cfg
 

@@ -14,8 +14,8 @@ from PIL import Image
 
 from cnnlab.data.cifar import cifar10
 from cnnlab.errors import ConfigError
-from cnnlab.inference import load_classifier, predict, read_image
-from cnnlab.run import run
+from cnnlab.inference.predict import load_classifier, predict, read_image
+from cnnlab.run.train import run
 
 from conftest import FAST, ROOT, compose_cfg
 from disk_formats import write_cifar10

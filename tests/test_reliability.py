@@ -19,13 +19,13 @@ from filelock import FileLock
 from omegaconf import OmegaConf
 from test_train import train_cli
 
+from cnnlab.config.job import check_choices, new_dir
 from cnnlab.data.cifar import cifar10
 from cnnlab.data.fashion_mnist import fashion_mnist
 from cnnlab.errors import ConfigError, Diverged
-from cnnlab.files import new_dir
-from cnnlab.records import epoch_series, run_state
-from cnnlab.run import run
-from cnnlab.validate import check_choices
+from cnnlab.files import epoch_series
+from cnnlab.run.resume import run_state
+from cnnlab.run.train import run
 
 import wandb_records
 from conftest import CONF, FAST, ROOT, TINY_DATA

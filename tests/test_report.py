@@ -14,15 +14,15 @@ from filelock import FileLock
 from omegaconf import OmegaConf
 from scipy import stats
 
-from cnnlab.diagnosis import Thresholds
+from cnnlab.config.settings import SCOPE, settings
 from cnnlab.errors import ConfigError
-from cnnlab.progress import PLAN, Progress
-from cnnlab.records import LOCK, epoch_series
-from cnnlab.report import Options, collect, rows, write_report
-from cnnlab.run import run
-from cnnlab.settings import SCOPE, settings
-from cnnlab.significance import seeds_needed
-from cnnlab.table import columns
+from cnnlab.files import LOCK, epoch_series
+from cnnlab.results.diagnosis import Thresholds
+from cnnlab.results.progress import PLAN, Progress
+from cnnlab.results.report import Options, collect, rows, write_report
+from cnnlab.results.significance import seeds_needed
+from cnnlab.results.table import columns
+from cnnlab.run.train import run
 
 from conftest import FAST, ROOT, TINY_DATA
 

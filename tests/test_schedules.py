@@ -6,8 +6,8 @@ import pytest
 from lightning.pytorch.callbacks import Callback
 
 from cnnlab.errors import ConfigError
-from cnnlab.run import build_datamodule, build_module, build_trainer
-from cnnlab.validate import check
+from cnnlab.run.assemble import build_datamodule, build_module, build_trainer
+from cnnlab.run.checks import check
 
 from conftest import FAST
 

@@ -19,9 +19,9 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from cnnlab import progress
 from cnnlab.errors import ConfigError
 from cnnlab.files import write_json
+from cnnlab.results import progress
 from cnnlab.search import command
 from cnnlab.search.command import usable
 from cnnlab.search.plan import check_overrides, check_values

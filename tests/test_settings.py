@@ -3,10 +3,10 @@
 
 import pytest
 
+from cnnlab.config.job import group_choices
+from cnnlab.config.settings import SCOPE, settings
 from cnnlab.errors import ConfigError
-from cnnlab.resume import _same_settings
-from cnnlab.settings import SCOPE, settings
-from cnnlab.sweep import group_choices
+from cnnlab.run.resume import _same_settings
 
 from conftest import CONF, compose_cfg
 

@@ -5,7 +5,14 @@ import math
 import pytest
 from scipy import stats
 
-from cnnlab.significance import placed, seeds_needed, summary, t_test_power, verdict, welch_p
+from cnnlab.results.significance import (
+    placed,
+    seeds_needed,
+    summary,
+    t_test_power,
+    verdict,
+    welch_p,
+)
 
 ELU_BN = [0.9167, 0.9141, 0.9188]
 BN = [0.9113, 0.9102, 0.9131]

@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
 from cnnlab.errors import LaunchError
-from cnnlab.run import build_trainer
+from cnnlab.run.assemble import build_trainer
 from hydra_plugins.cnnlab_slurm.slurm_launcher import check_fits
 
 from conftest import CONF, FAST, ROOT

@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from cnnlab.run import build_datamodule, build_module, build_trainer
+from cnnlab.run.assemble import build_datamodule, build_module, build_trainer
 
 from conftest import FAST
 
@@ -110,7 +110,8 @@ def test_on_a_gpu_batches_are_made_in_its_memory(make_cfg):
 
 
 def test_the_benchmark_times_both_paths_and_prints_their_ratio_last(capsys, tmp_path, monkeypatch):
-    from cnnlab import bench
+    from benchmarks import data_path
+    from benchmarks import speed as bench
 
     monkeypatch.chdir(tmp_path)
     small = ["model=cnn_shallow", "model.pool=2", "data.image_size=16", "~callbacks.progress_bar"]
@@ -130,7 +131,7 @@ def test_the_benchmark_times_both_paths_and_prints_their_ratio_last(capsys, tmp_
         assert float(re.search(r"figures: ([\d.]+) s", line)[1]) > 0
     median = (ratios[0] + ratios[1]) / 2  # of two rounds
     assert float(lines[-1].removeprefix("ratio ")) == pytest.approx(median, abs=0.01)
-    bench.main(["--data-path", "--batches", "2", "data.dataset.train_size=600"])
+    data_path.main(["--batches", "2", "data.dataset.train_size=600"])
     table = capsys.readouterr().out.splitlines()
     standard = next(line for line in table if line.startswith("standard")).split()
     assert float(standard[1].replace(",", "")) > 0 and float(standard[3]) > 0  # a speed-up
@@ -147,7 +148,7 @@ def test_the_benchmark_times_the_timed_epochs_own_checkpoints(tmp_path):
     from lightning.pytorch.plugins import AsyncCheckpointIO
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-    from cnnlab.bench import _Clock
+    from benchmarks.speed import _Clock
 
     written = []
 

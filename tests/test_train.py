@@ -17,8 +17,9 @@ from cnnlab.data.fake import fake
 from cnnlab.data.split import stratified_split
 from cnnlab.data.stats import channel_stats
 from cnnlab.errors import ConfigError
-from cnnlab.module import Classifier
-from cnnlab.run import build_datamodule, build_module, build_trainer, run
+from cnnlab.run.assemble import build_datamodule, build_module, build_trainer
+from cnnlab.run.train import run
+from cnnlab.training.module import Classifier
 
 import wandb_records
 from conftest import CONF, FAST, ROOT, TINY_DATA, evaluate
@@ -246,7 +247,7 @@ def test_a_failed_job_closes_its_wandb_run_as_failed(make_cfg, tmp_path, monkeyp
     def crash(*args, **kwargs):
         raise RuntimeError("out of memory, say")
 
-    monkeypatch.setattr("cnnlab.run.fit_and_test", crash)
+    monkeypatch.setattr("cnnlab.run.train.fit_and_test", crash)
     with pytest.raises(RuntimeError, match="out of memory"):
         run(make_cfg(["data=fake", "model=base_cnn", "logger=wandb", *FAST]))
     import wandb

@@ -19,9 +19,9 @@ from lightning.pytorch.tuner.lr_finder import _determine_lr_attr_name
 from omegaconf import DictConfig
 
 from cnnlab.errors import ConfigError
-from cnnlab.lr_range import read
-from cnnlab.run import build_datamodule, build_module
-from cnnlab.tune import find_batch_size, find_lr, tune, tuning_trainer
+from cnnlab.run.assemble import build_datamodule, build_module
+from cnnlab.tuning.lr_range import read
+from cnnlab.tuning.tune import find_batch_size, find_lr, tune, tuning_trainer
 
 from conftest import CONF, ROOT
 
@@ -70,7 +70,7 @@ def test_the_range_test_writes_its_plot_and_advice_and_leaves_the_model_as_it_wa
     steps = [b / a for a, b in zip(rates[1:], rates[2:], strict=False)]
     assert steps == pytest.approx([(10 / 1e-5) ** (1 / 30)] * len(steps), rel=1e-3)  # exponential
     assert found["suggestion"] == pytest.approx(float(found["override"].split("=")[1]))
-    losses = [float(r["loss"]) for r in rows]  # each step's own, read by cnnlab.lr_range
+    losses = [float(r["loss"]) for r in rows]  # each step's own, read by cnnlab.tuning.lr_range
     reading = read(rates, losses, exponential=True)
     assert found["suggestion"] == pytest.approx(rates[reading.suggestion], rel=1e-2)
     assert "training_step" not in vars(module)  # the recording is taken off again

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-# The config resolvers (${cnnlab.new_dir:...}). The components (models, data sets, ...) are
-# imported by cnnlab.registry at the first lookup, so that importing cnnlab stays light.
-from cnnlab import sweep  # noqa: F401
-
 # The config tree. cnnlab is installed from its source tree (pip install -e), so the configs
 # sit beside src/, where the scripts, the evaluation and the benchmarks all compose them.
 CONF = Path(__file__).resolve().parents[2] / "conf"
+
+# The config resolvers (${cnnlab.new_dir:...}). The components (models, data sets, ...) are
+# imported by cnnlab.registry at the first lookup, so that importing cnnlab stays light.
+from cnnlab.config import job  # noqa: E402, F401

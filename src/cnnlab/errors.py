@@ -1,4 +1,4 @@
-"""The exceptions the entry point prints in one line instead of a traceback."""
+"""The exceptions the entry points print in one line instead of a traceback."""
 
 import sys
 from typing import NoReturn
@@ -8,6 +8,10 @@ from hydra.errors import CompactHydraException
 
 class ConfigError(Exception):
     """A bad option, a missing file or a value out of range: something the user can fix."""
+
+
+class Busy(ConfigError):
+    """Another process holds the directory (a run training there, a search running there)."""
 
 
 class Diverged(Exception):
@@ -26,6 +30,12 @@ class SaveFailed(Exception):
 
 class LaunchError(CompactHydraException):
     """A launcher's refusal (a sweep that cannot run as asked): Hydra prints it in one line."""
+
+
+def first_line(error: BaseException) -> str:
+    """An error's message, its first line only; its type where it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def refuse(err: Exception) -> NoReturn:

@@ -1,18 +1,27 @@
-"""Files written so that a crash never leaves half of one behind."""
+"""The files a run writes and reads: written whole or not at all, read without trusting them
+(a crash, a full disk or a person may have damaged them), and held by one process at a time.
 
-import itertools
+A damaged record is named in a warning and treated as missing: never trusted, and never the
+end of a sweep's rerun or of its report.
+"""
+
+import csv
 import json
+import logging
 import os
-import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import SaveFailed
-from cnnlab.records import LOCK, in_use, read_record
+from filelock import FileLock, Timeout
+
+from cnnlab.errors import Busy, SaveFailed, first_line
+
+log = logging.getLogger(__name__)
+
+LOCK = ".cnnlab.lock"  # in a run directory, held while a process trains there
 
 
 @contextmanager
@@ -55,65 +64,88 @@ def save_failure(err: BaseException, path: str | Path) -> SaveFailed | None:
     return None
 
 
-def remove_refused(directory: Path) -> None:
-    """Remove the directory of a run that was refused at start: only if it holds nothing but
-    what Hydra and the refusal wrote there (.hydra/, the job's log, a metrics.json of the
-    error), never a directory with another run's files in it."""
-    if not directory.is_dir() or in_use(directory):  # (a second run started into a live one)
-        return
-    names = [p.name for p in directory.iterdir()]
-    if not all(n in (".hydra", "metrics.json", LOCK) or n.endswith(".log") for n in names):
-        return
-    record = directory / "metrics.json"
-    if record.is_file():
-        error = (read_record(record) or {}).get("error") or ""
-        if not error.startswith("ConfigError"):
-            return
-    shutil.rmtree(directory)
-
-
-def new_dir(path: str) -> str:
-    """``path``, created now; ``path-2``, ``path-3``... if another run took it first (two runs
-    started in the same second). mkdir is atomic, also on shared file systems.
-
-    A folder that cannot be made (a logs/ mount the user may not write, a file in the way) ends
-    the program with one line and status 2: this runs inside Hydra's config resolution, whose
-    reports of any exception are a page of traceback."""
-    candidate = path
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A JSON record's content (a run's metrics.json); None where there is none, or where it is
+    damaged (then with a warning that names it: the run counts as unfinished)."""
+    if not path.is_file():
+        return None
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        for n in itertools.count(2):
-            try:
-                os.mkdir(candidate)
-                return candidate
-            except FileExistsError:  # another run's: the next name
-                candidate = f"{path}-{n}"
-    except OSError as err:
-        print(f"cnnlab: error: {_cannot_create(candidate, err)}", file=sys.stderr)
-        raise SystemExit(2) from None
-    raise AssertionError("unreachable")
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        record, why = None, first_line(err)
+    else:
+        why = "not a JSON object"
+    if not isinstance(record, dict):
+        log.warning(f"{path} is damaged ({why}): the run counts as unfinished")
+        return None
+    return record
 
 
-def _cannot_create(path: str, err: OSError) -> str:
-    why = f"cannot create the run directory {os.path.abspath(path)}: {err.strerror}"
-    if err.filename and os.path.abspath(err.filename) != os.path.abspath(path):
-        why += f" ({err.filename})"  # the folder above it, say
-    if isinstance(err, PermissionError):
-        owner = f"user {os.getuid()}" if hasattr(os, "getuid") else "this user"
-        why += f" (the folder it goes in must be writable by {owner}; see paths.log_dir)"
-    return why
+@contextmanager
+def held(
+    directory: Path,
+    name: str = LOCK,
+    holder: str = "another process is training there",
+    wait: bool = False,
+) -> Iterator[None]:
+    """Hold ``directory``'s lock file ``name`` while the block runs: a second process started
+    into it gets Busy, saying who ``holder`` is, instead of writing the same files (with
+    ``wait``, it waits its turn). The lock is the operating system's (flock): it ends with the
+    process, so a killed one leaves none."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(directory / name, timeout=-1 if wait else 0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise Busy(
+            f"{directory} is in use: {holder} (it holds {directory / name}); wait for it to "
+            "end, or use another directory"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
-def check_dir_overrides(args: list[str]) -> None:
-    """``hydra.run.dir=`` or ``hydra.sweep.dir=`` naming a file, or a folder under one: end the
-    program with one line and status 2 before Hydra tries to make it (its mkdir fails with a
-    page of traceback, and status 0 for a single run)."""
-    for arg in args:
-        key, _, value = arg.partition("=")
-        if key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir") or "${" in value:
+def in_use(directory: Path, name: str = LOCK) -> bool:
+    """Whether another process holds ``directory``'s lock now."""
+    if not (directory / name).is_file():
+        return False
+    lock = FileLock(directory / name, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def epoch_series(job_dir: Path) -> dict[str, dict[int, float]]:
+    """Each logged metric by epoch, from the job's CSV log (train and val sit on separate rows
+    of the same epoch there; the learning rate, logged as an epoch starts, on a row with a step
+    but no epoch: it belongs to the next row that has one). A value that cannot be read (a log
+    cut short) is left out."""
+    path = job_dir / "csv" / "metrics.csv"
+    series: dict[str, dict[int, float]] = {}
+    if not path.is_file():
+        return series
+    waiting: list[dict[str, str]] = []  # rows without an epoch, until the next with one
+    for record in csv.DictReader(path.open()):
+        epoch = _number(record.get("epoch"))
+        if epoch is None:
+            waiting.append(record)
             continue
-        path = Path(value.strip("'\""))
-        blocked = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
-        if blocked is not None:
-            print(f"cnnlab: error: {arg}: {blocked} is a file, not a folder", file=sys.stderr)
-            raise SystemExit(2)
+        for row in [*waiting, record]:
+            for key, value in row.items():
+                number = _number(value) if key not in ("epoch", "step") else None
+                if number is not None:
+                    series.setdefault(key, {})[int(epoch)] = number
+        waiting = []
+    return series
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except (TypeError, ValueError):  # a row cut short or run long
+        return None

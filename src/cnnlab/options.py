@@ -4,7 +4,7 @@ A declaration is a signature whose parameters are annotated: ``lr: Positive``, `
 Fraction = 0.9``. A registered component (a model, an activation) and a cnnlab class that a
 ``_target_`` names are their own declarations; a group's plain options are a pydantic dataclass
 beside the code that reads them (``ScheduleOptions``); another library's classes (torch's
-optimizers, Lightning's Trainer, kornia's augmentations) are declared in ``cnnlab.declared``.
+optimizers, Lightning's Trainer, kornia's augmentations) are declared in ``cnnlab.config.declared``.
 ``check_options`` holds a config node against one declaration: a value that does not fit is one
 ConfigError line, ``optimizer.lr=-1: expected a number > 0``, the text made from the annotation.
 """
@@ -44,6 +44,15 @@ Natural = Annotated[int, Ge(0)]
 Width = Annotated[int, Ge(1), Le(16384)]
 Images = Annotated[int, Ge(1), Le(4096)]  # images a figure or a probe draws
 Rates = Fraction | list[Fraction]  # one dropout rate everywhere, or one per dropout layer
+
+
+class Supplied:
+    """``channels: Supplied[int]``: an argument the code passes itself (a model's activation, an
+    activation's channel count), never an option: the config may not set it, and help does not
+    list it."""
+
+    def __class_getitem__(cls, kind: Any) -> Any:
+        return Annotated[kind, cls]
 
 
 def _has_target(node: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -94,7 +103,8 @@ def check_value(key: str, value: Any, annotation: Any) -> None:
 
 
 def parameters(declaration: Callable, supplied: Sequence[str] = ()) -> dict[str, inspect.Parameter]:
-    """The options ``declaration`` takes, by name, with their annotations resolved."""
+    """The options ``declaration`` takes, by name, with their annotations resolved: not those
+    ``supplied`` nor those declared ``Supplied``."""
     target = declaration.__init__ if inspect.isclass(declaration) else declaration
     try:
         hints = typing.get_type_hints(target, include_extras=True)
@@ -105,8 +115,13 @@ def parameters(declaration: Callable, supplied: Sequence[str] = ()) -> dict[str,
         for name, p in inspect.signature(declaration).parameters.items()
         if name not in supplied
         and name != "self"
+        and not is_supplied(hints.get(name))
         and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
+
+
+def is_supplied(annotation: Any) -> bool:
+    return get_origin(annotation) is Annotated and Supplied in get_args(annotation)[1:]
 
 
 def describe(annotation: Any) -> str:

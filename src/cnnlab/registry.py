@@ -1,18 +1,32 @@
-"""One registry for every swappable component, keyed by kind and name.
+"""The two ways a config names what to build.
 
-The kind is the config group's name (``activation``, ``norm``, ``init``, ``model``, ``data``), so
-``activation=elu`` on the command line finds ``@register("activation", "elu")``.
+- cnnlab's components by name: the kind is the config group's name (``activation``, ``norm``,
+  ``init``, ``model``, ``dataset``, ``scheduler``, ``preprocess``), so ``activation=elu`` on the
+  command line finds ``@register("activation", "elu")``. Every module of the component packages
+  is imported at the first lookup: a new component is its module and its YAML, no import line.
+- other libraries' objects (optimizers, callbacks, loggers, the Trainer, augmentations) by the
+  ``_target_`` of their node, built with ``build``.
 """
 
+import importlib
+import inspect
+import pkgutil
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from cnnlab.errors import ConfigError
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+
+from cnnlab.errors import ConfigError, first_line
 from cnnlab.options import check_options
 
 _REGISTRY: dict[str, dict[str, Callable]] = defaultdict(dict)
+# Where components are registered. Imported at the first lookup, not with cnnlab: --help and a
+# mistyped option then answer without loading torch.
+PACKAGES = ("cnnlab.layers", "cnnlab.models", "cnnlab.data", "cnnlab.training")
+_loaded = False
 
 
 def register(kind: str, name: str):
@@ -28,11 +42,14 @@ def register(kind: str, name: str):
 
 
 def _load_components() -> None:
-    """The component packages register themselves when imported. They are imported at the first
-    lookup, not with cnnlab: --help and a mistyped option then answer without loading torch."""
-    import cnnlab.data  # noqa: F401
-    import cnnlab.layers  # noqa: F401
-    import cnnlab.models  # noqa: F401
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for package in PACKAGES:
+        path = importlib.import_module(package).__path__
+        for module in pkgutil.walk_packages(path, f"{package}."):
+            importlib.import_module(module.name)
 
 
 def names(kind: str) -> list[str]:
@@ -57,18 +74,72 @@ def create(kind: str, name: str, *args, **kwargs) -> Any:
     return lookup(kind, name)(*args, **kwargs)
 
 
-def factory(
-    kind: str, spec: Mapping[str, Any], supplied: tuple[str, ...] = (), where: str | None = None
-) -> Callable:
+def factory(kind: str, spec: Mapping[str, Any], where: str | None = None) -> Callable:
     """Turn a config node ``{name: elu, alpha: 1.0}`` into a factory with its options bound.
 
-    ``supplied`` names the arguments the caller passes itself (a model's activation, an
-    activation's channel count); the config may not set them. Checks the name, the option
-    names and their values (against the function's annotations) now, so a mistake fails at
-    start-up in one line rather than deep inside a model. ``where`` is the node's place in
-    the config, for the messages (``data.dataset``); the kind by default.
+    Checks the name, the option names and their values (against the function's annotations)
+    now, so a mistake fails at start-up in one line rather than deep inside a model. What the
+    code passes itself (an activation's channel count) is declared ``Supplied`` and may not be
+    set. ``where`` is the node's place in the config, for the messages (``data.dataset``).
     """
     options = {k: v for k, v in spec.items() if k != "name"}
     fn = lookup(kind, spec["name"])
-    check_options(fn, options, where or kind, supplied, name=spec["name"])
+    check_options(fn, options, where or kind, name=spec["name"])
     return partial(fn, **options)
+
+
+def build(config: Any, *args: Any, where: str | None = None, **kwargs: Any) -> Any:
+    """``config``'s object (a node with a ``_target_``), given plain Python values. Hydra's own
+    default hands lists and dicts on as OmegaConf containers, which then reach checkpoints
+    (Adam's ``betas`` in the optimizer's state) that ``torch.load(weights_only=True)`` refuses.
+
+    ``where`` is the node's place in the config (``trainer``, ``callbacks.early_stopping``):
+    what the class itself refuses when it is built (an option the declarations leave to it, a
+    combination of values) is then one ConfigError line naming that place.
+    """
+    if where is None:
+        return instantiate(config, *args, _convert_="all", **kwargs)
+    # Here, not above: the config's checks import this module before torch is needed (--help).
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return instantiate(config, *args, _convert_="all", **kwargs)
+    except (InstantiationException, MisconfigurationException, TypeError, ValueError) as err:
+        cause = err  # a nested node's failure comes wrapped once per level: the innermost
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        where, target = _failing(config, where)
+        raise ConfigError(f"{where} ({target}) cannot be built: {first_line(cause)}") from None
+
+
+def _failing(config: Any, where: str) -> tuple[str, str]:
+    """The place and target of the innermost node of ``config`` that cannot be built on its
+    own (``augment.transforms.all.transforms.3``), else ``config``'s own."""
+    nested = [(place, node) for place, node in target_nodes(config, where) if place != where]
+    for place, node in sorted(nested, key=lambda n: -n[0].count(".")):
+        try:
+            instantiate(node, _convert_="all")
+        except Exception:
+            return place, str(node["_target_"])
+    return where, str(config.get("_target_", "?")) if isinstance(config, Mapping) else "?"
+
+
+def target_nodes(node: Any, where: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every mapping with a ``_target_`` in ``node``, with its place (``callbacks.lr_monitor``,
+    ``augment.transforms.all.transforms.2``); Hydra's own settings are Hydra's to check."""
+    if isinstance(node, Mapping):
+        if "_target_" in node:
+            yield where, node
+        for key, value in node.items():
+            if where or key != "hydra":
+                yield from target_nodes(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, Sequence) and not isinstance(node, str):
+        for i, value in enumerate(node):
+            yield from target_nodes(value, f"{where}.{i}")
+
+
+def supply(fn: Callable, **inputs: Any) -> Any:
+    """Call ``fn`` with those of ``inputs`` its signature takes: what the code supplies a
+    component (a model's activation and sizes, an init's model), each taking what it uses."""
+    takes = inspect.signature(fn).parameters
+    return fn(**{k: v for k, v in inputs.items() if k in takes})

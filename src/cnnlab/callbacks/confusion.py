@@ -18,7 +18,7 @@ class ConfusionMatrix(Callback):
     ``confusion_matrix.csv`` (counts) and ``test_classes.md`` (per-class accuracy, the
     ``pairs`` most-confused pairs); on W&B, its native confusion matrix and a bar chart."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, pairs: Natural = 10) -> None:
         self.pairs = pairs

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 from lightning.pytorch.callbacks import Callback
 
 from cnnlab.callbacks.publish import publish, run_dir
-from cnnlab.records import epoch_series
+from cnnlab.files import epoch_series
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ class RunCurves(Callback):
     """``figures/curves.png`` when fitting ends, from the run's CSV log (``csv/metrics.csv``,
     which holds every epoch, also those of an earlier attempt a resumed run went on from)."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:

@@ -71,7 +71,7 @@ class DeadUnits(Callback):
     logged as ``dead_units/share`` (over all layers' units); ``figures/dead_units.png`` (layers
     by epochs) when fitting ends."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, images: Images = 512) -> None:
         self.images = images

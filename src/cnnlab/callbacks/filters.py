@@ -19,7 +19,7 @@ class FirstLayerFilters(Callback):
     own (colour for RGB inputs, else the mean over input channels in grey), drawn for the
     tested weights."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def on_test_end(self, trainer, pl_module) -> None:
         conv = next((m for m in pl_module.net.modules() if isinstance(m, nn.Conv2d)), None)
@@ -48,7 +48,7 @@ class AugmentExamples(Callback):
     images (top row), then ``draws`` rows of what ``augment=`` makes of them (mixup/cutmix
     included), from a copy of the random state, so the run draws exactly as without it."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, images: Images = 8, draws: Count = 3) -> None:
         self.images, self.draws = images, draws

@@ -94,7 +94,7 @@ class GradCamGrid(Callback):
     the Grad-CAM of the predicted class at every stage (columns), each map scaled to its own
     maximum; wrong predictions titled in red."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, images: Images = 8) -> None:
         self.images = images

@@ -28,7 +28,7 @@ class WeightHistograms(Callback):
     weights at the start and at the end, and its last gradient (``layers`` layers at most,
     spread from the first to the last)."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, every_n_epochs: Count = 1, layers: Count = 12) -> None:
         self.every_n_epochs, self.layers = every_n_epochs, layers

@@ -16,7 +16,7 @@ class PredictionGrid(Callback):
     """``figures/predictions.png``: the first ``images`` test images, each titled with its true
     label and the model's three most probable classes; wrong predictions in red."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, images: Images = 16, top: Count = 3) -> None:
         self.images, self.top = images, top

@@ -31,7 +31,7 @@ class Snapshots(Callback):
     src/eval.py needs) after every ``every_n_epochs`` epochs, and/or with ``at_restarts`` at
     the end of every cycle of ``scheduler=cosine_restarts``. Both off: nothing is saved."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, every_n_epochs: Natural = 0, at_restarts: bool = False) -> None:
         if every_n_epochs < 0:

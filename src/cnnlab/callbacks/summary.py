@@ -58,7 +58,7 @@ class LayerSummary(ModelSummary):
     """Prints ``layer_table`` of the network when fitting starts and writes it to
     ``<run>/model_summary.txt``. A ModelSummary, so Lightning adds no summary of its own."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.settings)
+    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self) -> None:
         super().__init__(max_depth=-1)

@@ -13,10 +13,10 @@ import zlib
 from pathlib import Path
 
 import torch
-from filelock import FileLock
 from torchvision import datasets
 from torchvision.datasets.utils import check_integrity, download_url
 
+from cnnlab.data import fetch
 from cnnlab.data.arrays import ImageArrays
 from cnnlab.errors import ConfigError
 from cnnlab.files import atomic
@@ -45,7 +45,7 @@ def _fetch(spec: Spec, root: Path, verify: bool, download: bool) -> None:
     Parallel jobs share ``root``: one fetches while the others wait on a lock file. The download
     and the unpacking go to temporary names first, so a kill leaves no half of either.
     """
-    with FileLock(root / f".{spec.base_folder}.lock"):
+    with fetch.one_at_a_time(root, spec.base_folder):
         if (root / spec.base_folder).is_dir():
             return
         archive = root / spec.filename
@@ -106,11 +106,7 @@ def _arrays(dataset: datasets.CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _load(spec: Spec, root: str, verify: bool, download: bool) -> ImageArrays:
-    root_path = Path(root)
-    try:
-        root_path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"data.dataset.root={root} cannot be used as a folder: {err}") from None
+    root_path = fetch.folder(root)
     _fetch(spec, root_path, verify, download)
     try:
         train, test = (_open(spec, root_path, t, verify) for t in (True, False))

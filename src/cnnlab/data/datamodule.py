@@ -31,7 +31,7 @@ from cnnlab.options import (
     Target,
     check_options,
 )
-from cnnlab.targets import build
+from cnnlab.registry import build
 
 log = logging.getLogger(__name__)
 # What __init__'s own check skips: the nodes that are checked against their own declarations.
@@ -307,7 +307,7 @@ class ImageDataModule(L.LightningDataModule):
 class LazyLoader(DataLoader):
     """A DataLoader whose epoch starts at its first batch, not when Lightning asks for the
     iterator (ahead of the epoch, for a run's first one): the shuffle is then drawn after
-    cnnlab.seeds.EpochSeed has seeded the epoch, in a fresh run and a resumed one alike."""
+    cnnlab.run.seeds.EpochSeed has seeded the epoch, in a fresh run and a resumed one alike."""
 
     def __iter__(self):
         yield from super().__iter__()

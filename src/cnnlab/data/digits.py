@@ -4,24 +4,13 @@ Both download on first use, one job at a time (a lock file in ``root``); torchvi
 md5 sums of what it downloads, and of SVHN's files on every load unless ``verify=False``.
 """
 
-from pathlib import Path
-
 import torch
-from filelock import FileLock
 from torchvision import datasets
 
+from cnnlab.data import fetch
 from cnnlab.data.arrays import ImageArrays
 from cnnlab.errors import ConfigError
 from cnnlab.registry import register
-
-
-def _folder(root: str) -> Path:
-    path = Path(root)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"data.dataset.root={root} cannot be used as a folder: {err}") from None
-    return path
 
 
 @register("data", "svhn")
@@ -31,9 +20,9 @@ def svhn(root: str = "data/svhn", verify: bool = True, download: bool = True) ->
     if not verify:  # an md5 of None makes torchvision's check test existence only
         lists = {split: [url, name, None] for split, (url, name, _) in spec.split_list.items()}
         spec = type("SVHN", (spec,), {"split_list": lists})
-    path = _folder(root)
+    path = fetch.folder(root)
     try:
-        with FileLock(path / ".svhn.lock"):
+        with fetch.one_at_a_time(path, "svhn"):
             train, test = (spec(str(path), split=s, download=download) for s in ("train", "test"))
     except (RuntimeError, OSError) as err:  # not there and no download, or a failed one
         raise ConfigError(
@@ -50,9 +39,9 @@ def svhn(root: str = "data/svhn", verify: bool = True, download: bool = True) ->
 @register("data", "mnist")
 def mnist(root: str = "data", download: bool = True) -> ImageArrays:
     """MNIST's 60,000 training and 10,000 test 28x28 grey digits, from ``root/MNIST/raw``."""
-    path = _folder(root)
+    path = fetch.folder(root)
     try:
-        with FileLock(path / ".mnist.lock"):
+        with fetch.one_at_a_time(path, "mnist"):
             train, test = (
                 datasets.MNIST(str(path), train=split, download=download) for split in (True, False)
             )

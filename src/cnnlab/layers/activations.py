@@ -15,7 +15,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
 from cnnlab.errors import ConfigError
-from cnnlab.options import Fraction, Positive
+from cnnlab.options import Fraction, Positive, Supplied
 from cnnlab.registry import register
 
 
@@ -102,12 +102,12 @@ def is_activation(module: nn.Module) -> bool:
 
 
 @register("activation", "relu")
-def relu(channels: int) -> nn.Module:
+def relu(channels: Supplied[int]) -> nn.Module:
     return nn.ReLU(inplace=True)
 
 
 @register("activation", "leaky_relu")
-def leaky_relu(channels: int, negative_slope: Fraction = 0.01) -> nn.Module:
+def leaky_relu(channels: Supplied[int], negative_slope: Fraction = 0.01) -> nn.Module:
     """max(slope * x, x); the NIN lab report uses slope 0.01, the Keras hyper-parameter slides
     0.1."""
     return nn.LeakyReLU(negative_slope, inplace=True)
@@ -115,7 +115,9 @@ def leaky_relu(channels: int, negative_slope: Fraction = 0.01) -> nn.Module:
 
 @register("activation", "prelu")
 def prelu(
-    channels: int, init: float = 0.25, per: Literal["channel", "layer", "element"] = "channel"
+    channels: Supplied[int],
+    init: float = 0.25,
+    per: Literal["channel", "layer", "element"] = "channel",
 ) -> nn.Module:
     """Leaky ReLU whose slope is learned (He et al. 2015): one slope per channel (the CNN tricks
     slides), one for the whole layer, or one per element as Keras' PReLU has (the Keras
@@ -126,19 +128,19 @@ def prelu(
 
 
 @register("activation", "rrelu")
-def rrelu(channels: int, lower: Positive = 3.0, upper: Positive = 8.0) -> nn.Module:
+def rrelu(channels: Supplied[int], lower: Positive = 3.0, upper: Positive = 8.0) -> nn.Module:
     return RandomizedReLU(lower, upper)
 
 
 @register("activation", "elu")
-def elu(channels: int, alpha: Positive = 1.0) -> nn.Module:
+def elu(channels: Supplied[int], alpha: Positive = 1.0) -> nn.Module:
     """alpha * (exp(x) - 1) below zero; the NIN lab report uses alpha = 1."""
     return nn.ELU(alpha=alpha, inplace=True)
 
 
 @register("activation", "selu")
 @suits(init="lecun", dropout=nn.AlphaDropout)
-def selu(channels: int) -> nn.Module:
+def selu(channels: Supplied[int]) -> nn.Module:
     """lambda * (x if x > 0 else alpha * (exp(x) - 1)) with the 79%→90% slides' constants
     lambda = 1.0507009873554804934193349852946, alpha = 1.6732632423543772848170429916717
     (PyTorch's). Self-normalising only with LeCun init and alpha dropout, which it asks for."""
@@ -146,33 +148,33 @@ def selu(channels: int) -> nn.Module:
 
 
 @register("activation", "maxout")
-def maxout(channels: int, pieces: Annotated[int, Ge(1), Le(64)] = 2) -> nn.Module:
+def maxout(channels: Supplied[int], pieces: Annotated[int, Ge(1), Le(64)] = 2) -> nn.Module:
     return Maxout(pieces)
 
 
 @register("activation", "swish")
-def swish(channels: int, beta: Positive = 1.0) -> nn.Module:
+def swish(channels: Supplied[int], beta: Positive = 1.0) -> nn.Module:
     return Swish(beta)
 
 
 @register("activation", "silu")
-def silu(channels: int) -> nn.Module:
+def silu(channels: Supplied[int]) -> nn.Module:
     return nn.SiLU(inplace=True)
 
 
 @register("activation", "relu6")
-def relu6(channels: int) -> nn.Module:
+def relu6(channels: Supplied[int]) -> nn.Module:
     """min(max(0, x), 6) (the ResNet report)."""
     return nn.ReLU6(inplace=True)
 
 
 @register("activation", "tanh")
 @suits(init="xavier")
-def tanh(channels: int) -> nn.Module:
+def tanh(channels: Supplied[int]) -> nn.Module:
     return nn.Tanh()
 
 
 @register("activation", "sigmoid")
 @suits(init="xavier")
-def sigmoid(channels: int) -> nn.Module:
+def sigmoid(channels: Supplied[int]) -> nn.Module:
     return nn.Sigmoid()

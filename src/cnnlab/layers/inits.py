@@ -10,8 +10,8 @@ from typing import Literal
 
 from torch import nn
 
-from cnnlab.options import Positive
-from cnnlab.registry import register
+from cnnlab.options import Positive, Supplied
+from cnnlab.registry import create, register
 
 Distribution = Literal["uniform", "normal"]
 
@@ -27,6 +27,14 @@ def _for_weights(set_weight: Callable) -> Callable[[nn.Module], None]:
                 nn.init.zeros_(module.bias)
 
     return apply
+
+
+@register("init", "auto")
+def auto(model: Supplied[Callable], activation: Supplied[Callable]) -> Callable[[nn.Module], None]:
+    """The init the model asks for (timm's keep their own), else the one the activation asks
+    for (He for the ReLU family, LeCun for SELU, Xavier for tanh and sigmoid): each states it as
+    its ``init`` attribute."""
+    return create("init", getattr(model, "init", None) or getattr(activation, "init", "he"))
 
 
 @register("init", "default")

@@ -13,7 +13,7 @@ from cnnlab.models.blocks import (
     dense_block,
     dropout_rates,
 )
-from cnnlab.options import Rates, Width
+from cnnlab.options import Rates, Supplied, Width
 from cnnlab.registry import register
 
 
@@ -29,9 +29,9 @@ class BaseCNN(nn.Module):
         act: ActFactory,
         norm: NormFactory,
         drop: DropFactory,
-        in_channels: int = 3,
-        num_classes: int = 10,
-        image_size: int = 32,
+        in_channels: Supplied[int] = 3,
+        num_classes: Supplied[int] = 10,
+        image_size: Supplied[int] = 32,
         dropout: Rates = (0.25, 0.25, 0.5),
         hidden: Width = 512,
     ):

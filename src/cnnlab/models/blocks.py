@@ -5,10 +5,12 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.options import Supplied
 
-ActFactory = Callable[[int], nn.Module]
-NormFactory = Callable[[int], nn.Module]
-DropFactory = Callable[[float], nn.Module]
+# What build_model supplies a model (never options of its config node).
+ActFactory = Supplied[Callable[[int], nn.Module]]
+NormFactory = Supplied[Callable[[int], nn.Module]]
+DropFactory = Supplied[Callable[[float], nn.Module]]
 
 
 def expansion(act: nn.Module) -> int:

@@ -16,7 +16,7 @@ from cnnlab.models.blocks import (
     dense_block,
     dropout_rates,
 )
-from cnnlab.options import Count, Rates, Width
+from cnnlab.options import Count, Rates, Supplied, Width
 from cnnlab.registry import register
 
 
@@ -33,9 +33,9 @@ class ShallowCNN(nn.Module):
         act: ActFactory,
         norm: NormFactory,
         drop: DropFactory,
-        in_channels: int = 3,
-        num_classes: int = 10,
-        image_size: int = 32,
+        in_channels: Supplied[int] = 3,
+        num_classes: Supplied[int] = 10,
+        image_size: Supplied[int] = 32,
         filters: Width = 20,
         pool: Count = 8,
         hidden: Width = 500,
@@ -71,9 +71,9 @@ class DeepCNN(nn.Module):
         act: ActFactory,
         norm: NormFactory,
         drop: DropFactory,
-        in_channels: int = 3,
-        num_classes: int = 10,
-        image_size: int = 32,
+        in_channels: Supplied[int] = 3,
+        num_classes: Supplied[int] = 10,
+        image_size: Supplied[int] = 32,
         filters: Annotated[list[Width], MinLen(1)] = (24, 24, 24),
         pool: Count = 2,
         pool_stride: Count = 1,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from cnnlab.models.blocks import ActFactory, DropFactory, NormFactory, conv_block, dropout_rates
-from cnnlab.options import Rates
+from cnnlab.options import Rates, Supplied
 from cnnlab.registry import register
 
 
@@ -46,8 +46,8 @@ class NIN(nn.Module):
         act: ActFactory,
         norm: NormFactory,
         drop: DropFactory,
-        in_channels: int = 3,
-        num_classes: int = 10,
+        in_channels: Supplied[int] = 3,
+        num_classes: Supplied[int] = 10,
         dropout: Rates = 0.5,
         final_norm_act: bool = False,
     ):

@@ -16,9 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, first_line
 from cnnlab.models.parts import in_parts, parts
-from cnnlab.targets import first_line
 
 log = logging.getLogger(__name__)
 ACCEPTED = "a cnnlab .ckpt, or a model's state_dict() saved with torch.save or as .safetensors"

@@ -9,7 +9,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.models.blocks import ActFactory, DropFactory, NormFactory, dropout_rates, expansion
-from cnnlab.options import Fraction, Width, shown
+from cnnlab.options import Fraction, Supplied, Width, shown
 from cnnlab.registry import register
 
 # The residual branch and what follows the addition, for each block order of He et al. 2016,
@@ -92,8 +92,8 @@ class ResNet(nn.Module):
         blocks: Annotated[list[Annotated[int, Ge(1), Le(64)]], MinLen(1)] = (3, 3, 2, 3),
         channels: Annotated[list[Width], MinLen(1)] = (64, 128, 128, 256),
         order: Order = "original",
-        in_channels: int = 3,
-        num_classes: int = 10,
+        in_channels: Supplied[int] = 3,
+        num_classes: Supplied[int] = 10,
         dropout: Fraction = 0.0,
     ):
         super().__init__()

@@ -7,7 +7,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.models.blocks import ActFactory, NormFactory, dropout_rates, expansion
-from cnnlab.options import Fraction, shown
+from cnnlab.options import Fraction, Supplied, shown
 from cnnlab.registry import register
 
 
@@ -51,8 +51,8 @@ def timm_model(
     arch: str = "resnet18",
     stem: Literal["small", "imagenet"] = "small",
     layers: Literal["cnnlab", "timm"] = "cnnlab",
-    in_channels: int = 3,
-    num_classes: int = 10,
+    in_channels: Supplied[int] = 3,
+    num_classes: Supplied[int] = 10,
     dropout: Fraction = 0.0,
     extra: dict | None = None,
 ) -> nn.Module:

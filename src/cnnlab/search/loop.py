@@ -14,15 +14,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import ConfigError
-from cnnlab.files import write_json
-from cnnlab.progress import PLAN
-from cnnlab.records import in_use
+from cnnlab import processes
+from cnnlab.errors import ConfigError, first_line
+from cnnlab.files import in_use, write_json
+from cnnlab.results.progress import PLAN
 from cnnlab.search import trials
 from cnnlab.search.slots import Slot
 from cnnlab.search.space import Space, override
 from cnnlab.search.trials import Outcome, Running, trial_dir
-from cnnlab.targets import first_line
 
 STATES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed"}  # Optuna's, in ours
 
@@ -56,22 +55,15 @@ class Search:
         if self.left:
             say(f"{len(self.left)} trial(s) a stopped search left run again: {_numbers(self.left)}")
         write_json(self.directory / PLAN, {"jobs": self.space.n_trials})  # the report's progress
-        handlers = {
-            sig: signal.signal(sig, lambda signum, frame: self.signals.append(signum))
-            for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
-            self._loop()
-        except BaseException:  # stopped, refused, or a fault here: no trial outlives the search
-            for sig in handlers:  # a second Ctrl-C must not cut the trials' stopping short
-                signal.signal(sig, signal.SIG_IGN)
-            trials.stop(self.running)
-            self._collect(stopping=True)
-            raise
-        finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-            self.reporter.close()
+        with processes.noted() as self.signals:
+            try:
+                self._loop()
+            except BaseException:  # stopped, refused, or a fault: no trial outlives the search
+                trials.stop(self.running)
+                self._collect(stopping=True)
+                raise
+            finally:
+                self.reporter.close()
 
     def _loop(self) -> None:
         while True:
@@ -202,7 +194,7 @@ class Reporter:
 
 def report(directory: Path, show: bool = False) -> None:
     """The sweep report over every trial (report.md, report.csv, curves.png)."""
-    from cnnlab.report import write_report  # (Lightning, scipy: once the first trial ended)
+    from cnnlab.results.report import write_report  # (Lightning, scipy: once the first trial ended)
 
     try:
         write_report([directory], show=show)

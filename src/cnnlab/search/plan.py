@@ -5,17 +5,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, open_dict
 
 from cnnlab import CONF
-from cnnlab.errors import ConfigError
-from cnnlab.files import new_dir
+from cnnlab.config.job import check_choices, compose, new_dir
+from cnnlab.errors import ConfigError, first_line
 from cnnlab.search.space import Space, distribution, find, hydra_value, load, override
-from cnnlab.targets import first_line
-from cnnlab.validate import check_choices
 
 # Where a trial runs is the search's to say (its own directory, one job of -m).
 PLACED = ("hydra.sweep.", "hydra.run.", "hydra.mode", "hydra.job.", "hydra.callbacks.report")
@@ -58,7 +54,7 @@ def composed(space: Space, fixed: list[str]) -> DictConfig:
     params = space.params.items()
     every = [f"{k}={','.join(map(hydra_value, p['choices']))}" for k, p in params if "choices" in p]
     check_choices(fixed + every, CONF)
-    cfg = _compose(fixed + [override(k, v) for k, v in _firsts(space).items()], hydra=True)
+    cfg = compose(fixed + [override(k, v) for k, v in _firsts(space).items()], hydra=True)
     _check_ranked(cfg)
     return cfg
 
@@ -67,7 +63,7 @@ def check_values(space: Space, fixed: list[str]) -> None:
     """Each end of a range and each choice (the other settings at their first) through the
     checks a trial's run starts with: a value no trial can run with is refused now, in one
     line, rather than in whichever trial draws it, hours into the search."""
-    from cnnlab.validate import check  # (torch: loaded once the space itself is sound)
+    from cnnlab.run.checks import check  # (torch: loaded once the space itself is sound)
 
     firsts = _firsts(space)
     for key, param in space.params.items():
@@ -75,7 +71,7 @@ def check_values(space: Space, fixed: list[str]) -> None:
         values = param["choices"] if "choices" in param else [dist.low, dist.high]
         for value in values:
             lines = [override(k, v) for k, v in {**firsts, key: value}.items()]
-            cfg = _compose(fixed + lines, hydra=False)
+            cfg = compose(fixed + lines, hydra=False)
             with open_dict(cfg):
                 cfg.paths.output_dir = "trial"  # (Hydra's, which this config has none of)
             try:
@@ -89,18 +85,6 @@ def check_values(space: Space, fixed: list[str]) -> None:
 
 def _firsts(space: Space) -> dict[str, Any]:
     return {k: p["choices"][0] if "choices" in p else p["low"] for k, p in space.params.items()}
-
-
-def _compose(overrides: list[str], hydra: bool) -> DictConfig:
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(CONF), version_base="1.3"):
-            return compose("train", overrides=overrides, return_hydra_config=hydra)
-    except Exception as err:  # Hydra's and OmegaConf's: a key or option that is not there
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        raise ConfigError(" ".join(lines[:2]) or type(err).__name__) from None  # what, and how
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def _check_ranked(cfg: DictConfig) -> None:

@@ -6,9 +6,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from cnnlab.errors import first_line
 from cnnlab.search.loop import report, say
 from cnnlab.search.space import Space, override
-from cnnlab.targets import first_line
 
 # Optuna's plots (optuna.visualization.matplotlib), by the file each is saved as.
 PLOTS = {

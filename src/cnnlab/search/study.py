@@ -14,14 +14,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from cnnlab.errors import ConfigError
+from cnnlab import files
+from cnnlab.errors import ConfigError, first_line
 from cnnlab.files import write_text
 from cnnlab.search.space import Space, read
-from cnnlab.targets import first_line
 
 STUDY = "search"  # the one study of a search directory
 JOURNAL = "study.journal"
@@ -36,17 +35,8 @@ def held(directory: Path) -> Iterator[None]:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"--dir {directory}: cannot be made ({err.strerror})") from None
-    lock = FileLock(directory / LOCK, timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise ConfigError(
-            f"{directory}: another search is running there (it holds {directory / LOCK})"
-        ) from None
-    try:
+    with files.held(directory, LOCK, holder="another search is running there"):
         yield
-    finally:
-        lock.release()
 
 
 def settle(

@@ -7,10 +7,8 @@ values for it and a pruning callback that reports to the study. Its output goes 
 or that it was pruned, failed or interrupted.
 """
 
-import ctypes
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab import CONF
-from cnnlab.records import read_record
+from cnnlab import CONF, processes
+from cnnlab.files import read_record
 from cnnlab.search.slots import Slot
 from cnnlab.search.space import hydra_value, override
 
@@ -70,8 +68,8 @@ def command(directory: Path, number: int, fixed: list[str], params: dict[str, An
 
 
 def start(directory: Path, number: int, argv: list[str], slot: Slot) -> subprocess.Popen:
-    """Start the trial's process in its own process group (stopped as a whole), its output
-    added to ``trial.log`` (a rerun's attempt comes after the one before)."""
+    """Start the trial's process (``cnnlab.processes``), its output added to ``trial.log``
+    (a rerun's attempt comes after the one before)."""
     out = trial_dir(directory, number)
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **slot.env}
@@ -81,14 +79,7 @@ def start(directory: Path, number: int, argv: list[str], slot: Slot) -> subproce
         log.write(f"==== trial {number}{on}, started {time.ctime()} ====\n".encode())
         log.write((" ".join(argv) + "\n").encode())
         log.flush()
-        return subprocess.Popen(
-            argv,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+        return processes.start(argv, log, env)
 
 
 def outcome(directory: Path, number: int, exit_code: int | None) -> Outcome:
@@ -112,31 +103,4 @@ def outcome(directory: Path, number: int, exit_code: int | None) -> Outcome:
 def stop(running: list[Running], seconds: float = 30.0) -> None:
     """SIGTERM each trial's process group (the job saves last.ckpt and records ``interrupted``;
     the gpus launcher passes it on), then SIGKILL what is left after ``seconds``."""
-    for trial in running:
-        _signal_group(trial.process, signal.SIGTERM)
-    deadline = time.monotonic() + seconds
-    for trial in running:
-        try:
-            trial.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _signal_group(trial.process, signal.SIGKILL)
-            trial.process.wait()
-
-
-def _signal_group(process: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-# Looked up here, in the search's process: between fork and exec the child may only call it.
-# Loading a library there (dlopen) takes a lock that the search's report thread may hold.
-_PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl if sys.platform == "linux" else None
-
-
-def _die_with_parent() -> None:
-    """In the trial's process before it starts: Linux sends it SIGTERM if the search dies, even
-    by SIGKILL, so no trial trains on unseen (as the gpus launcher does for its jobs)."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    processes.stop([trial.process for trial in running], seconds)

@@ -10,11 +10,9 @@ files and return values are those of Hydra's basic launcher.
 A failed job is reported and does not stop the others; Ctrl-C (or SIGTERM) stops them all.
 """
 
-import ctypes
 import logging
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,8 +31,9 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from cnnlab import processes
 from cnnlab.errors import LaunchError, refuse
-from cnnlab.progress import Tally
+from cnnlab.results.progress import Tally
 from hydra_plugins.cnnlab_gpus import transport
 
 log = logging.getLogger(__name__)
@@ -125,19 +124,14 @@ class GpusLauncher(Launcher):
         tally = Tally(len(pending))
         running: list[Job] = []
         results: dict[int, JobReturn] = {}
-        # Ctrl-C and SIGTERM only set a flag that the loop checks: raised from the handler, the
-        # KeyboardInterrupt can land in a finalizer, where Python prints and drops it, and the
-        # sweep would go on; or between starting a job and recording it, which would orphan it.
-        stop: list[int] = []
-        previous = {
-            sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
-            for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        with tempfile.TemporaryDirectory(prefix="cnnlab-gpus-") as scratch:
+        with (
+            tempfile.TemporaryDirectory(prefix="cnnlab-gpus-") as scratch,
+            processes.noted() as stop,
+        ):
             try:
                 while pending or running:
                     if stop:
-                        _raise_for(stop[0])
+                        processes.raise_for(stop[0])
                     while pending and not stop and (held := pool.take(self.gpus_per_job)):
                         num, overrides = pending.pop(0)
                         running.append(self._start(num, overrides, held, Path(scratch)))
@@ -151,11 +145,10 @@ class GpusLauncher(Launcher):
                         log.info(tally.line())
                     time.sleep(0.1)
             except BaseException:  # Ctrl-C, SIGTERM, or a failure here: no job outlives us
-                self._stop(running)
+                processes.stop([job.process for job in running], self.stop_seconds)
+                if running:
+                    log.error(f"stopped {len(running)} running job(s)")
                 raise
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
         return [results[num] for num in sorted(results)]
 
     def _devices(self) -> list[str]:
@@ -219,14 +212,8 @@ class GpusLauncher(Launcher):
             header = f"==== job #{num}, GPU {','.join(devices)}, started {_now()} ====\n"
             output.write(header.encode())
             output.flush()
-            process = subprocess.Popen(
-                [sys.executable, "-m", "hydra_plugins.cnnlab_gpus._child", job_file, result],
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stopped as a whole
-                preexec_fn=_die_with_parent,
-            )
+            child = [sys.executable, "-m", "hydra_plugins.cnnlab_gpus._child", job_file, result]
+            process = processes.start([str(a) for a in child], output, env)
         lst = " ".join(filter_overrides(overrides))
         log.info(f"\t#{num} : {lst} (GPU {','.join(devices)}, pid {process.pid})")
         return Job(num, overrides, config, devices, process, result, output_dir)
@@ -255,26 +242,6 @@ class GpusLauncher(Launcher):
             log.error(f"#{job.num} failed: {type(error).__name__}: {error} (see {log_file})")
         return ret
 
-    def _stop(self, running: list[Job]) -> None:
-        """SIGTERM every job's process group, then SIGKILL what is left after stop_seconds.
-        A second Ctrl-C must not cut this short, or jobs would go on running unseen."""
-        handlers = {
-            sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        for job in running:
-            _signal_group(job.process, signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_seconds
-        for job in running:
-            try:
-                job.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(job.process, signal.SIGKILL)
-                job.process.wait()
-        if running:
-            log.error(f"stopped {len(running)} running job(s)")
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-
 
 def _visible_devices() -> list[str]:
     """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (indices, UUIDs)."""
@@ -292,24 +259,3 @@ def _listed(values: Sequence[str]) -> str:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _die_with_parent() -> None:
-    """In the child before it starts: have Linux send it SIGTERM if the launcher dies, even by
-    SIGKILL, so no job is left running on a GPU unseen."""
-    if sys.platform == "linux":
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _signal_group(process: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _raise_for(signum: int) -> None:
-    """Unwind launch(), which stops the jobs, as the signal itself would have."""
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise SystemExit(128 + signum)

@@ -1,0 +1,2 @@
+"""Development tools, apart from what a run imports: cnnlab against a plain PyTorch loop
+(speed.py), the data path (data_path.py) and the GPU check (gpu/)."""

@@ -1,0 +1,125 @@
+"""What decides a run's result: every setting of its config but a short list that cannot change it.
+
+The list is kept short on purpose, and what is not on it counts: a callback added between two
+attempts (speedrun's EMA), ``trainer.precision``, ``limit_train_batches``, ``compile`` ... each
+make another run. ``resume=auto`` goes on only under the same settings, and the report pools
+only jobs whose settings are the same but for the seed.
+
+Not counted:
+- where things are and what is written about the run: ``paths``, every value taken from them
+  (``${paths.…}``, ``${hydra:…}``: checkpoint, log and cache directories), the loggers, the
+  task name, the study's ``reference``, ``resume`` itself, the ``diagnose`` thresholds;
+- where the data set is read from (``data.dataset.root``, ``download``, ``verify``) and
+  cached (``cache_dir``), and whether it is kept on the device;
+- the accelerator's kind (a run moved to another GPU, or to the CPU, is the same recipe),
+  logging intervals, the progress bar and model summary switches;
+- callbacks that only look: figures, summaries, the LR monitor, progress bars (``OBSERVERS``,
+  and every class with ``observes_only = True``).
+"""
+
+from typing import Any
+
+from hydra.utils import get_class
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+FREE = {
+    "task_name",
+    "reference",
+    "resume",
+    "paths",
+    "logger",
+    "hydra",
+    "diagnose",
+    "data.on_device",
+    "data.cache_dir",
+    "data.dataset.root",
+    "data.dataset.cache_dir",
+    "data.dataset.download",
+    "data.dataset.verify",
+    "trainer.accelerator",
+    "trainer.default_root_dir",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+}
+# Lightning's callbacks that only look; a class of cnnlab's own (or yours) says so itself with
+# ``observes_only = True`` (the figures, summaries, snapshots).
+OBSERVERS = {
+    "lightning.pytorch.callbacks.DeviceStatsMonitor",
+    "lightning.pytorch.callbacks.LearningRateMonitor",
+    "lightning.pytorch.callbacks.ModelSummary",
+    "lightning.pytorch.callbacks.RichModelSummary",
+    "lightning.pytorch.callbacks.RichProgressBar",
+    "lightning.pytorch.callbacks.TQDMProgressBar",
+}
+# Recorded beside the settings: what they cover. Records without it were written by an older
+# cnnlab, which recorded a hand-picked few (resume compares only those).
+SCOPE = "config"
+# Interpolations that name a place on disk: their values differ between runs of one recipe.
+PLACES = ("${paths.", "${hydra:")
+# Options added after records began, at the value that does what cnnlab did before them: left
+# out there, so that a run recorded before they existed still matches (resume, the report).
+NEUTRAL = {
+    "init.checkpoint": None,
+    "finetune.freeze": None,
+    "finetune.body_lr": 1.0,
+    "finetune.unfreeze_at": None,
+    "data.folds": None,
+    "data.fold": None,
+}
+# Classes cnnlab moved, by their old ``_target_``: a run recorded before the move names them so.
+MOVED = {"cnnlab.checkpoints.Checkpoint": "cnnlab.run.checkpoints.Checkpoint"}
+# Data sets whose root is not where a data set lies but which one it is (your own images).
+ROOT_IS_DATA = {"image_folder"}
+
+
+def settings(cfg: DictConfig) -> dict[str, Any]:
+    """Every setting of ``cfg`` that can change the result, resolved and flat:
+    ``{"optimizer.lr": 0.1, "callbacks.ema.decay": 0.999, ...}``. Values are read one by one,
+    so that a config saved by Hydra (``.hydra/config.yaml``) needs no Hydra to be read."""
+    flat: dict[str, Any] = {}
+    _walk(cfg, "", flat)
+    if flat.get("data.dataset.name") in ROOT_IS_DATA:
+        flat["data.dataset.root"] = cfg.data.dataset.root
+    return {k: v for k, v in flat.items() if k not in NEUTRAL or v != NEUTRAL[k]}
+
+
+def upgrade(recorded: dict[str, Any]) -> dict[str, Any]:
+    """Settings an earlier cnnlab recorded (a metrics.json, a checkpoint), named as today's
+    are: the runs of a recipe made before and after a rename still resume and pool."""
+    return {
+        key: MOVED.get(value, value) if key.endswith("._target_") else value
+        for key, value in recorded.items()
+    }
+
+
+def _walk(node: DictConfig, prefix: str, flat: dict[str, Any]) -> None:
+    for key in node:
+        place = f"{prefix}{key}"
+        if place in FREE or (prefix == "callbacks." and _no_setting(node, key)):
+            continue
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none():
+            _walk(child, f"{place}.", flat)
+            continue
+        raw = child._value() if not isinstance(child, ListConfig) else None
+        if isinstance(raw, str) and any(p in raw for p in PLACES):
+            continue  # a place on disk
+        value = node[key]
+        flat[place] = (
+            OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        )
+
+
+def _no_setting(callbacks: DictConfig, key: str) -> bool:
+    """A callback switched off (``callbacks.curves=null``), or one that only looks."""
+    node = callbacks._get_node(key)
+    if node is None or node._is_none():
+        return True
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if target is None or target in OBSERVERS:
+        return target is not None
+    try:
+        return bool(getattr(get_class(str(target)), "observes_only", False))
+    except Exception:  # a class that cannot be imported here: counted, to be safe
+        return False

@@ -1,0 +1,88 @@
+"""Classifying ordinary image files with a checkpoint: reading them as the model was trained
+(channels, size), and the top-k classes of each."""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from cnnlab.data.image_files import image_files, read_image
+from cnnlab.errors import ConfigError
+from cnnlab.options import Count, check_options, check_value
+from cnnlab.training.module import Classifier
+
+
+def check_device(key: str, device: str, accepted: Any) -> None:
+    """A device of the accepted names, and a GPU only where one is visible."""
+    check_value(key, device, accepted)
+    if device in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"{key}={device}: no CUDA GPU is visible here; use {key}=cpu")
+
+
+def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
+    """The model of a cnnlab checkpoint, in eval mode and not compiled (compiling pays off over
+    many batches, not a few; and export traces the plain network); a one-line ConfigError if
+    ``path`` is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"ckpt={path}: no such checkpoint file")
+    try:
+        module = Classifier.load_from_checkpoint(path, map_location=device, compile=False)
+    except Exception as err:  # not a checkpoint, or another program's: say which file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"ckpt={path} is not a cnnlab checkpoint ({reason})") from None
+    return module.eval()
+
+
+@torch.no_grad()
+def top_k(module: Classifier, images: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities and class indices of the ``k`` most probable classes, (N, k) each."""
+    probs = module(images.to(module.device)).float().softmax(1)
+    best = probs.topk(k, dim=1)
+    return best.values.cpu(), best.indices.cpu()
+
+
+def predict_options(
+    ckpt: str | None = None,
+    inputs: str | None = None,
+    top_k: Count = 3,
+    batch_size: Count = 256,
+    device: Literal["cpu", "cuda"] = "cpu",
+) -> None:
+    """The options of ``predict.yaml``: the checkpoint, the images (a file or a folder), how many
+    classes to list for each, and where to run."""
+
+
+def predict(
+    ckpt: str | Path, inputs: str | Path, k: int = 3, batch_size: int = 256, device: str = "cpu"
+) -> tuple[list[dict], list[dict]]:
+    """Each readable image's top-``k`` classes (``{file, top: [{label, index, probability}]}``)
+    and the files skipped with the reason (``{file, error}``)."""
+    given = {"ckpt": ckpt, "inputs": inputs, "top_k": k, "batch_size": batch_size, "device": device}
+    check_options(
+        predict_options, {n: str(v) if isinstance(v, Path) else v for n, v in given.items()}, ""
+    )
+    check_device("device", device, Literal["cpu", "cuda"])
+    module = load_classifier(ckpt, device)
+    net = module.hparams.net
+    classes = net.get("num_classes", 10)
+    if not 1 <= k <= classes:
+        raise ConfigError(f"top_k={k}: the model has {classes} classes; choose 1 to {classes}")
+    names = module.class_names or [str(i) for i in range(classes)]
+    files, results, skipped = image_files(inputs), [], []
+    for start in range(0, len(files), batch_size):
+        read = []
+        for path in files[start : start + batch_size]:
+            try:
+                read.append((path, read_image(path, net["in_channels"], net["image_size"])))
+            except ValueError as err:
+                skipped.append({"file": str(path), "error": str(err)})
+        if not read:
+            continue
+        probs, indices = top_k(module, torch.stack([image for _, image in read]), k)
+        for (path, _), p, i in zip(read, probs.tolist(), indices.tolist(), strict=True):
+            top = [
+                {"label": names[c], "index": c, "probability": q} for q, c in zip(p, i, strict=True)
+            ]
+            results.append({"file": str(path), "top": top})
+    return results, skipped

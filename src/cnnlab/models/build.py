@@ -1,0 +1,93 @@
+"""The one function that assembles a network from config, whichever model it names."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from cnnlab import registry
+from cnnlab.errors import ConfigError, first_line
+from cnnlab.models.pretrained import load_pretrained
+from cnnlab.options import shown
+
+
+def build_model(
+    model: Mapping[str, Any],
+    activation: Mapping[str, Any],
+    norm: Mapping[str, Any],
+    init: Mapping[str, Any],
+    in_channels: int = 3,
+    num_classes: int = 10,
+    image_size: int = 32,
+) -> nn.Module:
+    """Build ``model`` with the chosen activation and norm in every block, then initialise it.
+
+    Each mapping is a config node such as ``{name: elu, alpha: 1.0}``. ``init: {name: auto}``
+    takes the init the model asks for (timm's keep their own), else the one the activation asks
+    for (He for the ReLU family, LeCun for SELU, Xavier for tanh and sigmoid); dropout layers are
+    the kind the activation asks for (alpha for SELU). ``model.channels_last`` stores the
+    weights as NHWC, which GPU convolutions (with bf16 or fp16) run fastest in.
+    ``init.checkpoint`` (any init's option) loads a file's weights over the init.
+    """
+    model, init = dict(model), dict(init)
+    channels_last = model.pop("channels_last", False)
+    checkpoint = init.pop("checkpoint", None)
+    chosen = registry.lookup("activation", activation["name"])
+    make = _model_factory(model)
+    initialise = registry.supply(
+        registry.factory("init", init),
+        model=registry.lookup("model", model["name"]),
+        activation=chosen,
+    )
+    try:  # a size or an option value the model cannot take: say so now, not in the first step
+        net = registry.supply(
+            make,
+            act=registry.factory("activation", activation),
+            norm=registry.factory("norm", norm),
+            drop=getattr(chosen, "dropout", nn.Dropout),
+            in_channels=in_channels,
+            num_classes=num_classes,
+            image_size=image_size,
+        )
+        _dry_run(net, in_channels, image_size)
+    except (TypeError, ValueError, RuntimeError) as err:
+        shape = f"{in_channels}x{image_size}x{image_size}"
+        chosen = [f"model.{k}={shown(v)}" for k, v in model.items() if k != "name"]
+        options = f" ({', '.join(chosen)})" if chosen else ""
+        raise ConfigError(
+            f"model={model['name']}{options} cannot be built for {shape} images: {first_line(err)}"
+        ) from None
+    net.apply(initialise)
+    if checkpoint is not None:
+        load_pretrained(net, checkpoint)
+    return net.to(memory_format=torch.channels_last) if channels_last else net
+
+
+def _dry_run(net: nn.Module, in_channels: int, image_size: int) -> None:
+    """One forward pass of a blank image: it fails here if the image is too small for the
+    model's pools, and gives lazy layers (PReLU with a slope per element) their shapes."""
+    mode = net.training
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, in_channels, image_size, image_size))
+    net.train(mode)
+    # A layer of no weights passes a blank image (zeros in, its bias out) but learns nothing.
+    empty = next((name for name, p in net.named_parameters() if p.numel() == 0), None)
+    if empty is not None:
+        raise ValueError(f"its layer {empty} would have no weights (the image shrinks to nothing)")
+
+
+def _model_factory(model: Mapping[str, Any]):
+    try:
+        return registry.factory("model", model)
+    except ConfigError as err:
+        if timm.is_model(model["name"]):  # model=timm model.name=resnet18 reads naturally
+            hint = f"for timm's, use model=timm model.arch={model['name']}"
+            raise ConfigError(f"{err}; {hint}") from None
+        raise
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Trainable parameters (BN running statistics are buffers and do not count)."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

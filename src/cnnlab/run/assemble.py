@@ -1,0 +1,106 @@
+"""A run's objects assembled from its config: the data module, the Classifier and the Trainer
+with its callbacks, loggers and what resuming needs."""
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.plugins import AsyncCheckpointIO
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from omegaconf import DictConfig, OmegaConf
+
+from cnnlab.data.datamodule import ImageDataModule
+from cnnlab.errors import ConfigError
+from cnnlab.models.pretrained import load_pretrained
+from cnnlab.registry import build
+from cnnlab.run.checkpoints import AtomicCheckpointIO, StopOnFailedSave
+from cnnlab.run.resume import own_checkpoint, run_state
+from cnnlab.run.seeds import EpochSeed
+from cnnlab.run.signals import SaveOnSignal
+from cnnlab.run.state import RunState
+from cnnlab.training.module import Classifier
+
+
+def build_datamodule(cfg: DictConfig) -> ImageDataModule:
+    data = _plain(cfg.data)
+    accepted = inspect.signature(ImageDataModule).parameters
+    unknown = sorted(set(data) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"data has no option {', '.join(unknown)}; it takes: "
+            f"{', '.join(k for k in accepted if k not in ('augment', 'preprocess'))}"
+        )
+    return ImageDataModule(**data, augment=_plain(cfg.augment), preprocess=_plain(cfg.preprocess))
+
+
+def build_module(cfg: DictConfig, pretrained: bool = True) -> Classifier:
+    """The Classifier of ``cfg``, with ``init.checkpoint``'s weights unless ``pretrained`` is
+    False (a resumed run: its own checkpoint has them, and the file may be gone by then)."""
+    init = _plain(cfg.init)
+    # Loaded here, not by the Classifier: its checkpoints then load without this file.
+    checkpoint = init.pop("checkpoint", None)
+    net = {
+        "model": _plain(cfg.model),
+        "activation": _plain(cfg.activation),
+        "norm": _plain(cfg.norm),
+        "init": init,
+        "in_channels": cfg.data.in_channels,
+        "num_classes": cfg.data.num_classes,
+        "image_size": cfg.data.image_size,
+    }
+    module = Classifier(
+        net=net,
+        optimizer=_plain(cfg.optimizer),
+        scheduler=_plain(cfg.scheduler),
+        regularizer=_plain(cfg.regularizer),
+        label_smoothing=cfg.label_smoothing,
+        val_stage="val_on_test" if cfg.data.get("val_on_test") else "val",
+        compile=bool(cfg.get("compile", False)),
+        preprocess=_plain(cfg.preprocess),
+        finetune=_plain(cfg.get("finetune")),
+    )
+    if checkpoint is not None and pretrained:
+        load_pretrained(module.net, checkpoint)
+    return module
+
+
+def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None = None):
+    """The Trainer with the configured callbacks and loggers, and what resuming needs.
+
+    Without a held-out split there is no 'best' epoch: checkpoints keep the last epoch only,
+    and the test runs on it. Validation still runs when it is on the test set (curves only).
+    A run resumed from a checkpoint goes on logging to the W&B run that checkpoint names.
+    """
+    callback_cfgs = _plain(cfg.callbacks)
+    if not select_best:  # check() lets only checkpoints watch val/ without a held-out split
+        for name, callback in list(callback_cfgs.items()):
+            if callback and str(callback.get("monitor")).startswith("val/"):
+                del callback_cfgs[name]  # nothing to choose by: last.ckpt is the one kept
+    callbacks = [build(c, where=f"callbacks.{k}") for k, c in callback_cfgs.items() if c]
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    own = own_checkpoint(cfg, resume)  # another run's checkpoint: a new clock and W&B run
+    writer = AtomicCheckpointIO()
+    callbacks += [RunState(cfg, carry=own), EpochSeed(cfg.seed), SaveOnSignal(last)]
+    callbacks.append(StopOnFailedSave(writer))
+    logger_cfgs = _plain(cfg.logger)
+    wandb_id = run_state(resume).get("wandb_id") if own else None
+    if wandb_id and logger_cfgs.get("wandb"):
+        logger_cfgs["wandb"] |= {"id": wandb_id, "resume": "allow"}
+    loggers = [build(c, where=f"logger.{k}") for k, c in logger_cfgs.items() if c]
+    validates = select_best or cfg.data.get("val_on_test", False)
+    extra = {} if validates else {"limit_val_batches": 0}
+    # Checkpoints are written in a thread (from copies of the tensors), so training does not
+    # wait for the disk; Lightning waits for the last one when fitting ends or fails.
+    plugins = [AsyncCheckpointIO(writer)]
+    if SLURMEnvironment.detect():  # submitit requeues SLURM jobs; Lightning must not as well
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    trainer = build(
+        cfg.trainer, where="trainer", callbacks=callbacks, logger=loggers, plugins=plugins, **extra
+    )
+    for logger in trainer.loggers:  # the whole config, beside the module's hyperparameters
+        logger.log_hyperparams(_plain(cfg))  # (fast_dev_run's stand-in loggers drop it)
+    return trainer
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}

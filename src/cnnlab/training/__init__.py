@@ -1,0 +1,2 @@
+"""Training: the LightningModule, its optimizer and learning-rate schedules, regularisers and
+fine-tuning."""

@@ -1,0 +1,250 @@
+"""The LightningModule: cross-entropy classification of whatever network the config names."""
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from cnnlab.data.preprocess import placeholder
+from cnnlab.errors import Diverged
+from cnnlab.models.build import build_model
+from cnnlab.registry import build
+from cnnlab.training.finetune import build_optimizer, finetuning
+from cnnlab.training.regularizers import apply_max_norm, param_groups, penalty
+from cnnlab.training.schedules import build_schedule
+
+# Training steps between two reads of their losses by the host (see Classifier._check_finite).
+CHECK_EVERY = 50
+NO_REGULARIZER = {"l1": 0.0, "l2": 0.0, "max_norm": None, "decay_norm_and_bias": True}
+
+
+class Classifier(L.LightningModule):
+    """Trains ``build_model(**net)`` with ``optimizer`` and ``scheduler`` from config.
+
+    It takes images as they are: uint8, or floats in [0, 1], (N, C, H, W). The normalisation
+    (``preprocess``) is part of the model: its statistics come from the data module when
+    fitting starts and are saved in every checkpoint, with the class names, so
+    ``Classifier.load_from_checkpoint(path)`` alone classifies raw images, without Hydra or
+    the data. Everything else it is given is a plain mapping, saved as hyperparameters.
+
+    Args:
+        net: the arguments of ``cnnlab.models.build_model`` (model, activation, norm, init, ...).
+        optimizer: a ``_partial_`` optimizer config, completed here with the parameters.
+        scheduler: see ``cnnlab.training.schedules.build_schedule``; empty for a constant rate.
+        regularizer: ``l1`` and ``l2`` penalties on the loss, ``max_norm`` constraint after each
+            step, ``decay_norm_and_bias`` (false: weight decay only on conv/dense kernels).
+        label_smoothing: passed to the training loss (also applied to mixup's soft targets);
+            validation and test report the plain cross-entropy.
+        val_stage: the name validation metrics are logged under (``val_on_test`` when the
+            validation loop runs on the test set).
+        compile: compile the network with ``torch.compile`` (the network only: the training
+            step stays plain Python, and checkpoints keep the network's own parameter names).
+        preprocess: ``{name: standardize | minmax | zca}`` (its statistics are not given here:
+            the data module's, or the checkpoint's); None: the network sees the [0, 1] images.
+        finetune: ``freeze``, ``body_lr``, ``unfreeze_at`` (see ``cnnlab.training.finetune``).
+    """
+
+    def __init__(
+        self,
+        net: Mapping[str, Any],
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+        regularizer: Mapping[str, Any] | None = None,
+        label_smoothing: float = 0.0,
+        val_stage: str = "val",
+        compile: bool = False,
+        preprocess: Mapping[str, Any] | None = None,
+        finetune: Mapping[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        kind = (preprocess or {}).get("name")
+        self.preprocess = placeholder(kind, net.get("in_channels", 3), net.get("image_size", 32))
+        self.class_names: list[str] | None = None  # the data set's, taken with the statistics
+        self.data: dict[str, Any] | None = None  # the data module's arguments (src/eval.py)
+        self.net = build_model(**net)
+        self.finetuning = finetuning(self.net, finetune)  # an unknown part fails here, now
+        self.channels_last = bool(net["model"].get("channels_last", False))
+        if compile:
+            self.net.compile()
+        self.reg = {**NO_REGULARIZER, **(regularizer or {})}
+        classes = net.get("num_classes", 10)
+        self.train_acc, self.val_acc, self.test_acc = (
+            # validate_args would check the labels on the host at every step
+            MulticlassAccuracy(classes, average="micro", validate_args=False)
+            for _ in range(3)
+        )
+        # The epoch's (sum of loss x images, images), on the loss's device; not a buffer, which
+        # weight averaging (EMA) would average and swap. Not torchmetrics' MeanMetric: its NaN
+        # check reads the loss on the host at every step, and without it (nan_strategy=
+        # "disable") it drops the weights (torchmetrics 1.9).
+        self._loss_sum: torch.Tensor | None = None
+        self._losses: list[tuple[torch.Tensor, int, int, int]] = []  # since the last check
+
+    # False while a learning-rate range test drives the rate until the loss explodes: that is
+    # its end, not a failure (cnnlab.tuning.tune).
+    stop_on_nonfinite = True
+
+    @property
+    def lr(self) -> float:
+        """The optimizer's rate, where Lightning's Tuner and LearningRateFinder look for it
+        (they cannot read a nested ``optimizer.lr``, Lightning #20560); setting it changes the
+        optimizer that configure_optimizers builds."""
+        return self.hparams.optimizer["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.hparams.optimizer = {**self.hparams.optimizer, "lr": value}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
+        with torch.autocast(x.device.type, enabled=False):  # whitening in float32, not bf16
+            x = self.preprocess(x.float())
+        if self.channels_last:  # the input as the weights are stored, or convolutions convert
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def setup(self, stage: str) -> None:
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        if stage == "fit" and datamodule is not None:  # a checkpoint loaded after this, to
+            self.use_data(datamodule)  # resume or to test, brings its own
+
+    def use_data(self, datamodule) -> None:
+        """Take the normalisation statistics, class names and arguments (the data it was trained
+        on, for evaluating the checkpoint later) of a set-up ImageDataModule."""
+        self.preprocess.load_state_dict(datamodule.normalize.state_dict())
+        self.class_names = datamodule.class_names
+        self.data = dict(datamodule.hparams)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["class_names"] = self.class_names
+        checkpoint["data"] = self.data
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.class_names = checkpoint.get("class_names")
+        self.data = checkpoint.get("data")
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss training optimises (``train/loss``): cross-entropy, label smoothing
+        included, against class indices (N,) or mixup's soft targets (N, classes)."""
+        return F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        logits = self(images)
+        loss = self.loss(logits, targets)
+        self._losses.append((loss.detach(), self.current_epoch, self.global_step, batch_idx))
+        if len(self._losses) >= CHECK_EVERY or self._ends_epoch(batch_idx):
+            self._check_finite()  # before the epoch's end: checkpoints are saved then
+        hard = targets.argmax(1) if targets.ndim == 2 else targets  # mixup: the larger share
+        # Accumulated here and logged once an epoch (on_train_epoch_end): self.log and a
+        # metric's forward at every step cost ~2 ms of Python a step more (measured on a
+        # 2-core CPU), a large share of a small network's whole step on a GPU.
+        self.train_acc.update(logits.detach(), hard)
+        if self._loss_sum is None:
+            self._loss_sum = torch.zeros(2, device=loss.device)
+        self._loss_sum[0] += loss.detach() * len(logits)
+        self._loss_sum[1] += len(logits)
+        extra = penalty(self.net, self.reg["l1"], self.reg["l2"])
+        if extra is not None:
+            self.log("train/penalty", extra, on_step=False, on_epoch=True, sync_dist=True)
+            loss = loss + extra
+        return loss
+
+    def _check_finite(self) -> None:
+        """Stop if a training loss since the last check was NaN or infinite, naming the first.
+        The losses are read every CHECK_EVERY steps and before anything validates or saves the
+        weights, not at every step, which would make the host wait for the device each time:
+        the weights a NaN reached are never saved, the last checkpoint stays the last good one."""
+        if not self._losses:
+            return
+        losses, self._losses = self._losses, []
+        if not self.stop_on_nonfinite:
+            return
+        finite = torch.isfinite(torch.stack([loss for loss, *_ in losses])).tolist()
+        ok = all(finite)
+        trainer = self._trainer  # None when called outside a Trainer
+        if trainer is not None and trainer.world_size > 1:  # all processes stop together,
+            ok = trainer.strategy.reduce_boolean_decision(ok, all=True)  # or some would hang
+        if ok:
+            return
+        loss, epoch, step, batch_idx = losses[finite.index(False) if False in finite else -1]
+        where = f"at epoch {epoch}, step {step} (batch {batch_idx} of the epoch)"
+        if False not in finite:
+            raise Diverged(f"another process's training loss is not finite, by {where}")
+        raise Diverged(f"the training loss is {loss.item()} {where}")
+
+    def _ends_epoch(self, batch_idx: int) -> bool:
+        trainer = self._trainer
+        if trainer is None:
+            return False
+        last_step = 0 < trainer.max_steps <= self.global_step + 1
+        return last_step or batch_idx + 1 >= trainer.num_training_batches
+
+    def on_validation_start(self) -> None:
+        self._check_finite()
+
+    def on_train_epoch_end(self) -> None:
+        self._check_finite()
+        # Summed over every process under DDP (plateau schedules may watch these); sync_dist
+        # then averages equal values, and keeps Lightning from warning.
+        sums, self._loss_sum = self._loss_sum, None
+        if sums is None:  # no training step this epoch
+            return
+        loss, images = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        self.log("train/loss", loss / images, prog_bar=True, sync_dist=True)
+        self.log("train/acc", self.train_acc.compute(), sync_dist=True)
+        self.train_acc.reset()
+
+    def on_train_end(self) -> None:
+        self._check_finite()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.reg["max_norm"] is not None:
+            apply_max_norm(self.net, self.reg["max_norm"])
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, self.hparams.val_stage, self.val_acc)
+
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "test", self.test_acc)
+
+    def _eval_step(self, batch, stage: str, accuracy: MulticlassAccuracy) -> torch.Tensor:
+        """The batch's logits, for callbacks (on_test_batch_end's ``outputs``)."""
+        images, labels = batch
+        logits = self(images)
+        accuracy(logits, labels)
+        # The plain cross-entropy (the NLL), what an evaluation reports and eval.py's ensembles
+        # compute: label smoothing is part of what training optimises, not of the score.
+        loss = F.cross_entropy(logits, labels)
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", sync_dist=True)
+        self.log(f"{stage}/acc", accuracy, prog_bar=True)
+        return logits.detach()
+
+    def configure_callbacks(self):
+        """Fine-tuning's freezing, which the Trainer adds to its own callbacks (once: the test
+        after fitting finds it there already)."""
+        if self.finetuning is None or self.finetuning in self.trainer.callbacks:
+            return []
+        return [self.finetuning]
+
+    def configure_optimizers(self):
+        params = param_groups(self.net, self.reg["decay_norm_and_bias"])
+        body_lr = (self.hparams.finetune or {}).get("body_lr", 1.0)
+        optimizer = build_optimizer(build(self.hparams.optimizer), self.net, params, body_lr)
+        trainer = self.trainer
+        trainer.fit_loop.setup_data()  # the batch count, also for runs bounded by max_steps
+        batches = trainer.num_training_batches  # inf where Lightning skips training
+        per_epoch = (
+            math.ceil(batches / trainer.accumulate_grad_batches) if batches < math.inf else 0
+        )
+        total = trainer.estimated_stepping_batches  # inf for a run without an end
+        schedule = build_schedule(optimizer, self.hparams.scheduler or {}, total, per_epoch)
+        if schedule is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": schedule}

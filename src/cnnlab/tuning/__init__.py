@@ -1,0 +1,1 @@
+"""Before a sweep: the learning-rate range test and the batch-size finder."""
