@@ -35,6 +35,8 @@ COPY .ci/floors.txt ./.ci/
 COPY src ./src
 COPY conf ./conf
 COPY spaces ./spaces
+COPY benchmarks ./benchmarks
+COPY docs ./docs
 COPY tests ./tests
 # A few steps of training with Adam, and the best checkpoint read back for the test: an import
 # check passes with versions that fail every run.

@@ -108,9 +108,10 @@ def run_cnnlab(overrides: list[str], epochs: int, batches: int) -> tuple[float, 
 
 def run_raw(overrides: list[str], epochs: int, batches: int) -> float:
     """Images/s of a plain loop over the same network, data and optimizer."""
+    from cnnlab.options import plain
     from cnnlab.registry import build
     from cnnlab.run.assemble import build_datamodule, build_module
-    from cnnlab.training.regularizers import param_groups
+    from cnnlab.training.regularizers import Regularizer
 
     with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as out:
         cfg = compose(overrides, out)
@@ -125,8 +126,8 @@ def run_raw(overrides: list[str], epochs: int, batches: int) -> float:
     module.use_data(dm)
     model = module.to(device)  # its forward: normalisation, then the network
     net = module.net
-    decay_all = (cfg.regularizer or {}).get("decay_norm_and_bias", True)
-    optimizer = build(cfg.optimizer)(params=param_groups(net, decay_all))
+    params = Regularizer(**plain(cfg.regularizer)).param_groups(net)
+    optimizer = build(plain(cfg.optimizer))(params=params)
     augment = dm.augment.to(device)
     train, val = dm.train_set.to(device), dm.val_set.to(device)
     size, eval_size = cfg.data.batch_size, cfg.data.eval_batch_size or cfg.data.batch_size

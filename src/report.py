@@ -6,7 +6,8 @@ from pathlib import Path
 
 from cnnlab.cli import one_line
 from cnnlab.errors import ConfigError
-from cnnlab.results.diagnosis import thresholds
+from cnnlab.options import read
+from cnnlab.results.diagnosis import Thresholds
 from cnnlab.results.report import METRICS, Options, write_report
 
 
@@ -40,7 +41,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     with one_line(program="report"):
-        limits = thresholds(dict(_pair(p) for p in args.diagnose))
+        limits = read(Thresholds, dict(_pair(p) for p in args.diagnose), "diagnose")
         options = Options(args.sort, args.alpha, args.min_seeds, limits)
         out = write_report(args.dirs, args.out, options)
     print(f"written to {out}/report.md, report.csv, curves.png")

@@ -138,7 +138,7 @@ def test_a_runs_checkpoints_hold_only_plain_python_and_tensors(make_cfg, tmp_pat
     # Lists from the config in every place that reaches a checkpoint: Adam's betas (optimizer
     # state), multistep's milestones (scheduler state), EMA's callback state, hyperparameters.
     ema = "+callbacks.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging"
-    options = ["optimizer=adam", "scheduler=multistep", "scheduler.scheduler.milestones=[1,2]"]
+    options = ["optimizer=adam", "scheduler=multistep", "scheduler.milestones=[1,2]"]
     run(make_cfg([*TINY_DATA, *options, ema, "trainer.max_epochs=2"]))
     saved = sorted((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
     assert {p.name for p in saved} == {"best.ckpt", "last.ckpt"}

@@ -8,7 +8,8 @@ import pytest
 
 from cnnlab.errors import ConfigError
 from cnnlab.files import epoch_series
-from cnnlab.results.diagnosis import Thresholds, diagnose, mixed, thresholds
+from cnnlab.options import read
+from cnnlab.results.diagnosis import Thresholds, diagnose, mixed
 from cnnlab.run.train import run
 
 from conftest import FAST
@@ -108,11 +109,11 @@ def test_dead_units_past_the_share():
 
 
 def test_thresholds_are_checked_options():
-    assert thresholds({"overfit_gap": 0.2}).overfit_gap == 0.2
+    assert read(Thresholds, {"overfit_gap": 0.2}, "diagnose").overfit_gap == 0.2
     with pytest.raises(ConfigError, match=r"diagnose.overfit_gap=2: expected a number in \[0, 1\)"):
-        thresholds({"overfit_gap": 2})
+        read(Thresholds, {"overfit_gap": 2}, "diagnose")
     with pytest.raises(ConfigError, match="diagnose has no option gap; it takes: overfit_gap"):
-        thresholds({"gap": 0.1})
+        read(Thresholds, {"gap": 0.1}, "diagnose")
 
 
 def test_mixed_batches_are_read_from_the_settings():
@@ -151,7 +152,7 @@ def test_a_run_that_memorises_random_labels_is_told_it_over_fits(make_cfg, tmp_p
 
 
 def test_train_yaml_shows_the_thresholds_runs_and_reports_use(make_cfg):
-    assert thresholds(dict(make_cfg([]).diagnose)) == Thresholds()
+    assert read(Thresholds, make_cfg([]).diagnose, "diagnose") == Thresholds()
 
 
 def test_curves_of_mixed_batches_are_labelled_so():

@@ -30,8 +30,8 @@ JOBS = {  # deliberately different models; job 1 keeps a snapshot after each epo
         "model=base_cnn",
         "trainer.max_epochs=3",
         "scheduler=cosine_restarts",
-        "scheduler.scheduler.T_0=1",
-        "scheduler.scheduler.T_mult=2",
+        "scheduler.T_0=1",
+        "scheduler.T_mult=2",
         "callbacks.snapshots.at_restarts=true",
     ],
 }
@@ -139,20 +139,22 @@ def test_snapshots_every_epoch_and_at_the_end_of_each_cosine_cycle(sweep, tmp_pa
         assert torch.equal(tensor, snap["state_dict"][key]), key
     # cycles of 1 and 2 epochs: ends after epochs 1 and 3
     assert [name for name, _ in snapshot_members(sweep / "2")] == ["epoch 1", "epoch 3"]
-    assert restart_ends(
-        {"scheduler": {"_target_": "x.CosineAnnealingWarmRestarts", "T_0": 2, "T_mult": 2}}, 15
-    ) == [2, 6, 14]
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    restarts = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, 2, 2)
+    assert restart_ends(restarts, 15) == [2, 6, 14]
     result = evaluate(eval_cfg(tmp_path, [f"snapshots={sweep / '1'}"]))
     assert [row["member"] for row in result["members"]] == [
         "epoch 1",
         "epoch 2",
         "ensemble (mean softmax)",
     ]
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 5)
     no_cycles = SimpleNamespace(
-        hparams=SimpleNamespace(scheduler={"scheduler": {"_target_": "x.CosineAnnealingLR"}})
+        max_epochs=5, lr_scheduler_configs=[SimpleNamespace(scheduler=cosine, interval="epoch")]
     )
     with pytest.raises(ConfigError, match="needs scheduler=cosine_restarts"):
-        Snapshots(at_restarts=True).on_fit_start(SimpleNamespace(max_epochs=5), no_cycles)
+        Snapshots(at_restarts=True).on_fit_start(no_cycles, None)
 
 
 def test_the_command_tests_one_checkpoint_and_refuses_bad_input_in_one_line(sweep, tmp_path):
@@ -220,6 +222,9 @@ def test_an_ensemble_takes_only_models_of_the_same_images_and_classes():
 
     parts = {"model": {"name": "cnn_shallow"}, "activation": {"name": "relu"}}
     parts |= {"norm": {"name": "none"}, "init": {"name": "he"}}
-    ten, hundred = (Classifier({**parts, "num_classes": n}, optimizer={}) for n in (10, 100))
+    shape = {"in_channels": 3, "image_size": 32}
+    ten, hundred = (
+        Classifier(**parts, optimizer={}, data={**shape, "num_classes": n}) for n in (10, 100)
+    )
     with pytest.raises(ConfigError, match=r"differ in num_classes \(10 and 100\)"):
         Ensemble([ten, hundred])

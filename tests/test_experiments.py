@@ -23,8 +23,8 @@ def test_nin_activation_bn_grid_is_the_nin_lab_reports_setup(make_cfg):
     cfg = make_cfg(["experiment=nin_activation_bn_grid"])
     assert cfg.model.name == "nin" and cfg.model.dropout == 0.5 and cfg.model.final_norm_act
     assert cfg.optimizer.momentum == 0.9 and cfg.optimizer.nesterov and cfg.optimizer.lr == 0.1
-    assert list(cfg.scheduler.scheduler.milestones) == [81, 122]
-    assert cfg.scheduler.scheduler.gamma == 0.1 and cfg.scheduler.warmup_epochs == 0
+    assert list(cfg.scheduler.milestones) == [81, 122]
+    assert cfg.scheduler.gamma == 0.1 and cfg.scheduler.warmup_epochs == 0
     assert cfg.trainer.max_epochs == 164 and cfg.data.batch_size == 128
     assert cfg.regularizer.l2 == 1e-4 and cfg.optimizer.weight_decay == 0
     assert set(cfg.augment.transforms) == {"crop_flip"}
@@ -100,7 +100,7 @@ def test_resnet24_mixup_is_the_best_model_of_the_resnet_report(make_cfg):
     cfg = make_cfg(["experiment=resnet24_mixup"])
     assert count_parameters(build_module(cfg).net) == 4_935_242
     assert cfg.optimizer.nesterov and cfg.optimizer.weight_decay == 1e-3
-    assert cfg.scheduler.scheduler.gamma == 0.9 and cfg.trainer.max_epochs == 50
+    assert cfg.scheduler.gamma == 0.9 and cfg.trainer.max_epochs == 50
     assert cfg.augment.mixup_alpha > 0 and cfg.data.val_split == 0.1
     assert set(cfg.augment.transforms) == {"noise", "crop_flip", "vflip"}
     assert cfg.reference.test_acc == 0.9443
@@ -162,10 +162,10 @@ def test_nin9_heavy_augment_trains_as_many_images_as_the_slides_offline_augmenta
     # 45,000 are augmented on the fly, ten times as many epochs.
     cfg = make_cfg(["experiment=nin9_heavy_augment"])
     assert cfg.trainer.max_epochs * 45_000 == 164 * 450_000
-    assert list(cfg.scheduler.scheduler.milestones) == [810]
+    assert list(cfg.scheduler.milestones) == [810]
     for sweep in ("nin9_lr_sweep", "nin9_batch_sweep"):  # not augmented: 45,000 an epoch
         cfg = make_cfg([f"experiment={sweep}"])
-        assert cfg.trainer.max_epochs == 164 and list(cfg.scheduler.scheduler.milestones) == [81]
+        assert cfg.trainer.max_epochs == 164 and list(cfg.scheduler.milestones) == [81]
 
 
 @pytest.mark.parametrize(

@@ -195,7 +195,8 @@ def test_grad_cam_is_the_gradient_weighted_sum_of_the_stages_activations(figured
 @pytest.mark.parametrize("model", registry.names("model"))
 def test_grad_cam_finds_the_stages_of_every_model(model):
     net = {"model": {"name": model}, "activation": {"name": "relu"}, "norm": {"name": "bn"}}
-    module = Classifier(net={**net, "init": {"name": "auto"}}, optimizer={}).train()
+    data = {"in_channels": 3, "image_size": 32, "num_classes": 10}
+    module = Classifier(**net, init={"name": "auto"}, optimizer={}, data=data).train()
     inplace = [m.inplace for m in module.modules() if isinstance(m, nn.ReLU)]
     names, cams, _ = grad_cam(module, module.net, torch.rand(2, 3, 32, 32))
     sides = [int(name.rsplit(", ", 1)[1].split("x")[0]) for name in names]

@@ -5,6 +5,7 @@ resumed across the unfreeze ends with the weights of one that was never interrup
 
 import logging
 import re
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,6 +27,7 @@ from cnnlab.models.pretrained import read_weights
 from cnnlab.run.assemble import build_module
 from cnnlab.run.checks import check
 from cnnlab.run.train import run
+from cnnlab.training.module import Classifier
 from cnnlab.training.schedules import build_schedule
 
 from conftest import TINY_DATA, compose_cfg
@@ -79,10 +81,11 @@ def body(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def test_the_body_starts_as_the_checkpoint_and_the_head_fits_the_new_class_count(
-    source, make_cfg, caplog
+    source, make_cfg, caplog, tmp_path
 ):
+    copy = Path(shutil.copy(source, tmp_path / "pretrained.ckpt"))
     with caplog.at_level(logging.INFO, logger="cnnlab.models.pretrained"):
-        module = build_module(make_cfg([*SMALL, f"init.checkpoint={source}", "data.num_classes=4"]))
+        module = build_module(make_cfg([*SMALL, f"init.checkpoint={copy}", "data.num_classes=4"]))
     saved, now = weights(source), {f"net.{k}": v for k, v in module.net.state_dict().items()}
     assert body(now).keys() == body(saved).keys()
     for key, tensor in body(saved).items():
@@ -90,8 +93,12 @@ def test_the_body_starts_as_the_checkpoint_and_the_head_fits_the_new_class_count
     assert now[HEAD[0]].shape == (4, 512) and saved[HEAD[0]].shape == (10, 512)
     said = "the head, which keeps its fresh init: classifier.3.weight (4x512; 10x512 in the file)"
     assert said in caplog.text
-    # the fine-tuned run's checkpoints do not name the file: they load without it
-    assert "checkpoint" not in module.hparams.net["init"]
+    # the fine-tuned run's checkpoints load without the file
+    saved = tmp_path / "tuned.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, saved)
+    copy.unlink()
+    loaded = Classifier.load(saved)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in module.state_dict().items())
 
 
 def test_the_same_class_count_takes_the_head_as_well(source, make_cfg):
@@ -322,9 +329,8 @@ def default_settings(tmp_path_factory):
 def test_onecycle_peaks_each_group_at_its_share_of_max_lr():
     head, body_param = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
     optimizer = torch.optim.SGD([{"params": [head]}, {"params": [body_param], "lr": 0.01}], lr=0.1)
-    onecycle = {"_target_": "torch.optim.lr_scheduler.OneCycleLR", "_partial_": True}
-    onecycle |= {"max_lr": 0.4, "total_steps": None}  # null: the run's length
-    build_schedule(optimizer, {"scheduler": onecycle, "interval": "step"}, 100, 10)
+    onecycle = {"name": "onecycle", "max_lr": 0.4, "total_steps": None}  # null: the run's length
+    build_schedule(optimizer, {**onecycle, "interval": "step"}, 100, 10)
     assert [g["max_lr"] for g in optimizer.param_groups] == pytest.approx([0.4, 0.04])
 
 

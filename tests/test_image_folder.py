@@ -263,7 +263,7 @@ def test_a_run_trains_on_the_folders_and_the_next_run_reads_both_caches(
     assert load_classifier(metrics["checkpoint"]).class_names == CLASSES
     # The next run: not one file decoded, no statistic computed; val/ validates.
     monkeypatch.setattr(image_folder, "read_image", pytest.fail)
-    monkeypatch.setattr("cnnlab.data.datamodule.channel_stats", pytest.fail)
+    monkeypatch.setattr("cnnlab.data.preprocess.channel_stats", pytest.fail)
     dm = build_datamodule(cfg)
     dm.setup()
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (12, 3, 6)

@@ -68,7 +68,7 @@ def test_its_rerun_skips_the_finished_jobs_and_resumes_the_interrupted_one(sweep
 def test_its_checkpoints_load_in_eval_predict_and_export(sweep, tmp_path):
     checkpoint = sweep / "0" / "checkpoints" / "best.ckpt"
     module = load_classifier(checkpoint)
-    assert module.hparams.net["model"]["name"] == "resnet"
+    assert module.hparams.model["name"] == "resnet" and module.num_classes == 10
     image = tmp_path / "image.png"
     Image.fromarray((torch.rand(20, 24, 3) * 255).byte().numpy()).save(image)
     (found,), skipped = predict(checkpoint, image, k=2)

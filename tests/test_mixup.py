@@ -14,6 +14,7 @@ NET = {
     "init": {"name": "default"},
 }
 SGD = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}
+SHAPE = {"in_channels": 3, "image_size": 32, "num_classes": 10}
 
 
 class _Training:
@@ -55,7 +56,7 @@ def test_mixup_loss_is_the_lambda_weighted_cross_entropy():
     (x, _), y = images(8), torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])
     mixed_x, soft = mixup_module(alpha=0.4).on_after_batch_transfer((x, y), 0)
     lam = soft[0, y[0]].item()
-    module = Classifier(net=NET, optimizer=SGD)
+    module = Classifier(**NET, optimizer=SGD, data=SHAPE)
     logits = module(mixed_x)
     by_hand = lam * F.cross_entropy(logits, y) + (1 - lam) * F.cross_entropy(logits, y.flip(0))
     assert module.loss(logits, soft).item() == pytest.approx(by_hand.item(), rel=1e-5)

@@ -10,7 +10,7 @@ from cnnlab.models.build import build_model
 from cnnlab.registry import build
 from cnnlab.run.assemble import build_module
 from cnnlab.run.train import run
-from cnnlab.training.regularizers import apply_max_norm, param_groups, penalty, weights
+from cnnlab.training.regularizers import Regularizer, weights
 from cnnlab.training.schedules import build_schedule
 
 from conftest import FAST
@@ -51,7 +51,7 @@ def test_optimizer_options_build_the_named_optimizer(option, cls, settings, make
 
 def test_weight_decay_can_skip_biases_and_norms():
     net = build_model({"name": "base_cnn"}, {"name": "relu"}, {"name": "bn"}, {"name": "he"})
-    decay, rest = param_groups(net, weight_decay_on_all=False)
+    decay, rest = Regularizer(decay_norm_and_bias=False).param_groups(net)
     assert rest["weight_decay"] == 0.0 and "weight_decay" not in decay
     assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in rest["params"])
     assert len(decay["params"]) + len(rest["params"]) == len(list(net.parameters()))
@@ -137,10 +137,12 @@ def test_l1_l2_penalty_is_lambda_times_the_norms():
     l1 = sum(w.abs().sum() for w in kernels).item()
     l2 = sum(w.pow(2).sum() for w in kernels).item()
     assert len(weights(net)) == len(kernels) == 6
-    assert penalty(net, l1=1e-4).item() == pytest.approx(1e-4 * l1, rel=1e-5)
-    assert penalty(net, l2=1e-3).item() == pytest.approx(1e-3 * l2, rel=1e-5)
-    assert penalty(net, l1=1e-4, l2=1e-3).item() == pytest.approx(1e-4 * l1 + 1e-3 * l2, rel=1e-5)
-    assert penalty(net) is None
+    assert Regularizer(l1=1e-4).penalty(net).item() == pytest.approx(1e-4 * l1, rel=1e-5)
+    assert Regularizer(l2=1e-3).penalty(net).item() == pytest.approx(1e-3 * l2, rel=1e-5)
+    assert Regularizer(l1=1e-4, l2=1e-3).penalty(net).item() == pytest.approx(
+        1e-4 * l1 + 1e-3 * l2, rel=1e-5
+    )
+    assert Regularizer().penalty(net) is None
 
 
 def test_penalties_and_decay_reach_only_conv_and_dense_kernels():
@@ -166,11 +168,11 @@ def test_penalties_and_decay_reach_only_conv_and_dense_kernels():
         assert kernels == {id(m.weight) for m in layers}
         extra = [p for p in extra if p.ndim > 1 and id(p) not in kernels]
         assert extra  # there are other tensors of 2+ dimensions, and they are left alone
-        decay, rest = param_groups(net, weight_decay_on_all=False)
+        decay, rest = Regularizer(decay_norm_and_bias=False).param_groups(net)
         assert {id(p) for p in decay["params"]} == kernels
         assert all(any(p is q for q in rest["params"]) for p in extra)
     before = vit.pos_embed.detach().clone()
-    apply_max_norm(vit, 1e-3)
+    Regularizer(max_norm=1e-3).constrain(vit)
     assert torch.equal(vit.pos_embed, before)
 
 
@@ -178,7 +180,7 @@ def test_max_norm_rescales_only_rows_above_c():
     layer = nn.Linear(4, 3)
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[3.0, 4, 0, 0], [0.3, 0.4, 0, 0], [0, 0, 6, 8]]))
-    apply_max_norm(layer, 2.0)
+    Regularizer(max_norm=2.0).constrain(layer)
     assert layer.weight.norm(dim=1).tolist() == pytest.approx([2.0, 0.5, 2.0], rel=1e-5)
 
 
@@ -209,7 +211,7 @@ def test_l2_regulariser_adds_its_penalty_to_the_training_loss(make_cfg):
     module.log = lambda *a, **k: None  # outside a Trainer
     plain_loss = module.loss(module(x), y)
     assert module.training_step((x, y), 0).item() == pytest.approx(
-        (plain_loss + penalty(module.net, l2=1e-3)).item(), rel=1e-5
+        (plain_loss + Regularizer(l2=1e-3).penalty(module.net)).item(), rel=1e-5
     )
 
 

@@ -60,13 +60,13 @@ SMALL = ["data=fake", "data.image_size=16", "model=base_cnn", *FAST]
         ),
         # Values that trained wrongly without a word, or crashed deep inside a build.
         (
-            "scheduler=exponential scheduler.scheduler.gamma=-1",
-            "scheduler.scheduler.gamma=-1: expected a number in (0, 1]",
+            "scheduler=exponential scheduler.gamma=-1",
+            "scheduler.gamma=-1: expected a number in (0, 1]",
         ),
         ("scheduler.warmup_start=-3", "scheduler.warmup_start=-3: expected a number in (0, 1]"),
         (
-            "scheduler=step scheduler.scheduler.step_size=0",
-            "scheduler.scheduler.step_size=0: expected an integer >= 1",
+            "scheduler=step scheduler.step_size=0",
+            "scheduler.step_size=0: expected an integer >= 1",
         ),
         (
             "model=resnet model.blocks=[0,0,0,0]",

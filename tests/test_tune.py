@@ -82,7 +82,7 @@ def test_the_range_test_writes_its_plot_and_advice_and_leaves_the_model_as_it_wa
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF), version_base="1.3"):
         run_cfg = compose("train", overrides=found["one_cycle"].split())
-    onecycle = run_cfg.scheduler.scheduler
+    onecycle = run_cfg.scheduler
     assert onecycle.max_lr == found["max_lr"]
     assert onecycle.max_lr / onecycle.div_factor == pytest.approx(found["base_lr"], rel=1e-2)
 

@@ -27,7 +27,7 @@ from cnnlab.config.job import check_choices, compose
 from cnnlab.errors import ConfigError, Diverged, SaveFailed
 from cnnlab.files import LOCK, in_use, read_record
 from cnnlab.options import _settable, describe, parameters, shown
-from cnnlab.run.checks import declared_nodes
+from cnnlab.run.checks import FromSource, declared_nodes
 
 # The words each kind of ending is introduced by.
 SAID = {ConfigError: "error", Diverged: "training diverged", SaveFailed: "run failed"}
@@ -91,7 +91,7 @@ def group_help(groups: list[str], overrides: list[str]) -> str:
             choices = ", ".join(["top", *folders])
             raise ConfigError(f"--help {group}: no such group; choose from: {choices}")
     plain, chosen = _composed(overrides)
-    nodes = list(declared_nodes(plain))
+    nodes = list(declared_nodes(plain, FromSource()))  # (no torch to import)
     parts = [_group(group, nodes, chosen) for group in groups]
     return "\n\n".join(parts) + "\n"
 

@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, Len, Lt, MaxLen, MinLen
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -29,6 +29,7 @@ from pydantic import (
 
 from cnnlab.errors import ConfigError
 
+T = TypeVar("T")
 # Strict: a string is not a number, 1 is not true, 2.5 is not an integer (an integer is a
 # number); and nan or inf is never a setting.
 STRICT = ConfigDict(strict=True, allow_inf_nan=False)
@@ -92,12 +93,20 @@ def check_options(
             check_value(f"{where}.{key}" if where else key, value, declared[key].annotation)
 
 
+def read(declaration: type[T], node: Mapping[str, Any] | None, where: str) -> T:
+    """``declaration(**node)``: the typed object a consumer reads its config node as, the node
+    first checked against it (a wrong option or value is one ConfigError line)."""
+    options = plain(node) or {}
+    check_options(declaration, options, where)
+    return declaration(**options)
+
+
 def check_value(key: str, value: Any, annotation: Any) -> None:
     adapter = _adapter(annotation)
     if adapter is None:  # not a config type (a module, a tensor): the code supplies it
         return
     try:
-        adapter.validate_python(_plain(value))
+        adapter.validate_python(plain(value))
     except ValidationError:
         raise ConfigError(f"{key}={shown(value)}: expected {describe(annotation)}") from None
 
@@ -189,12 +198,13 @@ def _settable(annotation: Any) -> bool:
     return annotation in (bool, int, float, str, type(None), list, tuple, dict, Mapping, Any)
 
 
-def _plain(value: Any) -> Any:
-    """A config node as plain lists and dicts (pydantic's strict mode takes nothing else)."""
+def plain(value: Any) -> Any:
+    """A config node as plain lists and dicts (pydantic's strict mode, checkpoints and the
+    objects built from a config take nothing else), resolved."""
     if isinstance(value, DictConfig | ListConfig):
         return OmegaConf.to_container(value, resolve=True)
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 

@@ -25,7 +25,7 @@ class ConfusionMatrix(Callback):
         self.matrix: MulticlassConfusionMatrix | None = None
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
-        classes = pl_module.hparams.net.get("num_classes", 10)
+        classes = pl_module.num_classes
         # validate_args would read the labels on the host at every step
         self.matrix = MulticlassConfusionMatrix(classes, validate_args=False).to(pl_module.device)
 

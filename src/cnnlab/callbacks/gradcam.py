@@ -111,7 +111,7 @@ class GradCamGrid(Callback):
         self.batch = None
         with torch.inference_mode(False):
             stage_names, cams, predicted = grad_cam(pl_module, pl_module.net, images.clone())
-        names = class_names(pl_module, pl_module.hparams.net.get("num_classes", 10))
+        names = class_names(pl_module, pl_module.num_classes)
         fig = grad_cam_figure(
             images.cpu(), labels.cpu(), predicted.cpu(), cams.cpu(), stage_names, names
         )

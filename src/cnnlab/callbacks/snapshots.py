@@ -4,20 +4,20 @@ weights every k epochs, or at the end of each cosine cycle, where the learning r
 from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
+from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, LRScheduler
 
 from cnnlab.errors import ConfigError
 from cnnlab.options import Natural
 
-RESTARTS = "CosineAnnealingWarmRestarts"
 
-
-def restart_ends(scheduler: dict | None, epochs: int) -> list[int]:
-    """The epochs (counted from 1) at which the cycles of a warm-restart cosine schedule end,
-    up to ``epochs``; [] for any other schedule."""
-    inner = (scheduler or {}).get("scheduler") or {}
-    if not str(inner.get("_target_", "")).endswith(RESTARTS):
+def restart_ends(schedule: LRScheduler | None, epochs: int, per_epoch: int = 1) -> list[int]:
+    """The epochs (counted from 1) at which the cycles of a warm-restart cosine schedule
+    (warmed up or not) end, up to ``epochs``, when it steps ``per_epoch`` times an epoch; []
+    for any other schedule."""
+    schedule = getattr(schedule, "main", schedule)  # (cnnlab.training.schedules.Warmup's)
+    if not isinstance(schedule, CosineAnnealingWarmRestarts):
         return []
-    length, grow, ends = int(inner["T_0"]), int(inner.get("T_mult", 1)), []
+    length, grow, ends = schedule.T_0 // per_epoch, schedule.T_mult, []
     end = length
     while end <= epochs:
         ends.append(end)
@@ -44,7 +44,10 @@ class Snapshots(Callback):
     def on_fit_start(self, trainer, pl_module) -> None:
         if not self.at_restarts:
             return
-        self.ends = restart_ends(pl_module.hparams.scheduler, trainer.max_epochs)
+        configs = trainer.lr_scheduler_configs
+        schedule = configs[0].scheduler if configs else None
+        per_epoch = trainer.num_training_batches if configs and configs[0].interval == "step" else 1
+        self.ends = restart_ends(schedule, trainer.max_epochs, per_epoch)
         if not self.ends:
             raise ConfigError(
                 "callbacks.snapshots.at_restarts=true needs scheduler=cosine_restarts with a "

@@ -66,8 +66,6 @@ class LayerSummary(ModelSummary):
     def on_fit_start(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:
             return
-        net = pl_module.hparams.net
-        shape = (net.get("in_channels", 3), net.get("image_size", 32), net.get("image_size", 32))
-        table = layer_table(pl_module.net, shape)
+        table = layer_table(pl_module.net, pl_module.image_shape)
         print(table, end="")
         write_text(run_dir(trainer) / "model_summary.txt", table)

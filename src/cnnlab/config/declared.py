@@ -91,53 +91,6 @@ def adadelta(
 ): ...
 
 
-@declares("torch.optim.lr_scheduler.CosineAnnealingLR")
-def cosine(T_max: Count | None = None, eta_min: NonNegative = 0.0, **others: Any): ...
-
-
-@declares("torch.optim.lr_scheduler.CosineAnnealingWarmRestarts")
-def cosine_restarts(
-    T_0: Count = 20, T_mult: Count = 1, eta_min: NonNegative = 0.0, **others: Any
-): ...
-
-
-@declares("torch.optim.lr_scheduler.ExponentialLR")
-def exponential(gamma: Decay = 0.9, **others: Any): ...
-
-
-@declares("torch.optim.lr_scheduler.StepLR")
-def step(step_size: Count = 20, gamma: Decay = 0.1, **others: Any): ...
-
-
-@declares("torch.optim.lr_scheduler.MultiStepLR")
-def multistep(milestones: list[Count] = (), gamma: Decay = 0.1, **others: Any): ...
-
-
-@declares("torch.optim.lr_scheduler.OneCycleLR")
-def onecycle(
-    max_lr: Positive = 0.1,
-    total_steps: Count | None = None,
-    pct_start: Annotated[float, Gt(0), Lt(1)] = 0.3,
-    anneal_strategy: Literal["cos", "linear"] = "cos",
-    div_factor: Positive = 25.0,
-    final_div_factor: Positive = 1e4,
-    three_phase: bool = False,
-    **others: Any,
-): ...
-
-
-@declares("torch.optim.lr_scheduler.ReduceLROnPlateau")
-def plateau(
-    mode: Literal["min", "max"] = "min",
-    factor: Annotated[float, Gt(0), Lt(1)] = 0.1,
-    patience: Natural = 10,
-    threshold: NonNegative = 1e-4,
-    cooldown: Natural = 0,
-    min_lr: NonNegative = 0.0,
-    **others: Any,
-): ...
-
-
 @declares("lightning.pytorch.Trainer")
 def trainer(
     max_epochs: Count | Literal[-1] = 30,
@@ -200,6 +153,16 @@ def model_checkpoint(
     save_weights_only: bool = False,
     enable_version_counter: bool = True,
     **others: Any,
+): ...
+
+
+@declares("cnnlab.run.csv_log.CSVLogger", "lightning.pytorch.loggers.CSVLogger")
+def csv_logger(
+    save_dir: str = ".",
+    name: str | None = "lightning_logs",
+    version: int | str | None = None,
+    prefix: str = "",
+    flush_logs_every_n_steps: Count = 100,
 ): ...
 
 

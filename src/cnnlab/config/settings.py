@@ -17,6 +17,7 @@ Not counted:
   and every class with ``observes_only = True``).
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 from hydra.utils import get_class
@@ -69,6 +70,16 @@ NEUTRAL = {
 }
 # Classes cnnlab moved, by their old ``_target_``: a run recorded before the move names them so.
 MOVED = {"cnnlab.checkpoints.Checkpoint": "cnnlab.run.checkpoints.Checkpoint"}
+# Schedules an earlier cnnlab named by their torch class (``scheduler.scheduler._target_``).
+SCHEDULES = {
+    "CosineAnnealingLR": "cosine",
+    "CosineAnnealingWarmRestarts": "cosine_restarts",
+    "ExponentialLR": "exponential",
+    "StepLR": "step",
+    "MultiStepLR": "multistep",
+    "OneCycleLR": "onecycle",
+    "ReduceLROnPlateau": "plateau",
+}
 # Data sets whose root is not where a data set lies but which one it is (your own images).
 ROOT_IS_DATA = {"image_folder"}
 
@@ -87,10 +98,40 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
 def upgrade(recorded: dict[str, Any]) -> dict[str, Any]:
     """Settings an earlier cnnlab recorded (a metrics.json, a checkpoint), named as today's
     are: the runs of a recipe made before and after a rename still resume and pool."""
-    return {
-        key: MOVED.get(value, value) if key.endswith("._target_") else value
-        for key, value in recorded.items()
-    }
+    upgraded = {}
+    for key, value in recorded.items():
+        if key == "scheduler.scheduler":  # scheduler=none, once a null schedule
+            upgraded["scheduler.name"] = "none"
+        elif key == "scheduler.scheduler._target_":
+            upgraded["scheduler.name"] = SCHEDULES[str(value).rsplit(".", 1)[-1]]
+        elif key.startswith("scheduler.scheduler."):
+            if key != "scheduler.scheduler._partial_":
+                upgraded[key.replace("scheduler.scheduler.", "scheduler.", 1)] = value
+        else:
+            upgraded[key] = MOVED.get(value, value) if key.endswith("._target_") else value
+    return upgraded
+
+
+def upgrade_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's Classifier arguments as today's Classifier takes them: an earlier
+    cnnlab's gave the network's groups in one ``net`` node, and the schedule by its class."""
+    upgraded = dict(hparams)
+    net = upgraded.pop("net", None)
+    if net is not None:
+        upgraded |= {group: net[group] for group in ("model", "activation", "norm", "init")}
+        shape = {key: net[key] for key in ("in_channels", "num_classes", "image_size")}
+        on_test = upgraded.pop("val_stage", "val") == "val_on_test"
+        upgraded["data"] = {**shape, "val_on_test": on_test}
+    schedule = upgraded.get("scheduler")
+    if isinstance(schedule, Mapping) and "scheduler" in schedule:
+        flat = {f"scheduler.{k}": v for k, v in schedule.items() if k != "scheduler"}
+        inner = schedule["scheduler"]
+        if inner is None:
+            flat["scheduler.scheduler"] = None
+        else:
+            flat |= {f"scheduler.scheduler.{k}": v for k, v in inner.items()}
+        upgraded["scheduler"] = {k.split(".", 1)[1]: v for k, v in upgrade(flat).items()}
+    return upgraded
 
 
 def _walk(node: DictConfig, prefix: str, flat: dict[str, Any]) -> None:

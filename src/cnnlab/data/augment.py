@@ -7,7 +7,9 @@ airbench), the imgaug steps of the 79%→90% slides' table, and AutoAugment with
 per image (kornia draws one per batch).
 """
 
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import torch
@@ -15,10 +17,12 @@ import torch.nn.functional as F
 from annotated_types import Ge, Le, Lt
 from kornia.augmentation.auto import AutoAugment as KorniaAutoAugment
 from kornia.geometry.transform import crop_and_resize
+from timm.data import Mixup
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.options import NonNegative, Probability
+from cnnlab.options import NonNegative, Probability, Target
+from cnnlab.registry import build
 
 
 def _chance(p: float, x: torch.Tensor) -> torch.Tensor:
@@ -189,3 +193,39 @@ class AutoAugment(nn.Module):
                 rows = rows.to(x.device, non_blocking=True)
                 out[rows] = policy(x[rows])
         return out
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The ``augment`` node: ``transforms`` (each a ``_target_``, applied in order to whole
+    batches on the device), and timm's mixup (lambda ~ Beta(alpha, alpha), the ResNet report)
+    and cutmix (0 turns each off), on ``mix_prob`` of the batches."""
+
+    transforms: dict[str, Target | None] | None = None
+    mixup_alpha: NonNegative = 0.0
+    cutmix_alpha: NonNegative = 0.0
+    mix_prob: Probability = 1.0
+    switch_prob: Probability = 0.5
+
+    def steps(self) -> nn.Sequential:
+        """The transforms, by their config keys (so that an error names one by its place)."""
+        built = OrderedDict(
+            (key, build(node, where=f"augment.transforms.{key}"))
+            for key, node in (self.transforms or {}).items()
+            if node
+        )
+        return nn.Sequential(built)
+
+    def mixing(self, num_classes: int) -> Mixup | None:
+        """timm's Mixup, or None when it would never mix."""
+        if (self.mixup_alpha == 0 and self.cutmix_alpha == 0) or self.mix_prob == 0:
+            return None
+        # Smoothing stays at 0 here: the loss applies label_smoothing to soft targets as well.
+        return Mixup(
+            mixup_alpha=self.mixup_alpha,
+            cutmix_alpha=self.cutmix_alpha,
+            prob=self.mix_prob,
+            switch_prob=self.switch_prob,
+            label_smoothing=0.0,
+            num_classes=num_classes,
+        )

@@ -1,7 +1,6 @@
 """The LightningDataModule: load a registered data set, split it, augment it, mix it."""
 
 import logging
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -10,28 +9,23 @@ import torch
 import torch.distributed as dist
 from annotated_types import Ge, Le
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from timm.data import Mixup
-from torch import nn
 from torch.utils.data import DataLoader
 
 from cnnlab import registry
 from cnnlab.data.arrays import ImageArrays, ImageDataset, whole_batch
-from cnnlab.data.augment import check_flips
-from cnnlab.data.preprocess import MinMax, Standardize, Whitening, preprocess_options
+from cnnlab.data.augment import Augmentation, check_flips
 from cnnlab.data.split import check_folds, held_out
-from cnnlab.data.stats import cached, channel_stats, fingerprint, zca
+from cnnlab.data.stats import cached, fingerprint
 from cnnlab.errors import ConfigError
 from cnnlab.options import (
     Count,
     Fraction,
     Natural,
-    NonNegative,
     Positive,
     Probability,
-    Target,
     check_options,
+    read,
 )
-from cnnlab.registry import build
 
 log = logging.getLogger(__name__)
 # What __init__'s own check skips: the nodes that are checked against their own declarations.
@@ -122,12 +116,15 @@ class ImageDataModule(L.LightningDataModule):
             )
         self.load = registry.factory("data", dataset, where="data.dataset")
         self.save_hyperparameters(logger=False)
-        self.preprocess = dict(preprocess or {"name": "standardize"})
-        check_options(preprocess_options, self.preprocess, "preprocess")
-        self.mixup = _mixup(augment, num_classes)
-        self.augment = nn.Sequential(_augmentations(augment))
+        # The model's first step, built empty: its statistics are the training split's (setup)
+        normalize = registry.factory("preprocess", preprocess or {"name": "standardize"})
+        self.normalize = registry.supply(
+            normalize, channels=in_channels, size=image_size, mean=mean, std=std
+        )
+        augmentation = read(Augmentation, augment, "augment")
+        self.mixup = augmentation.mixing(num_classes)
+        self.augment = augmentation.steps()
         check_flips(self.augment, {"hflip": hflip, "vflip": vflip}, dataset["name"])
-        self.normalize: nn.Module | None = None  # set in setup(): it needs the training split
         self.arrays: ImageArrays | None = None
         self._placed: dict[tuple[int, str], ImageDataset] = {}
 
@@ -146,7 +143,11 @@ class ImageDataModule(L.LightningDataModule):
         self.test_set = ImageDataset(arrays.test_images, arrays.test_labels)
         if h.val_on_test:
             self.val_set = self.test_set
-        self.normalize = self._normalization(self.train_set)
+        key = f"{h.dataset['name']}-{fingerprint(self.train_set.images, self.train_set.labels)}"
+        self.normalize.fit(
+            self.train_set.images,
+            lambda name, compute: cached(h.cache_dir, f"{name}-{key}", compute),
+        )
 
     def _split(self, arrays: ImageArrays) -> tuple[ImageDataset, ImageDataset]:
         """The training and validation sets: the data set's own validation images, a fold, or
@@ -163,30 +164,6 @@ class ImageDataModule(L.LightningDataModule):
         train_idx, val_idx = held_out(labels, h.val_split, h.split_seed, h.folds, h.fold)
         train = ImageDataset(images[train_idx], labels[train_idx])
         return train, ImageDataset(images[val_idx], labels[val_idx])
-
-    def _normalization(self, train: ImageDataset) -> nn.Module:
-        """What ``preprocess`` asks for, its statistics taken from the training split."""
-        h, kind = self.hparams, self.preprocess["name"]
-        if kind == "minmax":
-            return MinMax()
-        if kind == "standardize" and h.mean is not None:
-            return Standardize(torch.tensor(h.mean), torch.tensor(h.std))
-        key = f"{h.dataset['name']}-{fingerprint(train.images, train.labels)}"  # of the cache
-        if kind == "zca":
-            fit, eps = self.preprocess.get("fit_images", 10_000), self.preprocess.get("eps", 0.01)
-            images = train.images[:fit]
-            matrix = cached(
-                h.cache_dir,
-                f"zca-{key}-{len(images)}-{eps}",
-                lambda: zca(images.float() / 255, eps),
-            )
-            return Whitening(matrix["mean"], matrix["matrix"])
-        stats = cached(h.cache_dir, f"stats-{key}", lambda: channel_stats(train.images))
-        log.info(
-            f"{h.dataset['name']}: training split mean {_rounded(stats['mean'])}, "
-            f"std {_rounded(stats['std'])}"
-        )
-        return Standardize(stats["mean"], stats["std"])
 
     def _check(self, arrays: ImageArrays) -> None:
         """The loaded images must be what the config says, or normalisation and the model's
@@ -311,44 +288,3 @@ class LazyLoader(DataLoader):
 
     def __iter__(self):
         yield from super().__iter__()
-
-
-def _augmentations(augment: Mapping[str, Any]) -> OrderedDict[str, nn.Module]:
-    """The transforms by their config keys (so that an error can name one by its place)."""
-    transforms = augment.get("transforms") or {}
-    return OrderedDict(
-        (k, build(t, where=f"augment.transforms.{k}")) for k, t in transforms.items() if t
-    )
-
-
-def _rounded(values: torch.Tensor) -> list[float]:
-    return [round(v, 4) for v in values.tolist()]
-
-
-def augment_options(
-    transforms: dict[str, Target | None] | None = None,
-    mixup_alpha: NonNegative = 0.0,
-    cutmix_alpha: NonNegative = 0.0,
-    mix_prob: Probability = 1.0,
-    switch_prob: Probability = 0.5,
-) -> None:
-    """The ``augment`` group's options: ``transforms`` (each a ``_target_``, applied in order
-    to whole batches on the device), and timm's mixup and cutmix (0 turns each off)."""
-
-
-def _mixup(augment: Mapping[str, Any], num_classes: int) -> Mixup | None:
-    """timm's Mixup: mixup with lambda ~ Beta(alpha, alpha) (the ResNet report) and/or
-    cutmix, or None."""
-    check_options(augment_options, augment, "augment")
-    mixup, cutmix = augment.get("mixup_alpha", 0.0), augment.get("cutmix_alpha", 0.0)
-    if (mixup == 0 and cutmix == 0) or augment.get("mix_prob", 1.0) == 0:
-        return None
-    # Smoothing stays at 0 here: the loss applies label_smoothing to soft targets as well.
-    return Mixup(
-        mixup_alpha=mixup,
-        cutmix_alpha=cutmix,
-        prob=augment.get("mix_prob", 1.0),
-        switch_prob=augment.get("switch_prob", 0.5),
-        label_smoothing=0.0,
-        num_classes=num_classes,
-    )

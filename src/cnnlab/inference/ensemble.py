@@ -43,16 +43,17 @@ class Ensemble(L.LightningModule):
 
     def __init__(self, members: list[Classifier], tta: dict | None = None) -> None:
         super().__init__()
-        first = members[0].hparams.net
+        first = members[0]
         for member in members[1:]:
-            net = member.hparams.net
-            for key in ("in_channels", "image_size", "num_classes"):
-                if net.get(key) != first.get(key):
+            for key in ("image_shape", "num_classes"):
+                if getattr(member, key) != getattr(first, key):
                     raise ConfigError(
-                        f"the checkpoints differ in {key} ({first.get(key)} and {net.get(key)}): "
-                        "an ensemble's members must classify the same images into the same classes"
+                        f"the checkpoints differ in {key} ({getattr(first, key)} and "
+                        f"{getattr(member, key)}): an ensemble's members must classify the "
+                        "same images into the same classes"
                     )
-        self.save_hyperparameters({"net": dict(first)})  # what the figure callbacks read
+        # What the figure callbacks read of a model, as a Classifier has them.
+        self.image_shape, self.num_classes = first.image_shape, first.num_classes
         self.members = nn.ModuleList(members)
         self.class_names = members[0].class_names
         self.tta = tta

@@ -90,12 +90,11 @@ def data_arguments(cfg: DictConfig, model, data_choice: str | None = None) -> di
             "the checkpoint does not record its data set (it was saved before cnnlab kept it): "
             "give it, e.g. data=cifar10"
         )
-    net = model.hparams.net
     for key in SHAPE_KEYS:
-        if data.get(key) != net.get(key):
+        if data.get(key) != model.hparams.data[key]:
             raise ConfigError(
                 f"data={data['dataset']['name']} has {key}={data.get(key)}, the model "
-                f"{net.get(key)}: test it on data of the kind it was trained on"
+                f"{model.hparams.data[key]}: test it on data of the kind it was trained on"
             )
     data["eval_batch_size"] = cfg.batch_size
     return data

@@ -22,8 +22,7 @@ def export(ckpt: str | Path, fmt: str, output: str | Path | None = None) -> tupl
         raise ConfigError(f"unknown format '{fmt}'; choose from: {', '.join(FORMATS)}")
     module = load_classifier(ckpt)
     model = nn.Sequential(module.preprocess, module.net).eval()  # what forward() does to floats
-    net = module.hparams.net
-    shape = (net.get("in_channels", 3), net.get("image_size", 32), net.get("image_size", 32))
+    shape = module.image_shape
     path = Path(output) if output else Path(ckpt).with_suffix(FORMATS[fmt])
     if path.is_dir():
         suffix = FORMATS[fmt]

@@ -27,7 +27,7 @@ def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
     if not path.is_file():
         raise ConfigError(f"ckpt={path}: no such checkpoint file")
     try:
-        module = Classifier.load_from_checkpoint(path, map_location=device, compile=False)
+        module = Classifier.load(path, device, compile=False)
     except Exception as err:  # not a checkpoint, or another program's: say which file
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"ckpt={path} is not a cnnlab checkpoint ({reason})") from None
@@ -64,8 +64,7 @@ def predict(
     )
     check_device("device", device, Literal["cpu", "cuda"])
     module = load_classifier(ckpt, device)
-    net = module.hparams.net
-    classes = net.get("num_classes", 10)
+    classes = module.num_classes
     if not 1 <= k <= classes:
         raise ConfigError(f"top_k={k}: the model has {classes} classes; choose 1 to {classes}")
     names = module.class_names or [str(i) for i in range(classes)]
@@ -74,7 +73,7 @@ def predict(
         read = []
         for path in files[start : start + batch_size]:
             try:
-                read.append((path, read_image(path, net["in_channels"], net["image_size"])))
+                read.append((path, read_image(path, *module.image_shape[:2])))
             except ValueError as err:
                 skipped.append({"file": str(path), "error": str(err)})
         if not read:

@@ -10,7 +10,7 @@ from torch import nn
 from cnnlab import registry
 from cnnlab.errors import ConfigError, first_line
 from cnnlab.models.pretrained import load_pretrained
-from cnnlab.options import shown
+from cnnlab.options import Supplied, parameters, shown
 
 
 def build_model(
@@ -27,13 +27,12 @@ def build_model(
     Each mapping is a config node such as ``{name: elu, alpha: 1.0}``. ``init: {name: auto}``
     takes the init the model asks for (timm's keep their own), else the one the activation asks
     for (He for the ReLU family, LeCun for SELU, Xavier for tanh and sigmoid); dropout layers are
-    the kind the activation asks for (alpha for SELU). ``model.channels_last`` stores the
-    weights as NHWC, which GPU convolutions (with bf16 or fp16) run fastest in.
-    ``init.checkpoint`` (any init's option) loads a file's weights over the init.
+    the kind the activation asks for (alpha for SELU). The model's ``layout`` options and the
+    init's ``checkpoint`` (``load_pretrained``, the run's) are not the components' own.
     """
-    model, init = dict(model), dict(init)
-    channels_last = model.pop("channels_last", False)
-    checkpoint = init.pop("checkpoint", None)
+    stored = {k: model[k] for k in parameters(layout) if k in model}
+    model = {k: v for k, v in model.items() if k not in stored}
+    init = {k: v for k, v in init.items() if k not in parameters(load_pretrained)}
     chosen = registry.lookup("activation", activation["name"])
     make = _model_factory(model)
     initialise = registry.supply(
@@ -60,8 +59,17 @@ def build_model(
             f"model={model['name']}{options} cannot be built for {shape} images: {first_line(err)}"
         ) from None
     net.apply(initialise)
-    if checkpoint is not None:
-        load_pretrained(net, checkpoint)
+    return layout(net, **stored)
+
+
+def layout_of(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The model node's ``layout`` options, each at the declaration's default where unset."""
+    return {name: model.get(name, p.default) for name, p in parameters(layout).items()}
+
+
+def layout(net: Supplied[nn.Module], channels_last: bool = False) -> nn.Module:
+    """``model.channels_last``: the weights stored as NHWC, which GPU convolutions (with bf16 or
+    fp16) run fastest in; any model's, not one model's option."""
     return net.to(memory_format=torch.channels_last) if channels_last else net
 
 

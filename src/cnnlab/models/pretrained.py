@@ -16,15 +16,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.config.settings import upgrade_hparams
 from cnnlab.errors import ConfigError, first_line
 from cnnlab.models.parts import in_parts, parts
+from cnnlab.options import Supplied
 
 log = logging.getLogger(__name__)
 ACCEPTED = "a cnnlab .ckpt, or a model's state_dict() saved with torch.save or as .safetensors"
 
 
-def load_pretrained(net: nn.Module, path: str) -> None:
-    """Copy the weights in ``path`` into ``net``, all but a head that does not fit."""
+def load_pretrained(net: Supplied[nn.Module], checkpoint: str | None = None) -> None:
+    """``init.checkpoint``: copy the weights in that file into ``net``, all but a head that does
+    not fit; None: leave the init's."""
+    if checkpoint is None:
+        return
+    path = checkpoint
     weights, model = read_weights(path)
     own = net.state_dict()
     _, head = parts(net)
@@ -62,8 +68,8 @@ def read_weights(path: str) -> tuple[dict[str, torch.Tensor], str | None]:
         ) from None
     model = None
     if isinstance(saved, Mapping) and "state_dict" in saved:  # Lightning's
-        net = (saved.get("hyper_parameters") or {}).get("net") or {}
-        model = (net.get("model") or {}).get("name")
+        hparams = upgrade_hparams(saved.get("hyper_parameters") or {})
+        model = (hparams.get("model") or {}).get("name")
         saved = saved["state_dict"]
         if any(k.startswith("net.") for k in saved):  # cnnlab's Classifier holds the network
             saved = {k.removeprefix("net."): v for k, v in saved.items() if k.startswith("net.")}

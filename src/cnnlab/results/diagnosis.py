@@ -16,7 +16,7 @@ from typing import Annotated
 
 from annotated_types import Ge, Gt
 
-from cnnlab.options import Count, Fraction, check_options
+from cnnlab.options import Count, Fraction
 
 Series = dict[str, dict[int, float]]
 
@@ -38,13 +38,6 @@ class Thresholds:
     plateau_gain: Fraction = 0.002  # ... above this, at a constant rate
     dead_share: Fraction = 0.3  # share of units never active, at least
     min_epochs: Annotated[int, Ge(2)] = 3  # the trend rules need this many epochs
-
-
-def thresholds(options: dict | None, where: str = "diagnose") -> Thresholds:
-    """Checked thresholds from a config node or report.py's ``--diagnose``."""
-    options = dict(options or {})
-    check_options(Thresholds, options, where)
-    return Thresholds(**options)
 
 
 @dataclass(frozen=True)

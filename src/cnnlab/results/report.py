@@ -11,14 +11,15 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 
 from cnnlab.errors import ConfigError
 from cnnlab.files import held, write_text
+from cnnlab.options import read
 from cnnlab.results import progress
 from cnnlab.results.curves import plot_curves
-from cnnlab.results.diagnosis import thresholds
+from cnnlab.results.diagnosis import Thresholds
 from cnnlab.results.rows import Options, collect, rows
 from cnnlab.results.table import Report
 
@@ -86,7 +87,7 @@ class SweepReport(Callback):
 
     def _write(self, config: DictConfig, show: bool) -> None:
         try:
-            limits = thresholds(OmegaConf.to_container(config.get("diagnose") or {}))
+            limits = read(Thresholds, config.get("diagnose"), "diagnose")
             write_report([Path(config.hydra.sweep.dir)], options=Options(limits=limits), show=show)
         except Exception as error:  # the sweep's own results matter more than its report
             log.warning(f"could not write the sweep's report: {error}")

@@ -3,15 +3,15 @@ with its callbacks, loggers and what resuming needs."""
 
 import inspect
 from pathlib import Path
-from typing import Any
 
 from lightning.pytorch.plugins import AsyncCheckpointIO
 from lightning.pytorch.plugins.environments import SLURMEnvironment
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from cnnlab.data.datamodule import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.models.pretrained import load_pretrained
+from cnnlab.options import plain
 from cnnlab.registry import build
 from cnnlab.run.checkpoints import AtomicCheckpointIO, StopOnFailedSave
 from cnnlab.run.resume import own_checkpoint, run_state
@@ -22,7 +22,7 @@ from cnnlab.training.module import Classifier
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
-    data = _plain(cfg.data)
+    data = plain(cfg.data)
     accepted = inspect.signature(ImageDataModule).parameters
     unknown = sorted(set(data) - set(accepted))
     if unknown:
@@ -30,37 +30,18 @@ def build_datamodule(cfg: DictConfig) -> ImageDataModule:
             f"data has no option {', '.join(unknown)}; it takes: "
             f"{', '.join(k for k in accepted if k not in ('augment', 'preprocess'))}"
         )
-    return ImageDataModule(**data, augment=_plain(cfg.augment), preprocess=_plain(cfg.preprocess))
+    return ImageDataModule(**data, augment=plain(cfg.augment), preprocess=plain(cfg.preprocess))
 
 
 def build_module(cfg: DictConfig, pretrained: bool = True) -> Classifier:
-    """The Classifier of ``cfg``, with ``init.checkpoint``'s weights unless ``pretrained`` is
-    False (a resumed run: its own checkpoint has them, and the file may be gone by then)."""
-    init = _plain(cfg.init)
-    # Loaded here, not by the Classifier: its checkpoints then load without this file.
-    checkpoint = init.pop("checkpoint", None)
-    net = {
-        "model": _plain(cfg.model),
-        "activation": _plain(cfg.activation),
-        "norm": _plain(cfg.norm),
-        "init": init,
-        "in_channels": cfg.data.in_channels,
-        "num_classes": cfg.data.num_classes,
-        "image_size": cfg.data.image_size,
-    }
-    module = Classifier(
-        net=net,
-        optimizer=_plain(cfg.optimizer),
-        scheduler=_plain(cfg.scheduler),
-        regularizer=_plain(cfg.regularizer),
-        label_smoothing=cfg.label_smoothing,
-        val_stage="val_on_test" if cfg.data.get("val_on_test") else "val",
-        compile=bool(cfg.get("compile", False)),
-        preprocess=_plain(cfg.preprocess),
-        finetune=_plain(cfg.get("finetune")),
-    )
-    if checkpoint is not None and pretrained:
-        load_pretrained(module.net, checkpoint)
+    """The Classifier of ``cfg``, each argument the config node of its name, with
+    ``init.checkpoint``'s weights unless ``pretrained`` is False (a resumed run: its own
+    checkpoint has them, and the file may be gone by then). Loaded here, not by the
+    Classifier: its checkpoints then load without that file."""
+    takes = inspect.signature(Classifier).parameters
+    module = Classifier(**{name: plain(cfg[name]) for name in takes if name in cfg})
+    if pretrained:
+        load_pretrained(module.net, cfg.init.checkpoint)
     return module
 
 
@@ -71,7 +52,7 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
     and the test runs on it. Validation still runs when it is on the test set (curves only).
     A run resumed from a checkpoint goes on logging to the W&B run that checkpoint names.
     """
-    callback_cfgs = _plain(cfg.callbacks)
+    callback_cfgs = plain(cfg.callbacks) or {}
     if not select_best:  # check() lets only checkpoints watch val/ without a held-out split
         for name, callback in list(callback_cfgs.items()):
             if callback and str(callback.get("monitor")).startswith("val/"):
@@ -82,7 +63,7 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
     writer = AtomicCheckpointIO()
     callbacks += [RunState(cfg, carry=own), EpochSeed(cfg.seed), SaveOnSignal(last)]
     callbacks.append(StopOnFailedSave(writer))
-    logger_cfgs = _plain(cfg.logger)
+    logger_cfgs = plain(cfg.logger) or {}
     wandb_id = run_state(resume).get("wandb_id") if own else None
     if wandb_id and logger_cfgs.get("wandb"):
         logger_cfgs["wandb"] |= {"id": wandb_id, "resume": "allow"}
@@ -98,9 +79,5 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
         cfg.trainer, where="trainer", callbacks=callbacks, logger=loggers, plugins=plugins, **extra
     )
     for logger in trainer.loggers:  # the whole config, beside the module's hyperparameters
-        logger.log_hyperparams(_plain(cfg))  # (fast_dev_run's stand-in loggers drop it)
+        logger.log_hyperparams(plain(cfg))  # (fast_dev_run's stand-in loggers drop it)
     return trainer
-
-
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if node is not None else {}

@@ -11,12 +11,15 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 from hydra.errors import HydraException
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
-from cnnlab.config.declared import declaration
+from cnnlab import registry
+from cnnlab.config import source
+from cnnlab.config.declared import DECLARED, declaration
 from cnnlab.config.job import by_submitit, in_sweep, launcher
 from cnnlab.errors import ConfigError, first_line
-from cnnlab.options import Fraction, Natural, Probability, check_options, parameters, shown
+from cnnlab.options import Natural, Probability, check_options, parameters, shown
 from cnnlab.registry import build, target_nodes
 
 log = logging.getLogger(__name__)
@@ -24,46 +27,65 @@ log = logging.getLogger(__name__)
 
 def top_options(
     seed: Natural = 42,
-    label_smoothing: Fraction = 0.0,
     reference: dict[str, Probability | str] | None = None,  # a study's figures, and its source
     resume: str | None = None,
-    compile: bool = False,
     matmul_precision: Literal["highest", "high", "medium"] = "highest",
     task_name: str = "train",
 ) -> None:
-    """The options at the top of ``train.yaml``; the groups are declared where they are used."""
+    """The options at the top of ``train.yaml`` that the run reads itself (the Classifier
+    reads ``label_smoothing`` and ``compile``); the groups are declared where they are used."""
 
 
-# The groups that name a registered component (``{name: elu, ...}``): its arguments are their
-# options, but for those it declares Supplied.
-REGISTERED = ("model", "activation", "norm", "init")
+# What reads each part of the training config: its signature declares the part's options. By
+# dotted name: imported to check a config, read from the source for --help (cnnlab.config.source).
+TOP = ("cnnlab.run.checks.top_options", "cnnlab.training.module.Classifier")
+DATA = "cnnlab.data.datamodule.ImageDataModule"
+# Where a config names a registered component (``{name: elu, ...}``): the kind, and what reads
+# the node's options that are not the component's own (a model's layout, an init's starting
+# weights, a schedule's interval and warmup).
+REGISTERED = {
+    "model": ("model", "cnnlab.models.build.layout"),
+    "activation": ("activation", None),
+    "norm": ("norm", None),
+    "init": ("init", "cnnlab.models.pretrained.load_pretrained"),
+    "scheduler": ("scheduler", "cnnlab.training.schedules.schedule_options"),
+    "preprocess": ("preprocess", None),
+    "data.dataset": ("data", None),
+}
+GROUPS = {
+    "regularizer": "cnnlab.training.regularizers.Regularizer",
+    "augment": "cnnlab.data.augment.Augmentation",
+    "diagnose": "cnnlab.results.diagnosis.Thresholds",
+    "finetune": "cnnlab.training.finetune.Finetuning",
+}
 
 
-def group_declarations() -> dict[str, Any]:
-    """The plain groups' declarations (imported here: they load torch)."""
-    from cnnlab.data.datamodule import augment_options
-    from cnnlab.data.preprocess import preprocess_options
-    from cnnlab.results.diagnosis import Thresholds
-    from cnnlab.training.finetune import finetune_options
-    from cnnlab.training.regularizers import regularizer_options
-    from cnnlab.training.schedules import schedule_options
+class Imported:
+    """Declarations as the objects themselves (importing the components loads torch)."""
 
-    return {
-        "scheduler": schedule_options,
-        "regularizer": regularizer_options,
-        "augment": augment_options,
-        "preprocess": preprocess_options,
-        "diagnose": Thresholds,
-        "finetune": finetune_options,
-    }
+    def of(self, dotted: str) -> Callable:
+        return get_object(dotted)
+
+    def registered(self, kind: str) -> dict[str, Callable]:
+        return {name: registry.lookup(kind, name) for name in registry.names(kind)}
+
+    def target(self, target: str) -> Callable | None:
+        return declaration(target)
 
 
-def model_layout(channels_last: bool = False) -> None:
-    """``model.channels_last``: how build_model stores any model's weights, not a model's own."""
+class FromSource(Imported):
+    """Declarations read from their source files (``--help``: no torch to import)."""
 
+    def of(self, dotted: str) -> Callable:
+        return source.declaration(dotted)
 
-def init_weights(checkpoint: str | None = None) -> None:
-    """``init.checkpoint``: a file's weights, loaded over any init (cnnlab.models.pretrained)."""
+    def registered(self, kind: str) -> dict[str, Callable]:
+        return source.registered(kind)
+
+    def target(self, target: str) -> Callable | None:
+        if target in DECLARED or not target.startswith("cnnlab."):
+            return declaration(target)
+        return source.declaration(target) or source.Declared(target, [])  # (no __init__)
 
 
 class Node(NamedTuple):
@@ -76,43 +98,40 @@ class Node(NamedTuple):
     name: str | None = None  # the registered name (activation=elu), for the messages
 
 
-def declared_nodes(plain: Mapping[str, Any]) -> Iterator[Node]:
+def declared_nodes(plain: Mapping[str, Any], read: Imported | None = None) -> Iterator[Node]:
     """Each node of a composed config (as plain values) with its declaration: the top level,
-    the registered components, the plain groups, the data, and every ``_target_`` node
+    the data, the registered components, the plain groups, and every ``_target_`` node
     wherever it is. A node nothing here declares (a user's own ``_target_``) is left out."""
-    from cnnlab import registry
-    from cnnlab.data.datamodule import ImageDataModule
-
-    yield Node("", top_options, {k: v for k, v in plain.items() if k in parameters(top_options)})
-    for group in REGISTERED:
-        node = _registered(group, group, plain.get(group))
-        if group == "model":
-            yield Node("model", model_layout, {"channels_last": node.pop("channels_last", False)})
-        if group == "init":
-            yield Node("init", init_weights, {"checkpoint": node.pop("checkpoint", None)})
-        options = {k: v for k, v in node.items() if k != "name"}
-        fn = registry.lookup(group, node["name"])
-        yield Node(group, fn, options, (), node["name"])
-    for group, declared in group_declarations().items():
+    read = read or Imported()
+    top = [read.of(dotted) for dotted in TOP]  # (the Classifier's groups: their own nodes too)
+    yield Node("", top[0], {k: plain[k] for k in parameters(top[0]) if k in plain})
+    data = {k: v for k, v in plain["data"].items() if k != "dataset"}
+    yield Node("data", read.of(DATA), data, ("augment", "preprocess"))
+    for where, (kind, own) in REGISTERED.items():
+        group, _, key = where.partition(".")
+        found = read.registered(kind)
+        node = _registered(
+            kind, where, plain.get(group, {}).get(key) if key else plain.get(group), found
+        )
+        name = node.pop("name")
+        if own is not None:
+            declared = read.of(own)
+            yield Node(where, declared, {k: node.pop(k) for k in parameters(declared) if k in node})
+        yield Node(where, found[name], node, (), name)
+    for group, dotted in GROUPS.items():
         if group in plain:
-            yield Node(group, declared, plain[group] or {})
-    data = dict(plain["data"])
-    dataset = _registered("data", "data.dataset", data.pop("dataset", None))
-    yield Node("data", ImageDataModule, data, ("augment", "preprocess"))
-    options = {k: v for k, v in dataset.items() if k != "name"}
-    fn = registry.lookup("data", dataset["name"])
-    yield Node("data.dataset", fn, options, (), dataset["name"])
+            yield Node(group, read.of(dotted), plain[group] or {})
+    for declared in top[1:]:
+        yield Node("", declared, {k: plain[k] for k in parameters(declared) if k in plain})
     for where, node in target_nodes(plain):
-        declared = declaration(str(node["_target_"]))
+        declared = read.target(str(node["_target_"]))
         if declared is not None:
             yield Node(where, declared, node, ("params", "optimizer"))
 
 
-def _registered(kind: str, where: str, node: Any) -> dict[str, Any]:
+def _registered(kind: str, where: str, node: Any, found: Mapping[str, Any]) -> dict[str, Any]:
     """A node that names a registered component (``{name: elu, alpha: 1.0}``), as a copy."""
-    from cnnlab import registry
-
-    choices = registry.names(kind)
+    choices = sorted(found)
     if not isinstance(node, Mapping) or not isinstance(node.get("name"), str):
         raise ConfigError(
             f"{where}={shown(node)}: expected a mapping with a name, one of: {', '.join(choices)}"
@@ -153,12 +172,13 @@ def check_schedule(cfg: DictConfig) -> None:
     from cnnlab.training.schedules import build_schedule
 
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True) or {}
+    scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True)
     try:  # the lengths are stand-ins: only the epoch counts' relations to each other matter
         build_schedule(optimizer, scheduler, total_steps=100.0, steps_per_epoch=10)
-    except (TypeError, ValueError, RuntimeError, HydraException) as err:
-        target = (scheduler.get("scheduler") or {}).get("_target_", "?")
-        raise ConfigError(f"scheduler ({target}) cannot be built: {first_line(err)}") from None
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ConfigError(
+            f"scheduler={scheduler['name']} cannot be built: {first_line(err)}"
+        ) from None
 
 
 def check_monitors(cfg: DictConfig) -> None:
@@ -204,15 +224,17 @@ def check(cfg: DictConfig) -> None:
 def check_finetune(cfg: DictConfig) -> None:
     """Refuse what fine-tuning's options cannot do together, in one line; freezing without
     ``init.checkpoint`` is allowed (a random body under a trained head is a baseline), and said."""
-    tune = cfg.get("finetune") or {}
-    freeze, unfreeze_at = tune.get("freeze"), tune.get("unfreeze_at")
+    from cnnlab.training.finetune import Finetuning
+
+    tune = Finetuning(**OmegaConf.to_container(cfg.finetune))
+    freeze, unfreeze_at = tune.freeze, tune.unfreeze_at
     if unfreeze_at is not None and freeze is None:
         raise ConfigError(
             f"finetune.unfreeze_at={unfreeze_at} needs finetune.freeze: nothing is frozen"
         )
-    if freeze == "all" and unfreeze_at is None and tune.get("body_lr", 1.0) != 1.0:
+    if freeze == "all" and unfreeze_at is None and tune.body_lr != 1.0:
         raise ConfigError(
-            f"finetune.body_lr={tune['body_lr']} with finetune.freeze=all: the body never "
+            f"finetune.body_lr={tune.body_lr} with finetune.freeze=all: the body never "
             "trains; set finetune.unfreeze_at, or leave body_lr at 1"
         )
     epochs = cfg.trainer.get("max_epochs")
@@ -231,7 +253,7 @@ def check_finetune(cfg: DictConfig) -> None:
             "only averages the parameters that train from the start; freeze without "
             "unfreezing, or train on one device"
         )
-    if freeze is not None and not (cfg.get("init") or {}).get("checkpoint"):
+    if freeze is not None and not cfg.init.checkpoint:
         log.warning(
             "finetune.freeze without init.checkpoint: the frozen parts keep their random init"
         )

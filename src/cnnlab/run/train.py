@@ -23,7 +23,8 @@ from cnnlab.config.settings import SCOPE, settings
 from cnnlab.errors import Busy, Pruned, SaveFailed
 from cnnlab.files import LOCK, epoch_series, held, save_failure, write_json
 from cnnlab.models.build import count_parameters
-from cnnlab.results.diagnosis import as_records, diagnose, thresholds
+from cnnlab.options import plain, read
+from cnnlab.results.diagnosis import Thresholds, as_records, diagnose
 from cnnlab.run.assemble import build_datamodule, build_module, build_trainer
 from cnnlab.run.checks import check
 from cnnlab.run.resume import check_fits, finished_before, resume_from
@@ -101,7 +102,7 @@ def read_curves(cfg: DictConfig, trainer: L.Trainer, mixed: bool) -> list[dict[s
         for logger in trainer.loggers:
             logger.save()  # the CSV logger writes its rows in batches
         series = epoch_series(Path(cfg.paths.output_dir))
-        findings = diagnose(series, thresholds(_plain(cfg.get("diagnose"))), mixed)
+        findings = diagnose(series, read(Thresholds, cfg.diagnose, "diagnose"), mixed)
     except Exception as error:
         log.warning(f"the run's curves could not be read: {error}")
         return None
@@ -145,7 +146,7 @@ def _record(cfg: DictConfig, outcome: dict[str, Any], started_at: str) -> None:
         "settings": _settings(cfg),  # what a rerun with resume=auto compares against
         "settings_scope": SCOPE,
         "overrides": task_overrides(),  # the report's, should .hydra/ be rewritten
-        "reference": _plain(reference) if isinstance(reference, DictConfig) else None,
+        "reference": plain(reference) if isinstance(reference, DictConfig) else None,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "started_at": started_at,
         "finished_at": _now(),
@@ -198,10 +199,6 @@ def _describe(error: BaseException) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
 
 
 def _score(checkpoint: Any) -> float | None:

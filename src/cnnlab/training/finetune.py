@@ -5,8 +5,9 @@ cnnlab.models.parts's (the head: the output layer and what follows it).
 """
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt, Le, MinLen
 from lightning.pytorch.callbacks import BaseFinetuning
@@ -21,37 +22,37 @@ from cnnlab.options import Count
 log = logging.getLogger(__name__)
 
 
-def finetune_options(
-    freeze: Literal["all"] | Annotated[int, Ge(1)] | Annotated[list[str], MinLen(1)] | None = None,
-    body_lr: Annotated[float, Gt(0), Le(1)] = 1.0,
-    unfreeze_at: Count | None = None,
-) -> None:
-    """The ``finetune`` node's options: the body's parts that do not train (``all`` but the
-    head, the first N, or a list of names), the body's rate as a share of the head's, and the
-    epoch (counted from 0) at which the frozen parts start to train."""
+@dataclass(frozen=True)
+class Finetuning:
+    """The ``finetune`` node: the body's parts that do not train (``all`` but the head, the
+    first N, or a list of names), the body's rate as a share of the head's, and the epoch
+    (counted from 0) at which the frozen parts start to train."""
 
+    freeze: Literal["all"] | Annotated[int, Ge(1)] | Annotated[list[str], MinLen(1)] | None = None
+    body_lr: Annotated[float, Gt(0), Le(1)] = 1.0
+    unfreeze_at: Count | None = None
 
-def finetuning(net: nn.Module, options: Mapping[str, Any] | None) -> "Finetune | None":
-    """The callback that freezes the parts ``options`` (the ``finetune`` node) name, or None
-    when nothing is frozen. A part that is not there is refused now, naming those that are."""
-    freeze = (options or {}).get("freeze")
-    if freeze is None:
-        return None
-    body, head = parts(net)
-    names = list(body)
-    choices = f"choose from: {', '.join(names)} (the head, {', '.join(head)}, always trains)"
-    if freeze == "all":
-        chosen = names
-    elif isinstance(freeze, int):
-        if freeze > len(names):
-            raise ConfigError(f"finetune.freeze={freeze}: only {len(names)} parts; {choices}")
-        chosen = names[:freeze]
-    else:
-        unknown = [name for name in freeze if name not in body]
-        if unknown:
-            raise ConfigError(f"finetune.freeze: no part '{unknown[0]}'; {choices}")
-        chosen = [name for name in names if name in freeze]
-    return Finetune(chosen, own=freeze == "all", unfreeze_at=options.get("unfreeze_at"))
+    def callback(self, net: nn.Module) -> "Finetune | None":
+        """The callback that freezes the parts named, or None when nothing is frozen. A part
+        that is not there is refused now, naming those that are."""
+        if self.freeze is None:
+            return None
+        body, head = parts(net)
+        names = list(body)
+        choices = f"choose from: {', '.join(names)} (the head, {', '.join(head)}, always trains)"
+        freeze = self.freeze
+        if freeze == "all":
+            chosen = names
+        elif isinstance(freeze, int):
+            if freeze > len(names):
+                raise ConfigError(f"finetune.freeze={freeze}: only {len(names)} parts; {choices}")
+            chosen = names[:freeze]
+        else:
+            unknown = [name for name in freeze if name not in body]
+            if unknown:
+                raise ConfigError(f"finetune.freeze: no part '{unknown[0]}'; {choices}")
+            chosen = [name for name in names if name in freeze]
+        return Finetune(chosen, own=freeze == "all", unfreeze_at=self.unfreeze_at)
 
 
 class Finetune(BaseFinetuning):

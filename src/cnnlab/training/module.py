@@ -2,80 +2,91 @@
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from cnnlab.data.preprocess import placeholder
+from cnnlab import registry
+from cnnlab.config.settings import upgrade_hparams as upgrade
 from cnnlab.errors import Diverged
-from cnnlab.models.build import build_model
+from cnnlab.models.build import build_model, layout_of
+from cnnlab.options import Fraction, Target, read
 from cnnlab.registry import build
-from cnnlab.training.finetune import build_optimizer, finetuning
-from cnnlab.training.regularizers import apply_max_norm, param_groups, penalty
+from cnnlab.training.finetune import Finetuning, build_optimizer
+from cnnlab.training.regularizers import Regularizer
 from cnnlab.training.schedules import build_schedule
 
 # Training steps between two reads of their losses by the host (see Classifier._check_finite).
 CHECK_EVERY = 50
-NO_REGULARIZER = {"l1": 0.0, "l2": 0.0, "max_norm": None, "decay_norm_and_bias": True}
 
 
 class Classifier(L.LightningModule):
-    """Trains ``build_model(**net)`` with ``optimizer`` and ``scheduler`` from config.
+    """Trains the network the config names with its ``optimizer`` and ``scheduler``.
 
-    It takes images as they are: uint8, or floats in [0, 1], (N, C, H, W). The normalisation
+    Built from the config in one call: each argument is the config node of its name, a plain
+    mapping saved as a hyperparameter, so ``Classifier.load(path)`` alone rebuilds it. It takes
+    images as they are: uint8, or floats in [0, 1], (N, C, H, W). The normalisation
     (``preprocess``) is part of the model: its statistics come from the data module when
-    fitting starts and are saved in every checkpoint, with the class names, so
-    ``Classifier.load_from_checkpoint(path)`` alone classifies raw images, without Hydra or
-    the data. Everything else it is given is a plain mapping, saved as hyperparameters.
+    fitting starts and are saved in every checkpoint, with the class names, so a checkpoint
+    classifies raw images without Hydra or the data.
 
     Args:
-        net: the arguments of ``cnnlab.models.build_model`` (model, activation, norm, init, ...).
+        model, activation, norm, init: the network (``cnnlab.models.build.build_model``).
         optimizer: a ``_partial_`` optimizer config, completed here with the parameters.
-        scheduler: see ``cnnlab.training.schedules.build_schedule``; empty for a constant rate.
-        regularizer: ``l1`` and ``l2`` penalties on the loss, ``max_norm`` constraint after each
-            step, ``decay_norm_and_bias`` (false: weight decay only on conv/dense kernels).
-        label_smoothing: passed to the training loss (also applied to mixup's soft targets);
-            validation and test report the plain cross-entropy.
-        val_stage: the name validation metrics are logged under (``val_on_test`` when the
-            validation loop runs on the test set).
+        data: the data node; what is read here is the images' ``in_channels``,
+            ``image_size`` and ``num_classes``, and ``val_on_test`` (validation metrics are
+            then logged as ``val_on_test/*``).
+        scheduler: a registered schedule (``cnnlab.training.schedules``); None: a constant rate.
+        regularizer: see ``cnnlab.training.regularizers.Regularizer``.
+        preprocess: a registered normalisation (``cnnlab.data.preprocess``), its statistics
+            the data module's or the checkpoint's; None: the network sees the [0, 1] images.
+        finetune: see ``cnnlab.training.finetune.Finetuning``.
+        label_smoothing: of the training loss (also of mixup's soft targets); validation and
+            test report the plain cross-entropy.
         compile: compile the network with ``torch.compile`` (the network only: the training
             step stays plain Python, and checkpoints keep the network's own parameter names).
-        preprocess: ``{name: standardize | minmax | zca}`` (its statistics are not given here:
-            the data module's, or the checkpoint's); None: the network sees the [0, 1] images.
-        finetune: ``freeze``, ``body_lr``, ``unfreeze_at`` (see ``cnnlab.training.finetune``).
     """
 
     def __init__(
         self,
-        net: Mapping[str, Any],
-        optimizer: Mapping[str, Any],
+        model: Mapping[str, Any],
+        activation: Mapping[str, Any],
+        norm: Mapping[str, Any],
+        init: Mapping[str, Any],
+        optimizer: Target,
+        data: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
         regularizer: Mapping[str, Any] | None = None,
-        label_smoothing: float = 0.0,
-        val_stage: str = "val",
-        compile: bool = False,
         preprocess: Mapping[str, Any] | None = None,
         finetune: Mapping[str, Any] | None = None,
+        label_smoothing: Fraction = 0.0,
+        compile: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
-        kind = (preprocess or {}).get("name")
-        self.preprocess = placeholder(kind, net.get("in_channels", 3), net.get("image_size", 32))
+        channels, size, _ = self.image_shape
+        self.preprocess = nn.Identity()
+        if preprocess is not None:
+            make = registry.factory("preprocess", preprocess)
+            self.preprocess = registry.supply(make, channels=channels, size=size)
         self.class_names: list[str] | None = None  # the data set's, taken with the statistics
         self.data: dict[str, Any] | None = None  # the data module's arguments (src/eval.py)
-        self.net = build_model(**net)
-        self.finetuning = finetuning(self.net, finetune)  # an unknown part fails here, now
-        self.channels_last = bool(net["model"].get("channels_last", False))
+        self.net = build_model(model, activation, norm, init, channels, self.num_classes, size)
+        self.tuning = read(Finetuning, finetune, "finetune")
+        self.finetuning = self.tuning.callback(self.net)  # an unknown part fails here, now
+        self.channels_last = layout_of(model)["channels_last"]
         if compile:
             self.net.compile()
-        self.reg = {**NO_REGULARIZER, **(regularizer or {})}
-        classes = net.get("num_classes", 10)
+        self.reg = read(Regularizer, regularizer, "regularizer")
+        self.val_stage = "val_on_test" if data.get("val_on_test") else "val"
         self.train_acc, self.val_acc, self.test_acc = (
             # validate_args would check the labels on the host at every step
-            MulticlassAccuracy(classes, average="micro", validate_args=False)
+            MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)
             for _ in range(3)
         )
         # The epoch's (sum of loss x images, images), on the loss's device; not a buffer, which
@@ -84,6 +95,27 @@ class Classifier(L.LightningModule):
         # "disable") it drops the weights (torchmetrics 1.9).
         self._loss_sum: torch.Tensor | None = None
         self._losses: list[tuple[torch.Tensor, int, int, int]] = []  # since the last check
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the images it classifies."""
+        data = self.hparams.data
+        return data["in_channels"], data["image_size"], data["image_size"]
+
+    @property
+    def num_classes(self) -> int:
+        return self.hparams.data["num_classes"]
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu", **changed: Any) -> "Classifier":
+        """The Classifier a checkpoint holds (its weights, normalisation, class names and data
+        arguments), ``changed`` put over its hyperparameters; checkpoints of an earlier cnnlab
+        too (``upgrade``)."""
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        module = cls(**{**upgrade(checkpoint["hyper_parameters"]), **changed})
+        module.on_load_checkpoint(checkpoint)
+        module.load_state_dict(checkpoint["state_dict"])
+        return module.to(device)
 
     # False while a learning-rate range test drives the rate until the loss explodes: that is
     # its end, not a failure (cnnlab.tuning.tune).
@@ -150,7 +182,7 @@ class Classifier(L.LightningModule):
             self._loss_sum = torch.zeros(2, device=loss.device)
         self._loss_sum[0] += loss.detach() * len(logits)
         self._loss_sum[1] += len(logits)
-        extra = penalty(self.net, self.reg["l1"], self.reg["l2"])
+        extra = self.reg.penalty(self.net)
         if extra is not None:
             self.log("train/penalty", extra, on_step=False, on_epoch=True, sync_dist=True)
             loss = loss + extra
@@ -205,11 +237,10 @@ class Classifier(L.LightningModule):
         self._check_finite()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        if self.reg["max_norm"] is not None:
-            apply_max_norm(self.net, self.reg["max_norm"])
+        self.reg.constrain(self.net)
 
     def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._eval_step(batch, self.hparams.val_stage, self.val_acc)
+        return self._eval_step(batch, self.val_stage, self.val_acc)
 
     def test_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._eval_step(batch, "test", self.test_acc)
@@ -234,9 +265,9 @@ class Classifier(L.LightningModule):
         return [self.finetuning]
 
     def configure_optimizers(self):
-        params = param_groups(self.net, self.reg["decay_norm_and_bias"])
-        body_lr = (self.hparams.finetune or {}).get("body_lr", 1.0)
-        optimizer = build_optimizer(build(self.hparams.optimizer), self.net, params, body_lr)
+        params = self.reg.param_groups(self.net)
+        make = build(self.hparams.optimizer)
+        optimizer = build_optimizer(make, self.net, params, self.tuning.body_lr)
         trainer = self.trainer
         trainer.fit_loop.setup_data()  # the batch count, also for runs bounded by max_steps
         batches = trainer.num_training_batches  # inf where Lightning skips training
@@ -244,7 +275,8 @@ class Classifier(L.LightningModule):
             math.ceil(batches / trainer.accumulate_grad_batches) if batches < math.inf else 0
         )
         total = trainer.estimated_stepping_batches  # inf for a run without an end
-        schedule = build_schedule(optimizer, self.hparams.scheduler or {}, total, per_epoch)
+        scheduler = self.hparams.scheduler or {"name": "none"}
+        schedule = build_schedule(optimizer, scheduler, total, per_epoch)
         if schedule is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": schedule}

@@ -6,6 +6,8 @@ activation slopes and other tensors (a ViT's position embedding, class token) ar
 penalised or constrained.
 """
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -13,47 +15,47 @@ from cnnlab.layers.inits import KERNEL_LAYERS
 from cnnlab.options import NonNegative, Positive
 
 
-def regularizer_options(
-    l1: NonNegative = 0.0,
-    l2: NonNegative = 0.0,
-    max_norm: Positive | None = None,
-    decay_norm_and_bias: bool = True,
-) -> None:
-    """The ``regularizer`` group's options: L1 and L2 penalties on the loss, a max-norm
-    constraint after every step, and whether the optimizer's weight decay reaches biases and
-    norm layers."""
-
-
 def weights(net: nn.Module) -> list[torch.Tensor]:
     """The conv and dense kernels of ``net``."""
     return [m.weight for m in net.modules() if isinstance(m, KERNEL_LAYERS)]
 
 
-def penalty(net: nn.Module, l1: float = 0.0, l2: float = 0.0) -> torch.Tensor | None:
-    """l1 * sum|w| + l2 * sum w^2 over all weights, or None when both are 0."""
-    if not l1 and not l2:
-        return None
-    ws = weights(net)
-    total = sum(w.abs().sum() for w in ws) * l1 if l1 else 0.0
-    return total + (sum(w.pow(2).sum() for w in ws) * l2 if l2 else 0.0)
+@dataclass(frozen=True)
+class Regularizer:
+    """The ``regularizer`` node: L1 and L2 penalties on the loss, a max-norm constraint after
+    every step, and whether the optimizer's weight decay reaches biases and norm layers."""
 
+    l1: NonNegative = 0.0
+    l2: NonNegative = 0.0
+    max_norm: Positive | None = None
+    decay_norm_and_bias: bool = True
 
-@torch.no_grad()
-def apply_max_norm(net: nn.Module, max_norm: float) -> None:
-    """Rescale each unit's incoming weights (a row of a dense layer, a filter of a conv) whose
-    L2 norm exceeds ``max_norm`` back onto the ball of that radius (Srivastava et al. 2014).
-    Frozen weights (fine-tuning) are left as they are."""
-    for w in weights(net):
-        if w.requires_grad:
-            w.copy_(torch.renorm(w, p=2, dim=0, maxnorm=max_norm))
+    def penalty(self, net: nn.Module) -> torch.Tensor | None:
+        """l1 * sum|w| + l2 * sum w^2 over all weights, or None when both are 0."""
+        if not self.l1 and not self.l2:
+            return None
+        ws = weights(net)
+        total = sum(w.abs().sum() for w in ws) * self.l1 if self.l1 else 0.0
+        return total + (sum(w.pow(2).sum() for w in ws) * self.l2 if self.l2 else 0.0)
 
+    @torch.no_grad()
+    def constrain(self, net: nn.Module) -> None:
+        """Rescale each unit's incoming weights (a row of a dense layer, a filter of a conv)
+        whose L2 norm exceeds ``max_norm`` back onto the ball of that radius (Srivastava et al.
+        2014). Frozen weights (fine-tuning) are left as they are."""
+        if self.max_norm is None:
+            return
+        for w in weights(net):
+            if w.requires_grad:
+                w.copy_(torch.renorm(w, p=2, dim=0, maxnorm=self.max_norm))
 
-def param_groups(net: nn.Module, weight_decay_on_all: bool) -> list[dict] | list[nn.Parameter]:
-    """All parameters, or two groups so the optimizer's weight decay only reaches the kernels."""
-    params = list(net.parameters())
-    if weight_decay_on_all:
-        return params
-    kernels = {id(w) for w in weights(net)}
-    decay = [p for p in params if id(p) in kernels]
-    rest = [p for p in params if id(p) not in kernels]
-    return [{"params": decay}, {"params": rest, "weight_decay": 0.0}]
+    def param_groups(self, net: nn.Module) -> list[dict] | list[nn.Parameter]:
+        """All parameters, or two groups so the optimizer's weight decay only reaches the
+        kernels."""
+        params = list(net.parameters())
+        if self.decay_norm_and_bias:
+            return params
+        kernels = {id(w) for w in weights(net)}
+        decay = [p for p in params if id(p) in kernels]
+        rest = [p for p in params if id(p) not in kernels]
+        return [{"params": decay}, {"params": rest, "weight_decay": 0.0}]

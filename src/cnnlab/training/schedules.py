@@ -1,44 +1,60 @@
-"""Learning-rate schedules from config, with optional linear warmup in front of any of them.
+"""Learning-rate schedules chosen by name (``scheduler=cosine``), with an optional linear warmup
+in front of any of them. Each builds torch's own; ``others`` are options of torch's class that
+cnnlab sets no range for, passed on as they are.
 
-A schedule's arguments are always in epochs (``T_max``, ``milestones``, ``step_size``, ``T_0``,
-a per-epoch ``gamma``); ``interval: step`` only makes the rate change after every optimizer
-step, so those arguments are converted to steps here. A warmup scales the start of the schedule
-and shifts nothing: the milestones, restarts and the end of the run fall where they would
-without it.
+A schedule's lengths are always given in epochs (``T_max``, ``milestones``, ``step_size``,
+``T_0``) and its rates per epoch (``gamma``); ``interval: step`` only makes the rate change
+after every optimizer step, and ``Steps`` converts them to the schedule's own steps. A warmup
+scales the start of the schedule and shifts nothing: the milestones, restarts and the end of
+the run fall where they would without it.
 """
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, Gt, Le
+from annotated_types import Ge, Gt, Le, Lt
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import ConstantLR, LRScheduler
+from torch.optim import lr_scheduler as torch_schedules
 
+from cnnlab import registry
 from cnnlab.errors import ConfigError
-from cnnlab.options import Target, check_options
-from cnnlab.registry import build
+from cnnlab.options import Count, Natural, NonNegative, Positive, Supplied, check_options
+from cnnlab.registry import register
 
-# The arguments of torch's schedulers that count epochs ("count") or act once per epoch
-# ("rate"), by class name. Schedules not listed here can only be stepped once per epoch.
-EPOCH_ARGS: dict[str, dict[str, str]] = {
-    "StepLR": {"step_size": "count"},
-    "MultiStepLR": {"milestones": "count"},
-    "ExponentialLR": {"gamma": "rate"},
-    "CosineAnnealingLR": {"T_max": "count"},
-    "CosineAnnealingWarmRestarts": {"T_0": "count"},
-    "OneCycleLR": {},  # its one length, total_steps, is filled in below
-}
-# Lengths that a null in the config means "the whole run", in the schedule's own steps.
-RUN_LENGTH_ARGS = ("T_max", "total_steps")
+Decay = Annotated[float, Gt(0), Le(1)]  # a factor that shrinks the rate
 
 
-class Warmup(LRScheduler):
+@dataclass(frozen=True)
+class Steps:
+    """The run as a schedule counts it: ``per_epoch`` of its steps an epoch (1 when it steps
+    once an epoch), ``total`` in the whole run (inf for a run without an end)."""
+
+    per_epoch: int
+    total: float
+
+    def of(self, epochs: int | None) -> int:
+        """``epochs`` in the schedule's steps; None: the whole run."""
+        if epochs is not None:
+            return epochs * self.per_epoch
+        if not math.isfinite(self.total):
+            raise ConfigError(
+                "this schedule needs the run's length: set trainer.max_epochs or trainer.max_steps"
+            )
+        return int(self.total)
+
+    def rate(self, per_epoch: float) -> float:
+        """A factor per epoch, as the factor per step that compounds to it over an epoch."""
+        return per_epoch ** (1 / self.per_epoch)
+
+
+class Warmup(torch_schedules.LRScheduler):
     """Scale the first ``steps`` rates of ``main`` by a factor rising linearly from ``start``
     to 1. ``main`` counts from the first step as if there were no warmup (timm's schedulers do
     not shift theirs either), so only the start of the run changes."""
 
-    def __init__(self, optimizer: Optimizer, main: LRScheduler, steps: int, start: float):
+    def __init__(self, optimizer: Optimizer, main, steps: int, start: float):
         self.main, self.steps, self.start = main, steps, start
         super().__init__(optimizer)
 
@@ -66,81 +82,60 @@ class Warmup(LRScheduler):
 
 
 def schedule_options(
-    scheduler: Target | None = None,
     interval: Literal["epoch", "step"] = "epoch",
     warmup_epochs: Annotated[float, Ge(0), Le(100_000)] = 0,
     warmup_start: Annotated[float, Gt(0), Le(1)] = 0.1,
     monitor: str | None = None,
 ) -> None:
-    """The ``scheduler`` group's options: ``scheduler`` (torch's schedule, a ``_partial_``
-    ``_target_``, or null), its ``interval``, the metric it watches (``plateau``), and a linear
-    warmup over ``warmup_epochs`` from ``warmup_start`` times the rate."""
+    """The ``scheduler`` group's own options beside the schedule's: how often it steps, a
+    linear warmup over ``warmup_epochs`` from ``warmup_start`` times the rate, and the metric
+    it watches (``plateau``)."""
+
+
+COMMON = ("interval", "warmup_epochs", "warmup_start", "monitor")
 
 
 def build_schedule(
-    optimizer: Optimizer, cfg: Mapping[str, Any], total_steps: float, steps_per_epoch: int
+    optimizer: Optimizer, spec: Mapping[str, Any], total_steps: float, steps_per_epoch: int
 ) -> dict[str, Any] | None:
-    """Lightning's ``lr_scheduler`` dict for ``cfg``, or None for a constant learning rate.
-
-    Args:
-        cfg: ``scheduler`` (a ``_partial_`` config or null), ``interval`` (epoch | step),
-            ``monitor``, ``warmup_epochs`` and ``warmup_start`` (the first step's share of lr).
-        total_steps: optimizer steps in the whole run (inf for a run without an end).
-        steps_per_epoch: optimizer steps in one epoch.
-    """
-    check_options(schedule_options, cfg, "scheduler")
-    interval = cfg.get("interval", "epoch")
+    """Lightning's ``lr_scheduler`` dict for the ``scheduler`` node ``spec``, or None for a
+    constant learning rate. ``total_steps``: optimizer steps in the whole run (inf without an
+    end); ``steps_per_epoch``: in one epoch."""
+    common = {k: v for k, v in spec.items() if k in COMMON}
+    check_options(schedule_options, common, "scheduler")
+    interval = common.get("interval", "epoch")
     if steps_per_epoch < 1:
         raise ConfigError(
             "an epoch has no training batch: the training set is smaller than one batch "
             "(with mixup, batches must be full) or trainer.limit_train_batches is 0"
         )
-    per_unit = steps_per_epoch if interval == "step" else 1
-    warmup = _warmup_length(cfg.get("warmup_epochs", 0) or 0, per_unit, interval)
-    main_cfg = dict(cfg.get("scheduler") or {})
-    if not main_cfg and not warmup:
+    if interval == "epoch":
+        steps = Steps(1, math.ceil(total_steps / steps_per_epoch))
+    else:
+        steps = Steps(steps_per_epoch, total_steps)
+    make = registry.factory("scheduler", {k: v for k, v in spec.items() if k not in COMMON})
+    warmup = _warmup_length(common.get("warmup_epochs", 0), steps.per_epoch, interval)
+    if warmup and not getattr(make.func, "warms_up", True):
+        raise ConfigError(
+            f"scheduler.warmup_epochs works with every schedule but {spec['name']}, which "
+            "cannot be warmed up (onecycle has its own warmup; plateau watches a metric)"
+        )
+    main = registry.supply(make, optimizer=optimizer, steps=steps, interval=interval)
+    if main is None and not warmup:
         return None
-    plateau = main_cfg.get("_target_", "").endswith("ReduceLROnPlateau")
-    if plateau and interval == "step":
-        raise ConfigError(
-            "scheduler.interval=step: scheduler=plateau watches a metric of each epoch; "
-            "use scheduler.interval=epoch"
-        )
-    if warmup and (plateau or "total_steps" in main_cfg):
-        raise ConfigError(
-            "scheduler.warmup_epochs works with every schedule but plateau and "
-            "onecycle (which has its own warmup)"
-        )
-    if main_cfg:
-        run_length = total_steps
-        if interval == "epoch" and math.isfinite(total_steps):
-            run_length = math.ceil(total_steps / steps_per_epoch)
-        main_cfg = _in_units(main_cfg, per_unit, run_length)
-        if "max_lr" in main_cfg:  # OneCycleLR's one peak would be every group's
-            main_cfg["max_lr"] = _per_group(main_cfg["max_lr"], optimizer)
-    main = build(main_cfg)(optimizer) if main_cfg else ConstantLR(optimizer, 1.0, 0)
+    main = main or torch_schedules.ConstantLR(optimizer, 1.0, 0)
     if warmup:
-        main = Warmup(optimizer, main, warmup, cfg.get("warmup_start", 0.1))
+        main = Warmup(optimizer, main, warmup, common.get("warmup_start", 0.1))
     schedule = {"scheduler": main, "interval": interval}
-    if cfg.get("monitor"):
-        schedule["monitor"] = cfg["monitor"]
+    if common.get("monitor"):
+        schedule["monitor"] = common["monitor"]
     return schedule
 
 
-def _per_group(max_lr: Any, optimizer: Optimizer) -> Any:
-    """A peak rate for each parameter group: one whose rate is a share of the optimizer's
-    (fine-tuning's body, cnnlab.training.finetune) peaks at that share of ``max_lr``."""
-    base = optimizer.defaults.get("lr")
-    if not isinstance(max_lr, int | float) or not base:
-        return max_lr
-    rates = [group["lr"] for group in optimizer.param_groups]
-    return [max_lr if rate == base else max_lr * (rate / base) for rate in rates]
-
-
-def _warmup_length(epochs: float, per_unit: int, interval: str) -> int:
+def _warmup_length(epochs: float, per_epoch: int, interval: str) -> int:
     """The warmup in the schedule's own steps."""
     if interval == "step":
-        return max(1, round(epochs * per_unit)) if epochs else 0
+        return max(1, round(epochs * per_epoch)) if epochs else 0
     if not math.isclose(epochs, round(epochs)):
         raise ConfigError(
             f"scheduler.warmup_epochs={epochs} is not a whole number of epochs: "
@@ -149,31 +144,130 @@ def _warmup_length(epochs: float, per_unit: int, interval: str) -> int:
     return round(epochs)
 
 
-def _in_units(cfg: dict[str, Any], per_unit: int, run_length: float) -> dict[str, Any]:
-    """The schedule's arguments in its own steps: epoch counts times ``per_unit``, per-epoch
-    rates to the ``per_unit``-th root, and null lengths filled with the run's length."""
-    name = cfg["_target_"].rsplit(".", 1)[-1]
-    if per_unit > 1:
-        if name not in EPOCH_ARGS:
-            raise ConfigError(
-                f"scheduler.interval=step: cnnlab does not know which arguments of {name} count "
-                f"epochs; use interval=epoch (step works with {', '.join(EPOCH_ARGS)})"
-            )
-        for arg, kind in EPOCH_ARGS[name].items():
-            if cfg.get(arg) is None:
-                continue
-            if kind == "rate":
-                cfg[arg] = cfg[arg] ** (1 / per_unit)
-            elif isinstance(cfg[arg], list):
-                cfg[arg] = [value * per_unit for value in cfg[arg]]
-            else:
-                cfg[arg] = cfg[arg] * per_unit
-    for arg in RUN_LENGTH_ARGS:
-        if arg in cfg and cfg[arg] is None:
-            if not math.isfinite(run_length):
-                raise ConfigError(
-                    "this schedule needs the run's length: set trainer.max_epochs or "
-                    "trainer.max_steps"
-                )
-            cfg[arg] = int(run_length)
-    return cfg
+@register("scheduler", "none")
+def constant(optimizer: Supplied[Optimizer]) -> None:
+    """A constant rate (after the warmup, if any)."""
+
+
+@register("scheduler", "cosine")
+def cosine(
+    optimizer: Supplied[Optimizer],
+    steps: Supplied[Steps],
+    T_max: Count | None = None,
+    eta_min: NonNegative = 0.0,
+    **others: Any,
+):
+    """Cosine decay from the rate to ``eta_min`` over ``T_max`` epochs (null: the whole run)."""
+    return torch_schedules.CosineAnnealingLR(optimizer, steps.of(T_max), eta_min, **others)
+
+
+@register("scheduler", "cosine_restarts")
+def cosine_restarts(
+    optimizer: Supplied[Optimizer],
+    steps: Supplied[Steps],
+    T_0: Count = 20,
+    T_mult: Count = 1,
+    eta_min: NonNegative = 0.0,
+    **others: Any,
+):
+    """Cosine decay over ``T_0`` epochs, then back to the rate, each cycle ``T_mult`` times
+    longer than the one before."""
+    return torch_schedules.CosineAnnealingWarmRestarts(
+        optimizer, steps.of(T_0), T_mult, eta_min, **others
+    )
+
+
+@register("scheduler", "exponential")
+def exponential(
+    optimizer: Supplied[Optimizer], steps: Supplied[Steps], gamma: Decay = 0.9, **others: Any
+):
+    """The rate times ``gamma`` every epoch."""
+    return torch_schedules.ExponentialLR(optimizer, steps.rate(gamma), **others)
+
+
+@register("scheduler", "step")
+def step(
+    optimizer: Supplied[Optimizer],
+    steps: Supplied[Steps],
+    step_size: Count = 20,
+    gamma: Decay = 0.1,
+    **others: Any,
+):
+    """The rate times ``gamma`` every ``step_size`` epochs."""
+    return torch_schedules.StepLR(optimizer, steps.of(step_size), gamma, **others)
+
+
+@register("scheduler", "multistep")
+def multistep(
+    optimizer: Supplied[Optimizer],
+    steps: Supplied[Steps],
+    milestones: list[Count] = (),
+    gamma: Decay = 0.1,
+    **others: Any,
+):
+    """The rate times ``gamma`` at each of the ``milestones`` (epochs)."""
+    milestones = [steps.of(m) for m in milestones]
+    return torch_schedules.MultiStepLR(optimizer, milestones, gamma, **others)
+
+
+@register("scheduler", "onecycle")
+def onecycle(
+    optimizer: Supplied[Optimizer],
+    steps: Supplied[Steps],
+    max_lr: Positive | None = None,
+    total_steps: Count | None = None,
+    pct_start: Annotated[float, Gt(0), Lt(1)] = 0.3,
+    anneal_strategy: Literal["cos", "linear"] = "cos",
+    div_factor: Positive = 25.0,
+    final_div_factor: Positive = 1e4,
+    three_phase: bool = False,
+    **others: Any,
+):
+    """Smith's one cycle: up to ``max_lr`` (null: the optimizer's rate) over the first
+    ``pct_start`` of ``total_steps`` schedule steps (null: the whole run), then down to
+    ``max_lr / (div_factor * final_div_factor)``. A parameter group whose rate is a share of
+    the optimizer's (fine-tuning's body) peaks at that share of ``max_lr``."""
+    base = optimizer.defaults["lr"]
+    peak = max_lr or base
+    peaks = [peak * group["lr"] / base for group in optimizer.param_groups]
+    return torch_schedules.OneCycleLR(
+        optimizer,
+        peaks,
+        total_steps=total_steps or steps.of(None),
+        pct_start=pct_start,
+        anneal_strategy=anneal_strategy,
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
+        three_phase=three_phase,
+        **others,
+    )
+
+
+onecycle.warms_up = False  # it has a warmup of its own
+
+
+@register("scheduler", "plateau")
+def plateau(
+    optimizer: Supplied[Optimizer],
+    interval: Supplied[str],
+    mode: Literal["min", "max"] = "min",
+    factor: Annotated[float, Gt(0), Lt(1)] = 0.1,
+    patience: Natural = 10,
+    threshold: NonNegative = 1e-4,
+    cooldown: Natural = 0,
+    min_lr: NonNegative = 0.0,
+    **others: Any,
+):
+    """The rate times ``factor`` once ``scheduler.monitor`` has not improved for ``patience``
+    epochs."""
+    if interval == "step":
+        raise ConfigError(
+            "scheduler.interval=step: scheduler=plateau watches a metric of each epoch; "
+            "use scheduler.interval=epoch"
+        )
+    return torch_schedules.ReduceLROnPlateau(
+        optimizer, mode, factor, patience, threshold, cooldown=cooldown, min_lr=min_lr, **others
+    )
+
+
+plateau.warms_up = False  # it watches a metric: a warmup would hide what it sees

@@ -13,12 +13,12 @@ import lightning as L
 import torch
 from annotated_types import Ge, Gt, Le
 from lightning.pytorch.tuner import Tuner
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from cnnlab.data.datamodule import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.files import atomic, write_json, write_text
-from cnnlab.options import Count, check_options, shown
+from cnnlab.options import Count, check_options, plain, shown
 from cnnlab.registry import build
 from cnnlab.run.assemble import build_datamodule, build_module
 from cnnlab.run.checks import check, several_processes
@@ -80,8 +80,8 @@ def check_tuning(cfg: DictConfig) -> None:
     check(cfg)
     options = {k: cfg.get(k) for k in ("find", "lr_find", "batch_find")}
     check_options(tune_options, options, "")
-    check_options(lr_find_options, _plain(cfg.lr_find), "lr_find")
-    check_options(batch_find_options, _plain(cfg.batch_find), "batch_find")
+    check_options(lr_find_options, plain(cfg.lr_find), "lr_find")
+    check_options(batch_find_options, plain(cfg.batch_find), "batch_find")
     if cfg.trainer.get("fast_dev_run"):  # Lightning's Tuner skips its search, returns None
         said = shown(cfg.trainer.fast_dev_run)
         raise ConfigError(
@@ -179,8 +179,7 @@ def find_lr(
         "override": f"optimizer.lr={suggestion:.3g}",
         "max_lr": float(f"{top:.3g}"),
         "base_lr": float(f"{top / share:.3g}"),
-        "one_cycle": f"scheduler=onecycle optimizer.lr={top:.3g} "
-        f"+scheduler.scheduler.div_factor={share}",
+        "one_cycle": f"scheduler=onecycle optimizer.lr={top:.3g} +scheduler.div_factor={share}",
         "steps": len(losses),
         "stopped_early": len(losses) < o.steps,
         "still_falling": reading.still_falling,
@@ -289,7 +288,3 @@ def _memory_per_image(
         datamodule.hparams.batch_size = cfg.data.batch_size
         module.load_state_dict(weights)
     return round(peak / size / 2**20, 3)
-
-
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
