@@ -1,10 +1,13 @@
 """What decides a run's result: every group and setting that changes a run changes its settings
 (resume=auto refuses it, the report keeps it apart); where and how it is logged does not."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from cnnlab.config.job import group_choices
-from cnnlab.config.settings import SCOPE, settings
+from cnnlab.config.settings import SCOPE, settings, upgrade
 from cnnlab.errors import ConfigError
 from cnnlab.run.resume import _same_settings
 
@@ -123,3 +126,33 @@ def test_options_added_later_are_left_out_at_their_old_behaviour_and_an_image_fo
         for root in ("cats", "xrays")
     )
     assert cats != xrays and cats["data.dataset.root"] == "cats"
+
+
+# The settings of the default config and of every choice of every recipe group, as cnnlab
+# recorded them before its modules moved into packages (tests/legacy/README.md).
+LEGACY = json.loads((Path(__file__).parent / "legacy" / "settings.json").read_text())
+
+
+def recorded(choice: str) -> dict:
+    """The settings a run of ``choice`` recorded then, named as today's are."""
+    if choice == "default":
+        return upgrade(LEGACY["default"])
+    entry = LEGACY["choices"][choice]
+    kept = {k: v for k, v in LEGACY["default"].items() if k not in entry["gone"]}
+    return upgrade(kept | entry["changed"])
+
+
+@pytest.mark.parametrize("choice", ["default", *sorted(LEGACY["choices"])])
+def test_runs_recorded_before_match_every_choice_of_today(choice, tmp_path):
+    """An option added since must be decided in cnnlab.config.settings, or the runs recorded
+    before it would stop resuming and pool apart from today's of the same recipe."""
+    now = settings(compose_cfg(tmp_path, [] if choice == "default" else [choice]))
+    before = recorded(choice)
+    new = sorted(k for k in now if k not in before)
+    assert not new, (
+        f"{choice} has settings its runs recorded before lack: {new}. Say in "
+        "cnnlab.config.settings whether each decides a result: FREE if it does not; NEUTRAL, "
+        "with the value at which it does what cnnlab did before it, if it does"
+    )
+    differ = {k: (before.get(k), now.get(k)) for k in before if before.get(k) != now.get(k)}
+    assert not differ, f"{choice}: (recorded before, now) {differ}"

@@ -6,6 +6,7 @@ Both searches train a copy of the run's model for a few steps and then put its w
 """
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,7 +19,7 @@ from omegaconf import DictConfig
 from cnnlab.data.datamodule import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.files import atomic, write_json, write_text
-from cnnlab.options import Count, check_options, plain, shown
+from cnnlab.options import Count, check_options, read, shown
 from cnnlab.registry import build
 from cnnlab.run.assemble import build_datamodule, build_module
 from cnnlab.run.checks import check, several_processes
@@ -28,41 +29,43 @@ from cnnlab.tuning import lr_range
 log = logging.getLogger(__name__)
 
 
-def lr_find_options(
-    min_lr: Annotated[float, Gt(0)] = 1e-6,
-    max_lr: Annotated[float, Gt(0), Le(100)] = 1.0,
-    steps: Annotated[int, Ge(10), Le(100_000)] = 100,
-    mode: Literal["exponential", "linear"] = "exponential",
-    stop_factor: Annotated[float, Gt(1)] | None = 4.0,
-) -> None:
+@dataclass(frozen=True)
+class RangeTest:
     """``lr_find``: the range test raises the rate from ``min_lr`` to ``max_lr`` over ``steps``
     training steps, stopping once the smoothed loss is ``stop_factor`` times its best (null:
     never)."""
 
+    min_lr: Annotated[float, Gt(0)] = 1e-6
+    max_lr: Annotated[float, Gt(0), Le(100)] = 1.0
+    steps: Annotated[int, Ge(10), Le(100_000)] = 100
+    mode: Literal["exponential", "linear"] = "exponential"
+    stop_factor: Annotated[float, Gt(1)] | None = 4.0
 
-def batch_find_options(
-    mode: Literal["power", "binsearch"] = "binsearch",
-    start: Count = 2,
-    max_trials: Annotated[int, Ge(1), Le(64)] = 25,
-    steps_per_trial: Count = 3,
-    max_batch: Count = 8192,
-) -> None:
+
+@dataclass(frozen=True)
+class BatchFinder:
     """``batch_find``: from ``start``, double the batch while ``steps_per_trial`` training steps
     fit in memory (``power``), then search between the last that fit and the first that did not
     (``binsearch``); at most ``max_trials`` sizes, none above ``max_batch`` or the data set."""
+
+    mode: Literal["power", "binsearch"] = "binsearch"
+    start: Count = 2
+    max_trials: Annotated[int, Ge(1), Le(64)] = 25
+    steps_per_trial: Count = 3
+    max_batch: Count = 8192
 
 
 def tune_options(
     find: Literal["lr", "batch_size"], lr_find: dict[str, Any], batch_find: dict[str, Any]
 ) -> None:
-    """``find``: which search to run (``lr_find`` and ``batch_find`` are checked on their own)."""
+    """``find``: which search to run (``lr_find`` and ``batch_find`` are read on their own)."""
 
 
 def tune(cfg: DictConfig) -> dict[str, Any]:
     """Run the search ``cfg.find`` names; write and return what it found."""
     check_tuning(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
     datamodule = build_datamodule(cfg)
     datamodule.setup()
     module = build_module(cfg)
@@ -78,28 +81,33 @@ def tune(cfg: DictConfig) -> dict[str, Any]:
 def check_tuning(cfg: DictConfig) -> None:
     """The training config's checks, then the tuning's own, before any data is loaded."""
     check(cfg)
-    options = {k: cfg.get(k) for k in ("find", "lr_find", "batch_find")}
-    check_options(tune_options, options, "")
-    check_options(lr_find_options, plain(cfg.lr_find), "lr_find")
-    check_options(batch_find_options, plain(cfg.batch_find), "batch_find")
+    check_options(tune_options, {k: cfg.get(k) for k in ("find", "lr_find", "batch_find")}, "")
+    test, finder = range_test(cfg), batch_finder(cfg)
     if cfg.trainer.get("fast_dev_run"):  # Lightning's Tuner skips its search, returns None
         said = shown(cfg.trainer.fast_dev_run)
         raise ConfigError(
             f"trainer.fast_dev_run={said}: the tuner does not run under it; leave it false "
             "(lr_find.steps and batch_find.max_trials keep a tuning short)"
         )
-    if cfg.lr_find.min_lr >= cfg.lr_find.max_lr:
+    if test.min_lr >= test.max_lr:
         raise ConfigError(
-            f"lr_find.min_lr={cfg.lr_find.min_lr} must be below lr_find.max_lr={cfg.lr_find.max_lr}"
+            f"lr_find.min_lr={test.min_lr} must be below lr_find.max_lr={test.max_lr}"
         )
-    o = cfg.batch_find
-    if cfg.find == "batch_size" and o.start > o.max_batch:  # the Tuner answers above max_batch
-        raise ConfigError(
-            f"batch_find.start={o.start} is above batch_find.max_batch={o.max_batch}: the search "
-            "starts there (data.batch_size unless set); lower it or raise max_batch"
+    if cfg.find == "batch_size" and finder.start > finder.max_batch:  # the Tuner would answer
+        raise ConfigError(  # above max_batch
+            f"batch_find.start={finder.start} is above batch_find.max_batch={finder.max_batch}: "
+            "the search starts there (data.batch_size unless set); lower it or raise max_batch"
         )
     if several_processes(cfg.trainer):  # before a Trainer is built: it would look for the GPUs
         raise _distributed(cfg)
+
+
+def range_test(cfg: DictConfig) -> RangeTest:
+    return read(RangeTest, cfg.lr_find, "lr_find")
+
+
+def batch_finder(cfg: DictConfig) -> BatchFinder:
+    return read(BatchFinder, cfg.batch_find, "batch_find")
 
 
 def tuning_trainer(cfg: DictConfig, steps: int) -> L.Trainer:
@@ -138,7 +146,7 @@ def find_lr(
     """The learning-rate range test (Lightning's ``Tuner.lr_find``): the loss-against-rate plot
     (lr_find.png, lr_find.csv), the rate at the steepest fall of the loss, and the range of a
     cyclic or one-cycle schedule: up to where the loss stopped falling, from a quarter of it."""
-    o = cfg.lr_find
+    o = range_test(cfg)
     trainer = tuning_trainer(cfg, o.steps)
     steps = _recorded_losses(module)
     module.stop_on_nonfinite = False  # the test ends when the loss explodes, on purpose
@@ -227,7 +235,7 @@ def find_batch_size(
     """The largest batch that trains on the run's device, its peak memory per image (a GPU's
     most allocated), and the rate the linear scaling rule gives it (Goyal et al., 2017:
     lr x batch / the configured batch)."""
-    o = cfg.batch_find
+    o = batch_finder(cfg)
     trials = o.max_trials * o.steps_per_trial
     trainer = tuning_trainer(cfg, trials)
     size = Tuner(trainer).scale_batch_size(
@@ -275,7 +283,7 @@ def _memory_per_image(
 ) -> float | None:
     """A few training steps at ``size``, their peak allocated GPU memory over ``size`` (MiB);
     None off a GPU. The weights are put back afterwards, as the Tuner does."""
-    trainer = tuning_trainer(cfg, cfg.batch_find.steps_per_trial)
+    trainer = tuning_trainer(cfg, batch_finder(cfg).steps_per_trial)
     if trainer.strategy.root_device.type != "cuda":
         return None
     weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
