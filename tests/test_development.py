@@ -48,3 +48,42 @@ def test_the_guides_new_components_train_with_no_other_file_touched(tmp_path):
     assert record["settings"]["augment.transforms.invert._target_"] == "cnnlab.data.invert.Invert"
     assert (run / "figures" / "first_batch.png").is_file()
     assert record["test_acc"] > 0.9, "stripes are learned in two epochs"
+
+
+def test_a_copied_model_and_data_set_train_under_their_new_names(tmp_path):
+    """A copy of models/base_cnn.py as another class and name, and of data/fake.py as another
+    name, each with a copy of its YAML, train as model=NEW data=NEW: nothing else to edit."""
+    copy = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for folder in ("src", "conf"):
+        shutil.copytree(ROOT / folder, copy / folder, ignore=ignore)
+    model = (copy / "src/cnnlab/models/base_cnn.py").read_text()
+    model = model.replace("BaseCNN", "WiderCNN").replace('"base_cnn")', '"wider_cnn")')
+    (copy / "src/cnnlab/models/wider_cnn.py").write_text(model)
+    yaml = (
+        (copy / "conf/model/base_cnn.yaml").read_text().replace("name: base_cnn", "name: wider_cnn")
+    )
+    (copy / "conf/model/wider_cnn.yaml").write_text(yaml.replace("hidden: 512", "hidden: 1024"))
+    data = (copy / "src/cnnlab/data/fake.py").read_text().replace('"fake")', '"noise")')
+    (copy / "src/cnnlab/data/noise.py").write_text(data)
+    yaml = (copy / "conf/data/fake.yaml").read_text().replace("name: fake", "name: noise")
+    (copy / "conf/data/noise.yaml").write_text(yaml)
+    args = ["model=wider_cnn", "data=noise", "data.dataset.train_size=64", "trainer.max_epochs=1"]
+    done = subprocess.run(
+        [sys.executable, "src/train.py", *args, "~callbacks.progress_bar"],
+        cwd=copy,
+        env={"PYTHONPATH": str(copy / "src"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = (copy / "logs" / "train" / "runs").iterdir()
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "finished"
+    assert (
+        record["settings"]["model.name"] == "wider_cnn"
+        and record["settings"]["model.hidden"] == 1024
+    )
+    assert record["settings"]["data.dataset.name"] == "noise"
+    assert "(Linear)" in (run / "model_summary.txt").read_text()

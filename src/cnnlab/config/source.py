@@ -8,7 +8,7 @@ what a source file names from a library not imported here (torch's ``nn.Module``
 import ast
 import importlib
 import inspect
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +97,8 @@ class _Source:
         )
         return cls(module, ast.parse(path.read_text())) if path is not None else None
 
-    @property
+    @cached_property
     def namespace(self) -> dict[str, Any]:
-        if not hasattr(self, "_namespace"):
-            self._namespace = self._names()
-        return self._namespace
-
-    def _names(self) -> dict[str, Any]:
         names: dict[str, Any] = {}
         for node in self.tree.body:
             if isinstance(node, ast.ImportFrom) and node.module:
@@ -171,18 +166,11 @@ class _Source:
 def _imported(module: str, name: str) -> Any:
     if module in LIGHT:
         return getattr(importlib.import_module(module), name, Opaque)
-    if module.startswith("cnnlab."):
-        source = _Source.of(module)
-        if source is not None and name in source.namespace and name not in source.definitions:
-            return source.namespace[name]  # an alias defined there (Rates, ActFactory)
-        declared = source.declared(name) if source is not None else None
-        if (
-            declared is not None
-            and name in source.definitions
-            and _is_dataclass(source.definitions[name])
-        ):
-            return declared
-    return Opaque
+    source = _Source.of(module) if module.startswith("cnnlab.") else None
+    if source is None or name not in source.namespace:
+        return Opaque
+    # an alias defined there (Rates, ActFactory); a class or function is a type no config sets
+    return source.namespace[name]
 
 
 def _evaluated(node: ast.expr, names: dict[str, Any], otherwise: Any) -> Any:
