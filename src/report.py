@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep or run directories")
     parser.add_argument("--out", type=Path, help="where to write (default: the first dir)")
     parser.add_argument(
-        "--sort", choices=list(METRICS), default="best_val_acc", help="rank and compare by"
+        "--sort", choices=list(METRICS), default=Options.sort, help="rank and compare by"
     )
     parser.add_argument(
         "--alpha", type=_level, default=0.05, help="the tests' level (default 0.05: 95%% intervals)"

@@ -26,11 +26,8 @@ def main(cfg: DictConfig) -> None:
     else:
         memory = found["peak_memory_per_image_mib"]
         print(f"largest batch: {found['batch_size']} on {found['device']} ({found['limited_by']})")
-        print(
-            f"peak memory per image: {memory} MiB"
-            if memory is not None
-            else "peak memory per image: not measured (no GPU)"
-        )
+        said = f"{memory} MiB" if memory is not None else "not measured (no GPU)"
+        print(f"peak memory per image: {said}")
         print(f"with the linear scaling rule: {found['override']}")
     print(f"written to {out}/tune.json")
 

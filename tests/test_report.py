@@ -296,6 +296,7 @@ def test_a_report_written_while_the_sweep_runs_says_how_far_it_is(tmp_path):
     assert first.startswith("_sweep: 1 of 3 jobs finished, 1 running, 0 failed, 1 waiting")
 
 
+@pytest.mark.slow
 def test_a_sweep_with_three_seeds_a_row_reports_its_statistics_end_to_end(tmp_path):
     """-m optimizer=adam,sgd seed=1,2,3: six real jobs, the progress line as each starts, and
     a report whose figures are those of the jobs' own records."""

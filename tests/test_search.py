@@ -132,6 +132,7 @@ def span(job: dict) -> tuple[datetime, datetime]:
     return datetime.fromisoformat(job["started_at"]), datetime.fromisoformat(job["finished_at"])
 
 
+@pytest.mark.slow
 def test_four_trials_run_two_at_a_time_each_on_a_gpu_of_its_own(searched):
     (start0, end0), (start1, end1) = (span(record(searched.dir, n)) for n in (0, 1))
     assert start0 < end1 and start1 < end0  # in training at the same time
@@ -149,6 +150,7 @@ def test_four_trials_run_two_at_a_time_each_on_a_gpu_of_its_own(searched):
         assert f"optimizer.lr={searched.after[number].params['optimizer.lr']}" in job["overrides"]
 
 
+@pytest.mark.slow
 def test_a_stopped_search_keeps_its_ended_trials_and_runs_the_interrupted_ones_again(searched):
     assert searched.stopped_code == 128 + signal.SIGTERM, searched.stopped[-2000:]
     assert "go on with: python src/search.py --dir study" in searched.stopped

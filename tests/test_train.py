@@ -257,6 +257,7 @@ def test_a_failed_job_closes_its_wandb_run_as_failed(make_cfg, tmp_path, monkeyp
     assert wandb_records.summary(path)["exit_code"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist")
 def test_fashion_mnist_base_cnn_reaches_80_percent_in_one_epoch(make_cfg, tmp_path):
     cfg = make_cfg(
@@ -274,6 +275,7 @@ def test_fashion_mnist_base_cnn_reaches_80_percent_in_one_epoch(make_cfg, tmp_pa
     assert metrics["test_acc"] >= 0.80
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist")
 def test_the_default_nin_without_bn_trains_on_real_images(make_cfg, tmp_path):
     """The README's grid (model=nin activation=elu,relu norm=bn,none) at the default lr 0.1:
@@ -318,6 +320,7 @@ def sweep_choices(tmp_path: Path, task: str, groups: tuple[str, ...]) -> list[tu
     return [tuple(json.loads(p.read_text())["choices"][g] for g in groups) for p in found]
 
 
+@pytest.mark.slow
 def test_grid_from_the_command_line_runs_every_job_as_its_own_wandb_run(tmp_path):
     grid = ["-m", "model=nin", "activation=elu,relu", "norm=bn,none", "trainer.max_epochs=2"]
     result = train_cli(*grid, *TINY_DATA, "logger=wandb", cwd=tmp_path, WANDB_MODE="offline")
@@ -349,6 +352,7 @@ def test_help_lists_groups_and_choices(tmp_path):
         assert f"{group}: {', '.join(options)}" in result.stdout
 
 
+@pytest.mark.slow
 def test_nin_activation_bn_grid_runs_the_nin_lab_reports_ten_models(tmp_path):
     sweep = ["-m", "experiment=nin_activation_bn_grid", "trainer.fast_dev_run=true"]
     result = train_cli(*sweep, *TINY_DATA, cwd=tmp_path)

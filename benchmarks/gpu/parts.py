@@ -26,7 +26,7 @@ def gpu_tests(out: Path, sizes: Sizes, images: Path) -> dict[str, Any]:
     xml = out / "gpu-tests.xml"
     files = [
         str(p) for p in sorted((ROOT / "tests").glob("test_*.py")) if "mark.gpu" in p.read_text()
-    ]
+    ][: sizes.gpu_test_files]
     command = ["-m", "pytest", "-m", "gpu", "-o", "addopts=", "-p", "no:cacheprovider", "-q"]
     xml.unlink(missing_ok=True)  # pytest's failing tests are results, not a failed part
     done = _python([*command, f"--junitxml={xml}", *files], timeout=1200, check=False)

@@ -4,21 +4,18 @@ this way)."""
 
 import matplotlib.pyplot as plt
 import torch
-from lightning.pytorch.callbacks import Callback
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from cnnlab.callbacks.publish import publish, run_dir, wandb_loggers
+from cnnlab.callbacks.publish import Observer, publish, run_dir, wandb_loggers
 from cnnlab.files import write_text
 from cnnlab.options import Natural
 
 
-class ConfusionMatrix(Callback):
+class ConfusionMatrix(Observer):
     """Counts (true, predicted) over the test set from the test step's logits. At the end:
     ``figures/confusion_matrix.png`` (rows normalised: each true class's share of predictions),
     ``confusion_matrix.csv`` (counts) and ``test_classes.md`` (per-class accuracy, the
     ``pairs`` most-confused pairs); on W&B, its native confusion matrix and a bar chart."""
-
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, pairs: Natural = 10) -> None:
         self.pairs = pairs
@@ -38,11 +35,10 @@ class ConfusionMatrix(Callback):
             return
         names = class_names(pl_module, len(counts))
         folder = run_dir(trainer)
-        header = ",".join(["true\\predicted", *names])
-        rows = [
-            ",".join([n, *map(str, row)]) for n, row in zip(names, counts.tolist(), strict=True)
-        ]
-        write_text(folder / "confusion_matrix.csv", "\n".join([header, *rows]) + "\n")
+        lines = [",".join(["true\\predicted", *names])]
+        for name, row in zip(names, counts.tolist(), strict=True):
+            lines.append(",".join([name, *map(str, row)]))
+        write_text(folder / "confusion_matrix.csv", "\n".join(lines) + "\n")
         write_text(folder / "test_classes.md", class_report(counts, names, self.pairs))
         publish(trainer, confusion_figure(counts, names), "confusion_matrix")
         for logger in wandb_loggers(trainer):
@@ -60,20 +56,12 @@ def class_report(counts: torch.Tensor, names: list[str], pairs: int) -> str:
     lines = ["| class | images | correct | accuracy |", "|---|---:|---:|---:|"]
     for i, name in enumerate(names):
         n, right = int(per_class[i]), int(counts[i, i])
-        lines.append(
-            f"| {name} | {n} | {right} | {100 * right / n:.2f}% |"
-            if n
-            else f"| {name} | 0 | 0 | - |"
-        )
+        accuracy = f"{100 * right / n:.2f}%" if n else "-"
+        lines.append(f"| {name} | {n} | {right} | {accuracy} |")
     mistakes = counts.clone().fill_diagonal_(0)
     top = mistakes.flatten().argsort(descending=True)[:pairs]
-    lines += [
-        "",
-        "Most-confused pairs:",
-        "",
-        "| true | predicted as | images | share of the class |",
-        "|---|---|---:|---:|",
-    ]
+    lines += ["", "Most-confused pairs:", ""]
+    lines += ["| true | predicted as | images | share of the class |", "|---|---|---:|---:|"]
     for index in top.tolist():
         true, predicted = divmod(index, len(names))
         n = int(mistakes[true, predicted])
@@ -107,23 +95,12 @@ def _log_to_wandb(logger, counts: torch.Tensor, names: list[str]) -> None:
     """W&B's own plots, which take (true, predicted) pairs: rebuilt from the counts."""
     import wandb
 
-    true, predicted = [], []
-    for i, row in enumerate(counts.tolist()):
-        for j, n in enumerate(row):
-            true += [i] * n
-            predicted += [j] * n
+    classes = torch.arange(len(names))
+    true = classes.repeat_interleave(counts.sum(1)).tolist()
+    predicted = classes.repeat(len(names)).repeat_interleave(counts.flatten()).tolist()
     accuracy = counts.diagonal().float() / counts.sum(1).clamp(min=1)
-    table = wandb.Table(
-        columns=["class", "accuracy"],
-        data=[[n, a] for n, a in zip(names, accuracy.tolist(), strict=True)],
-    )
-    logger.experiment.log(
-        {
-            "test/confusion_matrix": wandb.plot.confusion_matrix(
-                y_true=true, preds=predicted, class_names=names
-            ),
-            "test/class_accuracy": wandb.plot.bar(
-                table, "class", "accuracy", title="test accuracy by class"
-            ),
-        }
-    )
+    data = [[n, a] for n, a in zip(names, accuracy.tolist(), strict=True)]
+    table = wandb.Table(columns=["class", "accuracy"], data=data)
+    matrix = wandb.plot.confusion_matrix(y_true=true, preds=predicted, class_names=names)
+    bars = wandb.plot.bar(table, "class", "accuracy", title="test accuracy by class")
+    logger.experiment.log({"test/confusion_matrix": matrix, "test/class_accuracy": bars})

@@ -4,19 +4,16 @@ slides and the ResNet report read over-fitting from the gap between training and
 import logging
 
 import matplotlib.pyplot as plt
-from lightning.pytorch.callbacks import Callback
 
-from cnnlab.callbacks.publish import publish, run_dir
+from cnnlab.callbacks.publish import Observer, publish, run_dir
 from cnnlab.files import epoch_series
 
 log = logging.getLogger(__name__)
 
 
-class RunCurves(Callback):
+class RunCurves(Observer):
     """``figures/curves.png`` when fitting ends, from the run's CSV log (``csv/metrics.csv``,
     which holds every epoch, also those of an earlier attempt a resumed run went on from)."""
-
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:
@@ -33,9 +30,8 @@ class RunCurves(Callback):
 
 def curves_figure(series: dict[str, dict[int, float]], mixed: bool = False) -> plt.Figure:
     """Loss and accuracy (training solid, validation dashed) and the learning rate(s). Under
-    mixup or cutmix (``mixed``) the training figures are those of the mixed batches (the soft
-    loss, accuracy against the larger share), and are labelled so: not comparable with
-    validation's."""
+    mixup or cutmix (``mixed``) the training figures are those of the mixed batches, labelled
+    so: not comparable with validation's."""
     val = "val" if "val/acc" in series else "val_on_test"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, metric in zip(axes, ("loss", "acc"), strict=False):

@@ -1,26 +1,23 @@
 """Dying ReLUs (the NIN lab report, the CNN tricks slides): the share of each activation
 layer's units that output nothing above zero for any of a fixed set of training images."""
 
-import csv
-import io
 from collections import Counter, defaultdict
 
 import matplotlib.pyplot as plt
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from cnnlab.callbacks.publish import publish, run_dir
+from cnnlab.callbacks.publish import Observer, csv_text, hooked, publish, run_dir
 from cnnlab.files import write_text
 from cnnlab.layers.activations import is_activation
 from cnnlab.options import Images
 
+COLUMNS = ["epoch", "layer", "type", "units", "dead", "share"]  # of dead_units.csv
 
-@torch.no_grad()
+
 def dead_units(model: nn.Module, net: nn.Module, images: torch.Tensor) -> list[dict]:
-    """For each activation layer of ``net`` in the order the forward pass reaches it: its
-    units (channels), how many never exceed 0 on ``images`` (at any position), and their share.
-    ``model`` (which holds ``net``) is run in eval mode on the images, in batches of 256."""
+    """For each activation layer of ``net`` (inside ``model``) in the order the forward pass
+    reaches it: its units (channels), how many never exceed 0 on ``images``, and their share."""
     alive: dict[str, torch.Tensor] = {}
     kinds: dict[str, str] = {}
     calls: Counter[str] = Counter()  # per batch: a module called twice is two layers
@@ -37,41 +34,22 @@ def dead_units(model: nn.Module, net: nn.Module, images: torch.Tensor) -> list[d
 
         return hook
 
-    layers = [(n, m) for n, m in net.named_modules() if is_activation(m)]
-    hooks = [m.register_forward_hook(recorder(n)) for n, m in layers]
-    training = model.training
-    model.eval()
-    try:
-        with torch.compiler.set_stance("force_eager"):
-            for start in range(0, len(images), 256):
-                calls.clear()
-                model(images[start : start + 256])
-    finally:
-        model.train(training)
-        for hook in hooks:
-            hook.remove()
-    rows = []
-    for name, units in alive.items():
-        dead = int((~units).sum())
-        rows.append(
-            {
-                "layer": name,
-                "type": kinds[name],
-                "units": units.numel(),
-                "dead": dead,
-                "share": dead / units.numel(),
-            }
-        )
-    return rows
+    with hooked(model, [(m, recorder(n)) for n, m in net.named_modules() if is_activation(m)]):
+        for start in range(0, len(images), 256):
+            calls.clear()
+            model(images[start : start + 256])
+    counts = {name: (units.numel(), int((~units).sum())) for name, units in alive.items()}
+    return [
+        {"layer": name, "type": kinds[name], "units": n, "dead": dead, "share": dead / n}
+        for name, (n, dead) in counts.items()
+    ]
 
 
-class DeadUnits(Callback):
+class DeadUnits(Observer):
     """After every training epoch, ``dead_units`` of the first ``images`` training images (as
     loaded, not augmented): written to ``dead_units.csv`` (one row per epoch and layer) and
     logged as ``dead_units/share`` (over all layers' units); ``figures/dead_units.png`` (layers
     by epochs) when fitting ends."""
-
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, images: Images = 512) -> None:
         self.images = images
@@ -92,7 +70,7 @@ class DeadUnits(Callback):
         epoch = trainer.current_epoch
         self.rows = [r for r in self.rows if r["epoch"] != epoch]  # a resumed epoch, redone
         self.rows += [{"epoch": epoch, **r} for r in rows]
-        write_text(run_dir(trainer) / "dead_units.csv", _csv(self.rows))
+        write_text(run_dir(trainer) / "dead_units.csv", csv_text(self.rows, COLUMNS))
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero and self.rows:
@@ -105,22 +83,12 @@ class DeadUnits(Callback):
         self.rows = list(state_dict.get("rows", []))
 
 
-def _csv(rows: list[dict]) -> str:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, ["epoch", "layer", "type", "units", "dead", "share"])
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue()
-
-
 def dead_units_figure(rows: list[dict]) -> plt.Figure:
     """The dead share of each layer (columns, in forward order) at each epoch (rows)."""
     table: dict[int, dict[str, float]] = defaultdict(dict)
-    layers: list[str] = []
     for r in rows:
         table[r["epoch"]][r["layer"]] = r["share"]
-        if r["layer"] not in layers:
-            layers.append(r["layer"])
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
     epochs = sorted(table)
     grid = [[table[e].get(layer, float("nan")) for layer in layers] for e in epochs]
     fig, ax = plt.subplots(figsize=(min(4 + 0.4 * len(layers), 20), 3 + 0.25 * len(epochs)))

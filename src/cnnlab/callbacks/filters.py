@@ -6,20 +6,17 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torchvision.utils import make_grid
 
-from cnnlab.callbacks.publish import publish
+from cnnlab.callbacks.publish import Observer, publish, show_image
 from cnnlab.options import Count, Images
 
 
-class FirstLayerFilters(Callback):
+class FirstLayerFilters(Observer):
     """``figures/filters.png``: the first convolution's kernels, each scaled to [0, 1] on its
     own (colour for RGB inputs, else the mean over input channels in grey), drawn for the
     tested weights."""
-
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def on_test_end(self, trainer, pl_module) -> None:
         conv = next((m for m in pl_module.net.modules() if isinstance(m, nn.Conv2d)), None)
@@ -43,12 +40,10 @@ def filters_figure(weight: torch.Tensor) -> plt.Figure:
     return fig
 
 
-class AugmentExamples(Callback):
+class AugmentExamples(Observer):
     """``figures/augment_examples.png`` when training starts: the first ``images`` training
     images (top row), then ``draws`` rows of what ``augment=`` makes of them (mixup/cutmix
     included), from a copy of the random state, so the run draws exactly as without it."""
-
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, images: Images = 8, draws: Count = 3) -> None:
         self.images, self.draws = images, draws
@@ -57,8 +52,7 @@ class AugmentExamples(Callback):
         datamodule = trainer.datamodule
         if datamodule is None or not trainer.is_global_zero:
             return
-        images = datamodule.train_set.images[: self.images]
-        x = images.to(pl_module.device).float() / 255
+        x = datamodule.train_set.images[: self.images].to(pl_module.device).float() / 255
         labels = datamodule.train_set.labels[: self.images].to(pl_module.device)
         rows = [x]
         numpy_state = np.random.get_state()  # timm's mixup draws from numpy
@@ -79,13 +73,8 @@ def augment_figure(rows: list[torch.Tensor]) -> plt.Figure:
     fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 1.7 * len(rows)), squeeze=False)
     for r, batch in enumerate(rows):
         for i, ax in enumerate(axes[r]):
-            image = batch[i].clamp(0, 1)
-            if image.shape[0] == 1:
-                ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1)
-            else:
-                ax.imshow(image.permute(1, 2, 0).numpy())
-            ax.set_xticks([])
-            ax.set_yticks([])
+            show_image(ax, batch[i])
+            ax.set(xticks=[], yticks=[])
         axes[r, 0].set_ylabel("original" if r == 0 else f"draw {r}", fontsize=8)
     fig.tight_layout()
     return fig

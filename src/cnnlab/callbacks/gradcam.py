@@ -3,17 +3,14 @@ of every spatial resolution, as the ResNet report's fig. 13 shows it. The maps a
 LayerGradCam, which hooks the layer's output and its gradient."""
 
 from collections import Counter
-from contextlib import contextmanager
 
 import matplotlib.pyplot as plt
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
-from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from cnnlab.callbacks.confusion import class_names
-from cnnlab.callbacks.predictions import _show
-from cnnlab.callbacks.publish import publish
+from cnnlab.callbacks.publish import Observer, hooked, publish, show_image
 from cnnlab.options import Images
 
 
@@ -35,37 +32,13 @@ def stages(model: nn.Module, net: nn.Module, images: torch.Tensor) -> list[tuple
 
         return hook
 
-    hooks = [m.register_forward_hook(recorder(n)) for n, m in net.named_modules() if n]
-    try:
-        with torch.no_grad():
-            model(images[:1])
-    finally:
-        for hook in hooks:
-            hook.remove()
+    with hooked(model, [(m, recorder(n)) for n, m in net.named_modules() if n]):
+        model(images[:1])
     by_size: dict[tuple[int, int], tuple[str, nn.Module]] = {}
     for name, module, size in done:
         if calls[name] == 1 and min(size) > 1:
             by_size[size] = (name, module)  # first seen sizes first, each its last module
     return list(by_size.values())
-
-
-@contextmanager
-def _plain_mode(model: nn.Module):
-    """Eval mode, gradients on, in-place activations off (an in-place ReLU would overwrite the
-    output whose gradient Grad-CAM reads), a compiled network run eagerly (hooks)."""
-    inplace = [m for m in model.modules() if getattr(m, "inplace", None) is True]
-    training = model.training
-    for m in inplace:
-        m.inplace = False
-    model.eval()
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            with torch.compiler.set_stance("force_eager"):
-                yield
-    finally:
-        for m in inplace:
-            m.inplace = True
-        model.train(training)
 
 
 def grad_cam(
@@ -75,26 +48,30 @@ def grad_cam(
 
     Returns the stage labels, the maps (images, stages, H, W) at the images' size (bilinear),
     non-negative (the ReLU of the weighted sum, as the paper), and the predicted classes."""
-    with _plain_mode(model):
-        x = images.clone()  # a normal tensor, also from a test batch made in inference mode
-        predicted = model(x).argmax(1)
-        found = stages(model, net, x)
-        maps, labels = [], []
-        for name, module in found:
-            cam = LayerGradCam(model, module).attribute(x, target=predicted, relu_attributions=True)
-            size = cam.shape[-2:]
-            maps.append(LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), "bilinear")[:, 0])
-            labels.append(f"{name} ({type(module).__name__}, {size[0]}x{size[1]})")
+    inplace = [m for m in model.modules() if getattr(m, "inplace", None) is True]
+    for m in inplace:
+        m.inplace = False  # an in-place ReLU would overwrite the output whose gradient is read
+    try:
+        with torch.inference_mode(False), hooked(model, [], grad=True):
+            x = images.clone()  # a normal tensor, also from a test batch made in inference mode
+            predicted = model(x).argmax(1)
+            maps, labels = [], []
+            for name, module in stages(model, net, x):
+                cam = LayerGradCam(model, module).attribute(x, predicted, relu_attributions=True)
+                size = cam.shape[-2:]
+                maps.append(LayerAttribution.interpolate(cam, x.shape[-2:], "bilinear")[:, 0])
+                labels.append(f"{name} ({type(module).__name__}, {size[0]}x{size[1]})")
+    finally:
+        for m in inplace:
+            m.inplace = True
     cams = torch.stack(maps, 1).detach().clamp(min=0) if maps else x.new_zeros(len(x), 0)
     return labels, cams, predicted.detach()
 
 
-class GradCamGrid(Callback):
+class GradCamGrid(Observer):
     """``figures/grad_cam.png`` after testing: the first ``images`` test images (rows), then
     the Grad-CAM of the predicted class at every stage (columns), each map scaled to its own
     maximum; wrong predictions titled in red."""
-
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, images: Images = 8) -> None:
         self.images = images
@@ -112,10 +89,8 @@ class GradCamGrid(Callback):
         with torch.inference_mode(False):
             stage_names, cams, predicted = grad_cam(pl_module, pl_module.net, images.clone())
         names = class_names(pl_module, pl_module.num_classes)
-        fig = grad_cam_figure(
-            images.cpu(), labels.cpu(), predicted.cpu(), cams.cpu(), stage_names, names
-        )
-        publish(trainer, fig, "grad_cam")
+        tensors = (t.cpu() for t in (images, labels, predicted, cams))
+        publish(trainer, grad_cam_figure(*tensors, stage_names, names), "grad_cam")
 
 
 def grad_cam_figure(images, labels, predicted, cams, stage_names, names) -> plt.Figure:
@@ -124,23 +99,17 @@ def grad_cam_figure(images, labels, predicted, cams, stage_names, names) -> plt.
     fig, axes = plt.subplots(n, columns, figsize=(2 * columns, 2.1 * n), squeeze=False)
     for i in range(n):
         wrong = predicted[i] != labels[i]
-        _show(axes[i, 0], images[i])
-        axes[i, 0].set_title(
-            f"true: {names[labels[i]]}\npredicted: {names[predicted[i]]}",
-            fontsize=8,
-            color="red" if wrong else "black",
-        )
-        for s in range(len(stage_names)):
-            ax = axes[i, s + 1]
-            grey = images[i].mean(0)
-            ax.imshow(grey.numpy(), cmap="gray", vmin=0, vmax=1)
-            peak = cams[i, s].max()
-            scaled = cams[i, s] / peak if peak > 0 else cams[i, s]
+        show_image(axes[i, 0], images[i])
+        title = f"true: {names[labels[i]]}\npredicted: {names[predicted[i]]}"
+        axes[i, 0].set_title(title, fontsize=8, color="red" if wrong else "black")
+        for ax, cam, stage in zip(axes[i, 1:], cams[i], stage_names, strict=True):
+            show_image(ax, images[i].mean(0, keepdim=True))  # in grey
+            peak = cam.max()
+            scaled = cam / peak if peak > 0 else cam
             ax.imshow(scaled.numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
             if i == 0:
-                ax.set_title(stage_names[s].replace(" (", "\n("), fontsize=7)
+                ax.set_title(stage.replace(" (", "\n("), fontsize=7)
     for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     fig.tight_layout()
     return fig

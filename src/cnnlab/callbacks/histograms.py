@@ -4,10 +4,9 @@ fig. 12)."""
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from cnnlab.callbacks.publish import publish, wandb_loggers
+from cnnlab.callbacks.publish import Observer, publish, wandb_loggers
 from cnnlab.options import Count
 
 
@@ -21,14 +20,12 @@ def kernels(net: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     }
 
 
-class WeightHistograms(Callback):
+class WeightHistograms(Observer):
     """After every ``every_n_epochs`` training epochs: a histogram of each layer's kernel and of
     its gradient (that of the epoch's last step) on TensorBoard (``weights/<layer>``,
     ``gradients/<layer>``) and W&B. When fitting ends, ``figures/histograms.png``: each layer's
     weights at the start and at the end, and its last gradient (``layers`` layers at most,
     spread from the first to the last)."""
-
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, every_n_epochs: Count = 1, layers: Count = 12) -> None:
         self.every_n_epochs, self.layers = every_n_epochs, layers
@@ -47,10 +44,8 @@ class WeightHistograms(Callback):
             self.gradients = {n: p.grad.detach().clone() for n, p in grads if p.grad is not None}
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if not trainer.is_global_zero:
-            return
         epoch = trainer.current_epoch
-        if (epoch + 1) % self.every_n_epochs:
+        if not trainer.is_global_zero or (epoch + 1) % self.every_n_epochs:
             return
         values = {}
         for name, p in kernels(pl_module.net).items():
@@ -70,10 +65,9 @@ class WeightHistograms(Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero or not self.initial:
             return
-        chosen = self._chosen(pl_module)
         rows = [
             (n, self.initial.get(n), _numpy(p), _numpy(self.gradients.get(n)))
-            for n, p in chosen.items()
+            for n, p in self._chosen(pl_module).items()
         ]
         publish(trainer, histograms_figure(rows), "histograms")
 

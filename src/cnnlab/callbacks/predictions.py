@@ -4,19 +4,15 @@ displays)."""
 import math
 
 import matplotlib.pyplot as plt
-import torch
-from lightning.pytorch.callbacks import Callback
 
 from cnnlab.callbacks.confusion import class_names
-from cnnlab.callbacks.publish import publish
+from cnnlab.callbacks.publish import Observer, publish, show_image
 from cnnlab.options import Count, Images
 
 
-class PredictionGrid(Callback):
+class PredictionGrid(Observer):
     """``figures/predictions.png``: the first ``images`` test images, each titled with its true
     label and the model's three most probable classes; wrong predictions in red."""
-
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
 
     def __init__(self, images: Images = 16, top: Count = 3) -> None:
         self.images, self.top = images, top
@@ -41,22 +37,11 @@ def prediction_figure(images, labels, probs, names: list[str], top: int) -> plt.
         ax.axis("off")
         if i >= len(images):
             continue
-        _show(ax, images[i])
+        show_image(ax, images[i])
         wrong = best.indices[i, 0] != labels[i]
         ranked = zip(best.values[i].tolist(), best.indices[i].tolist(), strict=True)
         guesses = [f"{names[c]} {100 * p:.0f}%" for p, c in ranked]
-        ax.set_title(
-            "\n".join([f"true: {names[labels[i]]}", *guesses]),
-            fontsize=8,
-            color="red" if wrong else "black",
-        )
+        title = "\n".join([f"true: {names[labels[i]]}", *guesses])
+        ax.set_title(title, fontsize=8, color="red" if wrong else "black")
     fig.tight_layout()
     return fig
-
-
-def _show(ax, image: torch.Tensor) -> None:
-    """One (C, H, W) image in [0, 1]: grey for one channel, colour for three."""
-    if image.shape[0] == 1:
-        ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1)
-    else:
-        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())

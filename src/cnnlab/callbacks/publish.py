@@ -1,15 +1,29 @@
-"""Where a figure goes: a PNG in ``<run>/figures/``, and the run's TensorBoard and W&B logs."""
+"""What the figure callbacks share: where a figure goes (a PNG in ``<run>/figures/``, and the
+run's TensorBoard and W&B logs), a table as CSV, an image drawn, a network watched by hooks."""
 
+import csv
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from lightning.pytorch.callbacks import Callback  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger  # noqa: E402
 from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
+from torch import nn  # noqa: E402
 
 from cnnlab.files import atomic  # noqa: E402
+
+
+class Observer(Callback):
+    """A callback that leaves training as it was: not a setting (cnnlab.config.settings)."""
+
+    observes_only = True
 
 
 def run_dir(trainer) -> Path:
@@ -36,3 +50,39 @@ def publish(trainer, fig: plt.Figure, name: str) -> Path:
 
 def wandb_loggers(trainer) -> list[WandbLogger]:
     return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+
+
+def show_image(ax, image: torch.Tensor) -> None:
+    """One (C, H, W) image in [0, 1]: grey for one channel, colour for three."""
+    if image.shape[0] == 1:
+        ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+
+
+def csv_text(rows: list[dict], columns: list[str]) -> str:
+    """``rows`` as CSV, a header of ``columns`` first."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+@contextmanager
+def hooked(
+    model: nn.Module, hooks: list[tuple[nn.Module, Callable]], grad: bool = False
+) -> Iterator[None]:
+    """``model`` in eval mode (norms on a few images, no dropout), with gradients or not, run
+    eagerly (hooks see a compiled network's layers; compiling for a few images does not pay),
+    each forward hook on its module; all as it was afterwards."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    training = model.training
+    model.eval()
+    try:
+        with torch.set_grad_enabled(grad), torch.compiler.set_stance("force_eager"):
+            yield
+    finally:
+        model.train(training)
+        for handle in handles:
+            handle.remove()

@@ -3,9 +3,9 @@ weights every k epochs, or at the end of each cosine cycle, where the learning r
 
 from pathlib import Path
 
-from lightning.pytorch.callbacks import Callback
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, LRScheduler
 
+from cnnlab.callbacks.publish import Observer
 from cnnlab.errors import ConfigError
 from cnnlab.options import Natural
 
@@ -26,18 +26,12 @@ def restart_ends(schedule: LRScheduler | None, epochs: int, per_epoch: int = 1) 
     return ends
 
 
-class Snapshots(Callback):
+class Snapshots(Observer):
     """``checkpoints/snapshot-e<epoch>.ckpt`` (weights, normalisation and class names: what
     src/eval.py needs) after every ``every_n_epochs`` epochs, and/or with ``at_restarts`` at
     the end of every cycle of ``scheduler=cosine_restarts``. Both off: nothing is saved."""
 
-    observes_only = True  # leaves training as it was: not a setting (cnnlab.config.settings)
-
     def __init__(self, every_n_epochs: Natural = 0, at_restarts: bool = False) -> None:
-        if every_n_epochs < 0:
-            raise ConfigError(
-                f"callbacks.snapshots.every_n_epochs must be 0 (off) or more, got {every_n_epochs}"
-            )
         self.every_n_epochs, self.at_restarts = every_n_epochs, at_restarts
         self.ends: list[int] = []
 

@@ -5,28 +5,24 @@ import torch
 from lightning.pytorch.callbacks import ModelSummary
 from torch import nn
 
-from cnnlab.callbacks.publish import run_dir
+from cnnlab.callbacks.publish import hooked, run_dir
 from cnnlab.files import write_text
 
 
 def layer_table(net: nn.Module, input_shape: tuple[int, ...]) -> str:
     """A plain-text table of every layer that holds weights or has no sub-layers (Identity
-    placeholders aside): its name and
-    type, its output shape for one image of ``input_shape`` (C, H, W), its weights and their
-    share of the total. The rows add up to the total."""
-    shapes: dict[str, str] = {}
+    placeholders aside): its name and type, its output shape for one image of ``input_shape``
+    (C, H, W), its weights and their share of the total. The rows add up to the total."""
+    shapes: dict[nn.Module, str] = {}
+
+    def record(module, inputs, output) -> None:
+        if isinstance(output, torch.Tensor):
+            shapes[module] = str(tuple(output.shape[1:]))  # per image, as Keras prints (None, ...)
+
     rows = [(n, m) for n, m in net.named_modules() if _is_row(m)]
-    hooks = [m.register_forward_hook(_recorder(shapes, n)) for n, m in rows]
     device = next((p.device for p in net.parameters()), torch.device("cpu"))
-    training = net.training
-    try:
-        net.eval()  # BN with one image, and no dropout
-        with torch.no_grad(), torch.compiler.set_stance("force_eager"):  # compile=true: no
-            net(torch.zeros(1, *input_shape, device=device))  # compiling for one image
-    finally:
-        net.train(training)
-        for hook in hooks:
-            hook.remove()
+    with hooked(net, [(m, record) for _, m in rows]):
+        net(torch.zeros(1, *input_shape, device=device))
     total = sum(p.numel() for p in net.parameters())
     lines = [f"{'Layer (type)':<44}{'Output shape':<20}{'Param #':>12}{'% of total':>12}"]
     lines.append("=" * len(lines[0]))
@@ -34,7 +30,7 @@ def layer_table(net: nn.Module, input_shape: tuple[int, ...]) -> str:
         count = sum(p.numel() for p in module.parameters(recurse=False))
         share = f"{100 * count / total:.2f}%" if total else "-"
         label = f"{name} ({type(module).__name__})"
-        lines.append(f"{label:<44}{shapes.get(name, '-'):<20}{count:>12,}{share:>12}")
+        lines.append(f"{label:<44}{shapes.get(module, '-'):<20}{count:>12,}{share:>12}")
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     lines += ["=" * len(lines[0]), f"Total params: {total:,} (trainable: {trainable:,})"]
     return "\n".join(lines) + "\n"
@@ -44,14 +40,6 @@ def _is_row(module: nn.Module) -> bool:
     if isinstance(module, nn.Identity):  # norm=none's placeholder: not a layer
         return False
     return not any(module.children()) or any(module.parameters(recurse=False))
-
-
-def _recorder(shapes: dict[str, str], name: str):
-    def hook(module, inputs, output) -> None:
-        if isinstance(output, torch.Tensor):
-            shapes[name] = str(tuple(output.shape[1:]))  # per image, as Keras prints (None, ...)
-
-    return hook
 
 
 class LayerSummary(ModelSummary):

@@ -19,7 +19,7 @@ from torchvision.datasets.utils import check_integrity, download_url
 from cnnlab.data import fetch
 from cnnlab.data.arrays import ImageArrays
 from cnnlab.errors import ConfigError
-from cnnlab.files import atomic
+from cnnlab.files import atomic, held
 from cnnlab.registry import register
 
 Spec = type[datasets.CIFAR10]  # torchvision's CIFAR10 or CIFAR100: files, url and md5 sums
@@ -27,15 +27,12 @@ Spec = type[datasets.CIFAR10]  # torchvision's CIFAR10 or CIFAR100: files, url a
 
 def _open(spec: Spec, root: Path, train: bool, verify: bool) -> datasets.CIFAR10:
     if not verify:  # an md5 of None makes torchvision's check_integrity test existence only
-        spec = type(
-            spec.__name__,
-            (spec,),
-            {
-                "train_list": [(name, None) for name, _ in spec.train_list],
-                "test_list": [(name, None) for name, _ in spec.test_list],
-                "meta": {**spec.meta, "md5": None},
-            },
-        )
+        unchecked = {
+            "train_list": [(name, None) for name, _ in spec.train_list],
+            "test_list": [(name, None) for name, _ in spec.test_list],
+            "meta": {**spec.meta, "md5": None},
+        }
+        spec = type(spec.__name__, (spec,), unchecked)
     return spec(str(root), train=train, download=False)
 
 
@@ -45,7 +42,7 @@ def _fetch(spec: Spec, root: Path, verify: bool, download: bool) -> None:
     Parallel jobs share ``root``: one fetches while the others wait on a lock file. The download
     and the unpacking go to temporary names first, so a kill leaves no half of either.
     """
-    with fetch.one_at_a_time(root, spec.base_folder):
+    with held(root, f".{spec.base_folder}.lock", wait=True):
         if (root / spec.base_folder).is_dir():
             return
         archive = root / spec.filename

@@ -17,15 +17,7 @@ from cnnlab.data.augment import Augmentation, check_flips
 from cnnlab.data.split import check_folds, held_out
 from cnnlab.data.stats import cached, fingerprint
 from cnnlab.errors import ConfigError
-from cnnlab.options import (
-    Count,
-    Fraction,
-    Natural,
-    Positive,
-    Probability,
-    check_options,
-    read,
-)
+from cnnlab.options import Count, Fraction, Natural, Positive, Probability, check_options, read
 
 log = logging.getLogger(__name__)
 # What __init__'s own check skips: the nodes that are checked against their own declarations.
@@ -39,38 +31,27 @@ class ImageDataModule(L.LightningDataModule):
     in [0, 1] and (training only) go through the ``augment`` transforms, which work on the whole
     batch with a random draw per image, and mixup/cutmix. The ``preprocess`` normalisation is
     computed here, from the training split, and applied by the model (``Classifier`` takes it
-    when fitting starts), so that a checkpoint classifies raw images. On a GPU the whole uint8
-    data set is copied to its memory once (``on_device``), so no batch crosses from the host.
-    The arguments are the keys of a ``conf/data`` file, plus the ``augment`` and ``preprocess``
-    groups.
+    when fitting starts), so that a checkpoint classifies raw images. The arguments are the keys
+    of a ``conf/data`` file, plus the ``augment`` and ``preprocess`` groups.
 
     Args:
-        dataset: the registry entry and its options, e.g. ``{name: cifar10, root: data}``.
-        augment: ``transforms`` (batched modules, in order), ``mixup_alpha``, ``cutmix_alpha``
-            (0 turns each off), ``mix_prob``, ``switch_prob``.
-        preprocess: ``{name: standardize | minmax | zca, ...}``.
-        in_channels, image_size, num_classes: what the images must be; checked when loaded.
-        mean, std: per-channel statistics for ``standardize``; None: computed from the training
-            split (cached in ``cache_dir``).
-        batch_size: of training; ``eval_batch_size`` of validation and test (None: the same).
-        val_split: fraction of the training set held out for validation; 0 means no validation.
-        split_seed: the seed of that split, and of the folds.
-        folds, fold: k-fold cross-validation: the training set dealt into ``folds`` stratified
-            folds; the run validates on fold ``fold`` and trains on the others (``val_split``
-            is not used). ``-m data.fold=range(K)`` runs them all.
+        mean, std: per-channel statistics for ``standardize``; None: the training split's.
+        eval_batch_size: of validation and test; None: ``batch_size``.
+        val_split: the share of the training set held out for validation (0: none), stratified
+            and seeded by ``split_seed``, as the folds are.
+        folds, fold: k-fold cross-validation: validate on fold ``fold`` of ``folds`` and train
+            on the others (``val_split`` unused); ``-m data.fold=range(K)`` runs them all.
         val_on_test: validate on the test set every epoch, as Keras' ``validation_data`` does in
             the Keras hyper-parameter slides (curves only: needs ``val_split=0``, so nothing
             is selected on it).
-        shuffle: reshuffle the training set every epoch (the 79%→90% slides' "random
-            shuffling").
-        hflip: the chance of a left-right flip, for the augment configs that flip
-            (``${data.hflip}``); 0 for data sets whose mirror image changes the class.
-        vflip: the same for up-down flips (``${data.vflip}``). A data set that sets either to 0
-            refuses an augmentation that flips that way anyway (one added by hand).
-        on_device: ``auto`` keeps the data set in GPU memory when training on a GPU and it takes
-            under a quarter of the free memory; ``true`` insists, ``false`` copies each batch.
+        hflip, vflip: the chance of a flip, for the augment configs that flip (``${data.hflip}``);
+            a data set whose mirror image changes the class sets it to 0, and then refuses an
+            augmentation that flips that way anyway (one added by hand).
+        on_device: ``auto`` keeps the uint8 data set in GPU memory, copied once, when training
+            on a GPU and it takes under a quarter of the free memory; ``true`` insists,
+            ``false`` copies each batch from the host.
         cache_dir: where computed statistics are kept; None computes them every run.
-        train_subset, test_subset: keep only the first N images (quick runs); None keeps all.
+        train_subset, test_subset: keep only the first N images (quick runs).
     """
 
     def __init__(
@@ -201,22 +182,14 @@ class ImageDataModule(L.LightningDataModule):
         return self.hparams.val_split > 0 or self.hparams.folds is not None
 
     def train_dataloader(self) -> DataLoader:
-        # Mixup pairs each image with its mirror in the batch, so batches must be even.
-        h = self.hparams
-        return self._loader(
-            self.train_set, h.batch_size, h.shuffle, drop_last=bool(self.mixup), training=True
-        )
+        return self._loader(self.train_set, training=True)
 
     def val_dataloader(self) -> DataLoader | list:
         validates = self.has_validation or self.hparams.val_on_test
-        return self._loader(self.val_set, self._eval_batch_size) if validates else []
+        return self._loader(self.val_set) if validates else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self._eval_batch_size)
-
-    @property
-    def _eval_batch_size(self) -> int:
-        return self.hparams.eval_batch_size or self.hparams.batch_size
+        return self._loader(self.test_set)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
@@ -228,15 +201,8 @@ class ImageDataModule(L.LightningDataModule):
             x, labels = self.mixup(x, labels)  # linear. Labels become (N, classes) soft targets
         return x, labels
 
-    def _loader(
-        self,
-        dataset: ImageDataset,
-        batch_size: int,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        training: bool = False,
-    ) -> DataLoader:
-        device = self._device()
+    def _loader(self, dataset: ImageDataset, training: bool = False) -> DataLoader:
+        h, device = self.hparams, self._device()
         if device is not None:
             key = (id(dataset), str(device))
             dataset = self._placed.setdefault(key, dataset.to(device))
@@ -250,10 +216,11 @@ class ImageDataModule(L.LightningDataModule):
         root = self.trainer.strategy.root_device if self.trainer is not None else None
         return LazyLoader(
             dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
+            batch_size=h.batch_size if training else (h.eval_batch_size or h.batch_size),
+            shuffle=training and h.shuffle,
             sampler=sampler,
-            drop_last=drop_last,
+            # Mixup pairs each image with its mirror in the batch, so batches must be even.
+            drop_last=training and self.mixup is not None,
             collate_fn=whole_batch,
             # Batches copied from the host to a GPU: from page-locked memory, without waiting.
             pin_memory=device is None and root is not None and root.type == "cuda",

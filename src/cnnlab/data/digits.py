@@ -9,7 +9,8 @@ from torchvision import datasets
 
 from cnnlab.data import fetch
 from cnnlab.data.arrays import ImageArrays
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, first_line
+from cnnlab.files import held
 from cnnlab.registry import register
 
 
@@ -22,11 +23,11 @@ def svhn(root: str = "data/svhn", verify: bool = True, download: bool = True) ->
         spec = type("SVHN", (spec,), {"split_list": lists})
     path = fetch.folder(root)
     try:
-        with fetch.one_at_a_time(path, "svhn"):
+        with held(path, ".svhn.lock", wait=True):  # one job downloads, the others wait
             train, test = (spec(str(path), split=s, download=download) for s in ("train", "test"))
     except (RuntimeError, OSError) as err:  # not there and no download, or a failed one
         raise ConfigError(
-            f"SVHN not found or damaged in {path} ({str(err).splitlines()[0]}): put "
+            f"SVHN not found or damaged in {path} ({first_line(err)}): put "
             "train_32x32.mat and test_32x32.mat there, or set data.dataset.download=true"
         ) from None
     return ImageArrays(
@@ -41,13 +42,13 @@ def mnist(root: str = "data", download: bool = True) -> ImageArrays:
     """MNIST's 60,000 training and 10,000 test 28x28 grey digits, from ``root/MNIST/raw``."""
     path = fetch.folder(root)
     try:
-        with fetch.one_at_a_time(path, "mnist"):
+        with held(path, ".mnist.lock", wait=True):
             train, test = (
                 datasets.MNIST(str(path), train=split, download=download) for split in (True, False)
             )
     except (RuntimeError, OSError) as err:
         raise ConfigError(
-            f"MNIST not found in {path / 'MNIST' / 'raw'} ({str(err).splitlines()[0]}): put its "
+            f"MNIST not found in {path / 'MNIST' / 'raw'} ({first_line(err)}): put its "
             "four idx files there (.gz or unpacked), or set data.dataset.download=true"
         ) from None
     return ImageArrays(

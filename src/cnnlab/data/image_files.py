@@ -9,7 +9,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, first_line
 
 # What Pillow raises for a file that is not an image, is cut short, or is too large to decode
 # (MemoryError: a large one that passed the limit, on a small machine).
@@ -50,7 +50,7 @@ def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
                 )
             image = _eight_bits(image).convert("L" if channels == 1 else "RGB")
     except UNREADABLE as err:
-        raise ValueError(str(err).splitlines()[0] or type(err).__name__) from None
+        raise ValueError(first_line(err)) from None
     tensor = TF.pil_to_tensor(image)
     tensor = TF.resize(tensor, size, antialias=True)  # an int: the shorter side
     return TF.center_crop(tensor, [size, size])

@@ -1,10 +1,6 @@
-"""Your own images: one folder per class, of PNG, JPEG or any file Pillow reads, any size.
-
-Every file is decoded once, at ``image_size`` (shorter side resized, centre square cropped,
-exactly as predict.py reads a photo), into the uint8 arrays the data module serves; the arrays
-are cached, so the next run with the same files and settings reads one file instead of
-thousands.
-"""
+"""Your own images: one folder per class, of PNG, JPEG or any file Pillow reads, any size,
+each decoded once at ``image_size`` as predict.py reads a photo. The arrays are cached, so the
+next run with the same files and settings reads one file instead of thousands."""
 
 import hashlib
 import logging
@@ -40,15 +36,10 @@ def image_folder(
     split_seed: Natural = 0,
     cache_dir: str | None = None,
 ) -> ImageArrays:
-    """The images under ``root``, labelled by their class folder (the sorted folder names are
-    the class names), in either layout:
-
-    - ``root/CLASS/*``: ``test_split`` of each class (stratified, seeded by ``split_seed``) is
-      the test set; the data module then holds out ``data.val_split`` of the rest.
-    - ``root/train/CLASS/*``, and optionally ``root/val/CLASS/*`` (validates instead of
-      ``data.val_split``) and ``root/test/CLASS/*`` (tests; ``test_split`` is then unused),
-      with the same class folders. Without ``test/``, the test set is split off ``train/`` by
-      ``test_split``, as in the first layout.
+    """The images under ``root`` (laid out as ``LAYOUT``), labelled by their class folder (the
+    sorted folder names are the class names). Without ``test/``, ``test_split`` of each class
+    (stratified, seeded by ``split_seed``) is the test set; ``val/`` validates instead of
+    ``data.val_split``.
 
     A file that cannot be read is named in one warning and skipped. ``cache_dir`` keeps the
     decoded arrays, keyed by the files' paths, sizes and times and by the options (None: read

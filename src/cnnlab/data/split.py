@@ -13,11 +13,8 @@ def stratified_split(
     Stratifying keeps the class balance of small validation sets, so a 1% split of CIFAR-10 still
     holds 50 images of every class.
     """
-    gen = torch.Generator().manual_seed(seed)
     train, val = [], []
-    for cls in labels.unique(sorted=True):
-        idx = (labels == cls).nonzero().flatten()
-        idx = idx[torch.randperm(len(idx), generator=gen)]
+    for idx in _shuffled_classes(labels, seed):
         n_val = round(fraction * len(idx))
         val.append(idx[:n_val])
         train.append(idx[n_val:])
@@ -29,15 +26,17 @@ def fold_of(labels: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
     dealt out in turn, one class after another. Each class is then split evenly (its folds
     differ by one image at most), and so are the folds' sizes: the dealing goes on across
     classes."""
-    gen = torch.Generator().manual_seed(seed)
-    order = []
-    for cls in labels.unique(sorted=True):
-        idx = (labels == cls).nonzero().flatten()
-        order.append(idx[torch.randperm(len(idx), generator=gen)])
     assigned = torch.empty_like(labels)
-    dealt = torch.cat(order)
+    dealt = torch.cat(_shuffled_classes(labels, seed))
     assigned[dealt] = torch.arange(len(dealt)) % folds
     return assigned
+
+
+def _shuffled_classes(labels: torch.Tensor, seed: int) -> list[torch.Tensor]:
+    """Each class's indices, class by class, each shuffled with the one seeded generator."""
+    gen = torch.Generator().manual_seed(seed)
+    classes = [(labels == cls).nonzero().flatten() for cls in labels.unique(sorted=True)]
+    return [idx[torch.randperm(len(idx), generator=gen)] for idx in classes]
 
 
 def fold_split(

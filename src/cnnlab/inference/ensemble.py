@@ -123,13 +123,10 @@ def sweep_members(sweep: Path, k: int) -> list[tuple[str, Path]]:
     for record in sorted(sweep.glob("**/metrics.json")):
         metrics = read_record(record) or {}
         ckpt = record.parent / "checkpoints" / "best.ckpt"
-        if (
-            metrics.get("status") == "finished"
-            and metrics.get("best_val_acc") is not None
-            and ckpt.is_file()
-        ):
+        acc = metrics.get("best_val_acc") if metrics.get("status") == "finished" else None
+        if acc is not None and ckpt.is_file():
             name = " ".join(metrics.get("overrides") or []) or str(record.parent.relative_to(sweep))
-            jobs.append((metrics["best_val_acc"], name, ckpt))
+            jobs.append((acc, name, ckpt))
     if not jobs:
         raise ConfigError(
             f"sweep={sweep}: no finished job with a validation accuracy and checkpoints/best.ckpt "
@@ -141,14 +138,12 @@ def sweep_members(sweep: Path, k: int) -> list[tuple[str, Path]]:
 
 def snapshot_members(run: Path) -> list[tuple[str, Path]]:
     """The snapshots of one run (callbacks.snapshots), in epoch order."""
-    found = []
-    for path in (run / "checkpoints").glob("snapshot-e*.ckpt"):
-        epoch = re.fullmatch(r"snapshot-e(\d+)\.ckpt", path.name)
-        if epoch:
-            found.append((int(epoch.group(1)), path))
+    paths = (run / "checkpoints").glob("snapshot-e*.ckpt")
+    matches = [(re.fullmatch(r"snapshot-e(\d+)\.ckpt", p.name), p) for p in paths]
+    found = sorted((int(m.group(1)), p) for m, p in matches if m)
     if not found:
         raise ConfigError(
             f"snapshots={run}: no checkpoints/snapshot-e<epoch>.ckpt; train with "
             "callbacks.snapshots.every_n_epochs=K or callbacks.snapshots.at_restarts=true"
         )
-    return [(f"epoch {epoch}", path) for epoch, path in sorted(found)]
+    return [(f"epoch {epoch}", path) for epoch, path in found]

@@ -1,8 +1,6 @@
 """src/eval.py: test one checkpoint or an ensemble of them, with or without TTA, on the data set
 the checkpoint was trained on (or another ``data=``), writing the figures a run writes."""
 
-import csv
-import io
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cnnlab.callbacks.filters import FirstLayerFilters
 from cnnlab.callbacks.gradcam import GradCamGrid
+from cnnlab.callbacks.publish import csv_text
 from cnnlab.config.declared import declaration
 from cnnlab.config.job import compose
 from cnnlab.data.datamodule import ImageDataModule
@@ -52,7 +51,7 @@ def check_eval(cfg: DictConfig) -> None:
         declared = declaration(str(node.get("_target_"))) if node else None
         if declared is not None:
             check_options(declared, node, f"callbacks.{name}")
-    check_device("device", cfg.device, Literal["auto", "cpu", "gpu", "cuda"])
+    check_device(cfg.device)
 
 
 def members(cfg: DictConfig) -> list[tuple[str, Path]]:
@@ -63,13 +62,11 @@ def members(cfg: DictConfig) -> list[tuple[str, Path]]:
             "name the checkpoints one way: ckpt=PATH, ckpts=[PATH,PATH,...], "
             f"sweep=DIR top_k=K or snapshots=RUN_DIR (given: {', '.join(given) or 'none'})"
         )
-    if cfg.get("ckpt"):
-        return [(str(cfg.ckpt), Path(cfg.ckpt))]
-    if cfg.get("ckpts"):
-        return [(str(path), Path(path)) for path in cfg.ckpts]
     if cfg.get("sweep"):
         return sweep_members(Path(cfg.sweep), cfg.top_k)
-    return snapshot_members(Path(cfg.snapshots))
+    if cfg.get("snapshots"):
+        return snapshot_members(Path(cfg.snapshots))
+    return [(str(path), Path(path)) for path in cfg.get("ckpts") or [cfg.ckpt]]
 
 
 def data_arguments(cfg: DictConfig, model, data_choice: str | None = None) -> dict[str, Any]:
@@ -126,11 +123,10 @@ def evaluate(cfg: DictConfig, data_choice: str | None = None) -> dict[str, Any]:
         enable_progress_bar=False,
     )
     tested = trainer.test(module, datamodule=ImageDataModule(**data), verbose=False)[0]
-    rows = (
-        [{"acc": tested["test/acc"], "loss": tested["test/loss"]}]
-        if single
-        else module.member_results()
-    )
+    if single:
+        rows = [{"acc": tested["test/acc"], "loss": tested["test/loss"]}]
+    else:
+        rows = module.member_results()
     names = [name for name, _ in chosen] + ([] if single else ["ensemble (mean softmax)"])
     table = [{"member": name, **row} for name, row in zip(names, rows, strict=True)]
     last = table[-1]  # the model tested: the ensemble (with TTA if on), or the one checkpoint
@@ -144,7 +140,7 @@ def evaluate(cfg: DictConfig, data_choice: str | None = None) -> dict[str, Any]:
     write_json(out / "metrics.json", result)
     if not single:
         write_text(out / "members.md", members_markdown(table))
-        write_text(out / "members.csv", _csv(table))
+        write_text(out / "members.csv", csv_text(table, list(table[0])))
     return result
 
 
@@ -165,11 +161,3 @@ def members_markdown(table: list[dict]) -> str:
         cells = [f"{100 * row[k]:.2f}%" if k.startswith("acc") else f"{row[k]:.4f}" for k in keys]
         lines.append(f"| {row['member']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _csv(table: list[dict]) -> str:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, list(table[0]))
-    writer.writeheader()
-    writer.writerows(table)
-    return text.getvalue()

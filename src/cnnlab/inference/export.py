@@ -28,29 +28,22 @@ def export(ckpt: str | Path, fmt: str, output: str | Path | None = None) -> tupl
         suffix = FORMATS[fmt]
         raise ConfigError(f"output={output}: a folder; give the file to write (model{suffix})")
     with atomic(path) as tmp:
-        (_torchscript if fmt == "torchscript" else _onnx)(model, shape, tmp)
+        if fmt == "torchscript":
+            with torch.no_grad():
+                torch.jit.save(torch.jit.trace(model, torch.rand(2, *shape)), str(tmp))
+        else:
+            torch.onnx.export(
+                model,
+                (torch.rand(2, *shape),),
+                str(tmp),
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                dynamo=True,  # the default only from torch 2.9; the older exporter takes no Dim
+                external_data=False,  # one file, weights inside
+            )
         difference = _check(model, shape, tmp, fmt)  # another batch size than the traced one
     return path, difference
-
-
-def _torchscript(model: nn.Module, shape: tuple[int, ...], path: Path) -> None:
-    with torch.no_grad():
-        traced = torch.jit.trace(model, torch.rand(2, *shape))
-    torch.jit.save(traced, str(path))
-
-
-def _onnx(model: nn.Module, shape: tuple[int, ...], path: Path) -> None:
-    batch = torch.export.Dim("batch", min=1)
-    torch.onnx.export(
-        model,
-        (torch.rand(2, *shape),),
-        str(path),
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_shapes=({0: batch},),
-        dynamo=True,  # the default only from torch 2.9; the older exporter takes no Dim
-        external_data=False,  # one file, weights inside
-    )
 
 
 def _check(model: nn.Module, shape: tuple[int, ...], path: Path, fmt: str) -> float:

@@ -2,21 +2,20 @@
 (channels, size), and the top-k classes of each."""
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 from cnnlab.data.image_files import image_files, read_image
-from cnnlab.errors import ConfigError
-from cnnlab.options import Count, check_options, check_value
+from cnnlab.errors import ConfigError, first_line
+from cnnlab.options import Count, check_options
 from cnnlab.training.module import Classifier
 
 
-def check_device(key: str, device: str, accepted: Any) -> None:
-    """A device of the accepted names, and a GPU only where one is visible."""
-    check_value(key, device, accepted)
+def check_device(device: str) -> None:
+    """A GPU only where one is visible (the device's name is checked with the options)."""
     if device in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"{key}={device}: no CUDA GPU is visible here; use {key}=cpu")
+        raise ConfigError(f"device={device}: no CUDA GPU is visible here; use device=cpu")
 
 
 def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
@@ -29,17 +28,8 @@ def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
     try:
         module = Classifier.load(path, device, compile=False)
     except Exception as err:  # not a checkpoint, or another program's: say which file
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"ckpt={path} is not a cnnlab checkpoint ({reason})") from None
+        raise ConfigError(f"ckpt={path} is not a cnnlab checkpoint ({first_line(err)})") from None
     return module.eval()
-
-
-@torch.no_grad()
-def top_k(module: Classifier, images: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probabilities and class indices of the ``k`` most probable classes, (N, k) each."""
-    probs = module(images.to(module.device)).float().softmax(1)
-    best = probs.topk(k, dim=1)
-    return best.values.cpu(), best.indices.cpu()
 
 
 def predict_options(
@@ -62,7 +52,7 @@ def predict(
     check_options(
         predict_options, {n: str(v) if isinstance(v, Path) else v for n, v in given.items()}, ""
     )
-    check_device("device", device, Literal["cpu", "cuda"])
+    check_device(device)
     module = load_classifier(ckpt, device)
     classes = module.num_classes
     if not 1 <= k <= classes:
@@ -78,8 +68,10 @@ def predict(
                 skipped.append({"file": str(path), "error": str(err)})
         if not read:
             continue
-        probs, indices = top_k(module, torch.stack([image for _, image in read]), k)
-        for (path, _), p, i in zip(read, probs.tolist(), indices.tolist(), strict=True):
+        images = torch.stack([image for _, image in read]).to(module.device)
+        with torch.no_grad():
+            best = module(images).float().softmax(1).topk(k, dim=1)
+        for (path, _), p, i in zip(read, best.values.tolist(), best.indices.tolist(), strict=True):
             top = [
                 {"label": names[c], "index": c, "probability": q} for q, c in zip(p, i, strict=True)
             ]

@@ -14,12 +14,13 @@ from cnnlab.options import Positive, Supplied
 from cnnlab.registry import create, register
 
 Distribution = Literal["uniform", "normal"]
+Init = Callable[[nn.Module], None]  # for model.apply
 
 # The layers whose kernels inits and regularisers act on (timm's conv variants subclass these).
 KERNEL_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
-def _for_weights(set_weight: Callable) -> Callable[[nn.Module], None]:
+def _for_weights(set_weight: Callable) -> Init:
     def apply(module: nn.Module) -> None:
         if isinstance(module, KERNEL_LAYERS):
             set_weight(module.weight)
@@ -30,7 +31,7 @@ def _for_weights(set_weight: Callable) -> Callable[[nn.Module], None]:
 
 
 @register("init", "auto")
-def auto(model: Supplied[Callable], activation: Supplied[Callable]) -> Callable[[nn.Module], None]:
+def auto(model: Supplied[Callable], activation: Supplied[Callable]) -> Init:
     """The init the model asks for (timm's keep their own), else the one the activation asks
     for (He for the ReLU family, LeCun for SELU, Xavier for tanh and sigmoid): each states it as
     its ``init`` attribute."""
@@ -38,18 +39,15 @@ def auto(model: Supplied[Callable], activation: Supplied[Callable]) -> Callable[
 
 
 @register("init", "default")
-def default() -> Callable[[nn.Module], None]:
+def default() -> Init:
     """PyTorch's own (Kaiming-uniform with a=sqrt(5)); touches nothing."""
     return lambda module: None
 
 
 @register("init", "xavier")
-def xavier(
-    distribution: Distribution = "uniform", gain: Positive = 1.0
-) -> Callable[[nn.Module], None]:
+def xavier(distribution: Distribution = "uniform", gain: Positive = 1.0) -> Init:
     """Glorot: variance 2 / (fan_in + fan_out), uniform (Keras' default) or normal."""
-    fns = {"uniform": nn.init.xavier_uniform_, "normal": nn.init.xavier_normal_}
-    fn = fns[distribution]
+    fn = nn.init.xavier_uniform_ if distribution == "uniform" else nn.init.xavier_normal_
     return _for_weights(lambda w: fn(w, gain=gain))
 
 
@@ -58,23 +56,20 @@ def he(
     distribution: Distribution = "normal",
     mode: Literal["fan_in", "fan_out"] = "fan_in",
     nonlinearity: Literal["relu", "leaky_relu", "linear", "tanh", "sigmoid", "selu"] = "relu",
-) -> Callable[[nn.Module], None]:
+) -> Init:
     """He et al.: normal with std sqrt(2 / n), n = k*k*c (fan_in), as in the NIN lab report."""
-    fns = {"uniform": nn.init.kaiming_uniform_, "normal": nn.init.kaiming_normal_}
-    fn = fns[distribution]
+    fn = nn.init.kaiming_uniform_ if distribution == "uniform" else nn.init.kaiming_normal_
     return _for_weights(lambda w: fn(w, mode=mode, nonlinearity=nonlinearity))
 
 
 @register("init", "lecun")
-def lecun(distribution: Distribution = "normal") -> Callable[[nn.Module], None]:
+def lecun(distribution: Distribution = "normal") -> Init:
     """LeCun: variance 1 / fan_in, what SELU's self-normalisation assumes."""
-    fns = {"uniform": nn.init.kaiming_uniform_, "normal": nn.init.kaiming_normal_}
-    fn = fns[distribution]
-    return _for_weights(lambda w: fn(w, nonlinearity="linear"))
+    return he(distribution, nonlinearity="linear")
 
 
 @register("init", "small_normal")
-def small_normal(std: Positive = 0.001) -> Callable[[nn.Module], None]:
+def small_normal(std: Positive = 0.001) -> Init:
     """Small random numbers, 0.001 * N(0, 1) (the CNN tricks slides); they shrink the signal in
     deep nets."""
     return _for_weights(lambda w: nn.init.normal_(w, 0.0, std))

@@ -17,6 +17,7 @@ from cnnlab.options import Rates, Supplied, Width
 from cnnlab.registry import register
 
 
+@register("model", "base_cnn")
 class BaseCNN(nn.Module):
     """[conv3x3 same, conv3x3 valid, maxpool 2, dropout] x 2 (32 then 64 filters), dense 512.
 
@@ -59,6 +60,3 @@ class BaseCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
-
-
-register("model", "base_cnn")(BaseCNN)

@@ -24,11 +24,9 @@ def build_model(
 ) -> nn.Module:
     """Build ``model`` with the chosen activation and norm in every block, then initialise it.
 
-    Each mapping is a config node such as ``{name: elu, alpha: 1.0}``. ``init: {name: auto}``
-    takes the init the model asks for (timm's keep their own), else the one the activation asks
-    for (He for the ReLU family, LeCun for SELU, Xavier for tanh and sigmoid); dropout layers are
-    the kind the activation asks for (alpha for SELU). The model's ``layout`` options and the
-    init's ``checkpoint`` (``load_pretrained``, the run's) are not the components' own.
+    Each mapping is a config node such as ``{name: elu, alpha: 1.0}``; dropout layers are the
+    kind the activation asks for (alpha for SELU). The model's ``layout`` options and the init's
+    ``checkpoint`` (``load_pretrained``, the run's) are not the components' own.
     """
     stored = {k: model[k] for k in parameters(layout) if k in model}
     model = {k: v for k, v in model.items() if k not in stored}

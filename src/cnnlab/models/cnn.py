@@ -20,6 +20,7 @@ from cnnlab.options import Count, Rates, Supplied, Width
 from cnnlab.registry import register
 
 
+@register("model", "cnn_shallow")
 class ShallowCNN(nn.Module):
     """conv 3x3 -> max-pool (stride 1, no padding) -> dropout -> dense -> dropout -> dense.
 
@@ -58,12 +59,12 @@ class ShallowCNN(nn.Module):
         return self.net(x)
 
 
+@register("model", "cnn_deep")
 class DeepCNN(nn.Module):
     """Three pairs of 3x3 convs, each pair followed by max-pool and dropout, then two hidden
     dense layers and a dropout ("6層CNN+ 2層FC, 每2層1個 dropout"), then the output layer.
 
-    `dropout` takes one rate, or four (one per dropout layer, shallow to deep) for differential
-    dropout. `pool_stride` 1 is the table's setting; 2 halves the map after each pair.
+    ``pool_stride`` 1 is the table's setting; 2 halves the map after each pair.
     """
 
     def __init__(
@@ -102,7 +103,3 @@ class DeepCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
-
-
-register("model", "cnn_shallow")(ShallowCNN)
-register("model", "cnn_deep")(DeepCNN)

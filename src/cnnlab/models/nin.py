@@ -26,13 +26,7 @@ def mlpconv(in_ch: int, widths: Sequence[int], kernel: int, act, norm) -> list[n
     return layers
 
 
-def class_scores(in_ch: int, num_classes: int, act, norm, norm_act: bool) -> nn.Module:
-    """The last 1x1 convolution, one channel per class: bare, or with norm and activation."""
-    if norm_act:
-        return conv_block(in_ch, num_classes, 1, act, norm)
-    return nn.Conv2d(in_ch, num_classes, 1)
-
-
+@register("model", "nin")
 class NIN(nn.Module):
     """Three mlpconv stages, 3x3/2 max-pool and dropout between them, global average pooling.
 
@@ -54,6 +48,10 @@ class NIN(nn.Module):
         super().__init__()
         first, second = dropout_rates(dropout, 2, self.name)
         one, two = self.stages(in_channels, act, norm)
+        if final_norm_act:  # the class scores: one channel per class
+            scores = conv_block(192, num_classes, 1, act, norm)
+        else:
+            scores = nn.Conv2d(192, num_classes, 1)
         # padding=1 keeps Keras' 'same' pooling: 32 -> 16 -> 8, the 8x8 global pool of Table 1.
         self.features = nn.Sequential(
             *one,
@@ -63,7 +61,7 @@ class NIN(nn.Module):
             nn.MaxPool2d(3, stride=2, padding=1),
             drop(second),
             *mlpconv(192, (192, 192), 3, act, norm),
-            class_scores(192, num_classes, act, norm, final_norm_act),
+            scores,
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
 
@@ -78,6 +76,7 @@ class NIN(nn.Module):
         return self.pool(self.features(x)).flatten(1)  # (N, num_classes) logits
 
 
+@register("model", "nin9")
 class NIN9(NIN):
     """The 79%→90% slides' final network: 3x(3x3 conv 92), pool, dropout, 3x(3x3 conv 192), pool,
     dropout, 3x3 conv 192, 1x1 conv 192, 1x1 conv to the classes, global average pooling.
@@ -90,7 +89,3 @@ class NIN9(NIN):
             return [conv_block(c, width, 3, act, norm, padding=1) for c in (in_ch, width, width)]
 
         return convs(in_channels, 92), convs(92, 192)
-
-
-register("model", "nin")(NIN)
-register("model", "nin9")(NIN9)

@@ -30,11 +30,10 @@ def load_pretrained(net: Supplied[nn.Module], checkpoint: str | None = None) -> 
     not fit; None: leave the init's."""
     if checkpoint is None:
         return
-    path = checkpoint
-    weights, model = read_weights(path)
+    weights, model = read_weights(checkpoint)
     own = net.state_dict()
     _, head = parts(net)
-    where = f"init.checkpoint={path}{f' (model={model})' if model else ''}"
+    where = f"init.checkpoint={checkpoint}{f' (model={model})' if model else ''}"
     mismatch = _first_mismatch(own, weights, head)
     if mismatch:
         raise ConfigError(f"{where} holds another architecture: {mismatch}")

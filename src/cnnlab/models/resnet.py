@@ -8,7 +8,7 @@ from annotated_types import Ge, Le, MinLen
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models.blocks import ActFactory, DropFactory, NormFactory, dropout_rates, expansion
+from cnnlab.models.blocks import ActFactory, DropFactory, NormFactory, expansion
 from cnnlab.options import Fraction, Supplied, Width, shown
 from cnnlab.registry import register
 
@@ -74,14 +74,12 @@ def _layers(tokens: list[str], in_ch: int, out_ch: int, stride: int, act, norm) 
     return nn.Sequential(*layers)
 
 
+@register("model", "resnet")
 class ResNet(nn.Module):
     """3x3 stem, stages of basic blocks (stride 2 from the second stage), average pool, dense.
 
-    Args:
-        blocks: residual blocks per stage, e.g. (3, 3, 2, 3) for the ResNet report's ResNet24.
-        channels: width of each stage, e.g. (64, 128, 128, 256).
-        order: block order, one of ORDERS.
-        dropout: before the dense layer (none in the ResNet report).
+    ``blocks`` and ``channels`` give each stage's count and width ((3, 3, 2, 3) and (64, 128,
+    128, 256): the ResNet report's ResNet24); ``dropout`` is before the dense layer.
     """
 
     def __init__(
@@ -103,14 +101,9 @@ class ResNet(nn.Module):
                 f"of model.blocks={shown(blocks)}"
             )
         # Pre-activation blocks normalise their own input, so their stem is a bare conv.
-        stem = _layers(
-            ["conv"] if order.endswith("preact") else ["conv", "bn", "act"],
-            in_channels,
-            channels[0],
-            1,
-            act,
-            norm,
-        )
+        preact = order.endswith("preact")
+        tokens = ["conv"] if preact else ["conv", "bn", "act"]
+        stem = _layers(tokens, in_channels, channels[0], 1, act, norm)
         stages, width = [], channels[0]
         for i, (n, out) in enumerate(zip(blocks, channels, strict=True)):
             for j in range(n):
@@ -118,15 +111,11 @@ class ResNet(nn.Module):
                 stages.append(BasicBlock(width, out, stride, act, norm, order))
                 width = out
         # Pre-activation stacks end on a convolution: normalise and activate before pooling.
-        tail = [norm(width), act(width)] if order.endswith("preact") else []
+        tail = [norm(width), act(width)] if preact else []
         self.features = nn.Sequential(stem, *stages, *tail)
-        (rate,) = dropout_rates(dropout, 1, "resnet")
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), drop(rate), nn.Linear(width, num_classes)
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), drop(dropout), nn.Linear(width, num_classes)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-
-register("model", "resnet")(ResNet)

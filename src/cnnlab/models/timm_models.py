@@ -6,7 +6,7 @@ import timm
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models.blocks import ActFactory, NormFactory, dropout_rates, expansion
+from cnnlab.models.blocks import ActFactory, NormFactory, expansion
 from cnnlab.options import Fraction, Supplied, shown
 from cnnlab.registry import register
 
@@ -59,15 +59,14 @@ def timm_model(
     """A randomly initialised ``timm.create_model(arch)`` (nothing is downloaded).
 
     Args:
-        stem: ``small`` (3x3/1 stem without max-pool, for 32x32 inputs) or ``imagenet`` (as is).
+        stem: ``small`` (``_small_stem``, for 32x32 inputs) or ``imagenet`` (as is).
         layers: ``cnnlab`` (activation and norm from the config groups) or ``timm`` (its own).
         dropout: before the classifier (timm's drop_rate; plain dropout even with SELU).
         extra: more keyword arguments for ``timm.create_model``, e.g. ``{img_size: 32}`` for ViTs.
     """
     if not timm.is_model(arch):
         raise ConfigError(f"model.arch={arch}: no such timm model; timm.list_models() lists them")
-    (rate,) = dropout_rates(dropout, 1, "timm")
-    kwargs = {"num_classes": num_classes, "in_chans": in_channels, "drop_rate": rate}
+    kwargs = {"num_classes": num_classes, "in_chans": in_channels, "drop_rate": dropout}
     kwargs |= extra or {}
     if layers == "cnnlab":
         # timm also passes device/dtype (and for norms, other options) that cnnlab's take not.

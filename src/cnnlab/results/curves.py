@@ -1,9 +1,6 @@
-"""curves.png: how each configuration of a sweep learned, epoch by epoch.
-
-Left, validation accuracy (the test set's, for runs that validate on it): one line per
-recipe, the mean over its seeds. Right, training (solid) against validation (dashed) loss: a
-gap that opens up is over-fitting, as the CNN tricks slides read their curves.
-"""
+"""curves.png: how each recipe of a sweep learned, the mean over its seeds by epoch. Left,
+validation accuracy (the test set's, for runs that validate on it); right, training (solid)
+against validation (dashed) loss: a gap that opens up is over-fitting."""
 
 import statistics
 from pathlib import Path
@@ -19,9 +16,8 @@ from cnnlab.results.table import label  # noqa: E402
 
 
 def plot_curves(rows, shown: list[str], path: Path) -> None:
-    """One line per row (recipe) in each panel, labelled by the settings in ``shown``; written
-    atomically to ``path``. Training loss under mixup or cutmix is that of the mixed batches,
-    and its row's label says so."""
+    """One line per row in each panel, labelled by the settings in ``shown``. Under mixup or
+    cutmix the training loss is that of the mixed batches, and the label says so."""
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, row in enumerate(rows):
         series = [job.series for job in row.finished]

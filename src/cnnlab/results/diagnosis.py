@@ -1,10 +1,7 @@
 """Reading a run's curves as the CNN tricks slides teach: what the epochs say went wrong, and
-what to try.
-
-Each rule looks at the per-epoch series of the run's CSV log (``train/loss``, ``train/acc``,
-``val/loss``, ``val/acc``, the learning rate ``lr-*``, ``dead_units/share``) and, when it fires,
-says which rule, the numbers that fired it and the advice. The thresholds are options
-(``diagnose.*`` in train.yaml, ``--diagnose KEY=VALUE`` for report.py).
+what to try. Each rule reads the per-epoch series of the run's CSV log and, when it fires, says
+the numbers that fired it and the advice; its thresholds are options (``diagnose.*`` in
+train.yaml, ``--diagnose KEY=VALUE`` for report.py).
 
 Under mixup or cutmix the training loss and accuracy are those of the mixed batches, not
 comparable with validation's: the rules that compare the two are then left out.
@@ -94,9 +91,8 @@ def _diverged(c: _Curves, t: Thresholds) -> Finding | None:
     loss = c.points("train/loss")
     bad = [(e, v) for e, v in loss if not math.isfinite(v)]
     if bad:
-        return Finding(
-            "diverged", f"training loss {bad[0][1]} at epoch {bad[0][0]}: lower the rate"
-        )
+        epoch, value = bad[0]
+        return Finding("diverged", f"training loss {value} at epoch {epoch}: lower the rate")
     if len(loss) < 2:
         return None
     (e0, first), (e1, last) = loss[0], loss[-1]

@@ -1,12 +1,7 @@
 """A ``-m`` sweep's progress: jobs finished, running, failed (pruned, in a search) and waiting,
-and the time left.
-
-The sweep's size is counted when it starts (``plan``, from the same overrides Hydra's basic
-sweeper expands) and kept in the sweep directory, so that every process that writes the report
-(a job of the gpus launcher writes it from its own process) can say how far the sweep is. The
-state of each job is read from its directory: its ``metrics.json``, or its lock while it trains.
-The time left is the finished jobs' mean time, for the jobs not yet done, shared out over the
-jobs running side by side.
+and the time left. The sweep's size is counted when it starts (``plan``) and kept in the sweep
+directory, so that every process that writes the report (a job of the gpus launcher writes it
+from its own) can say how far the sweep is; each job's state is read from its directory.
 """
 
 import statistics
@@ -64,20 +59,10 @@ class Progress:
 
 
 def plan(config: DictConfig) -> None:
-    """Count the sweep's jobs and keep the number in its directory (``on_multirun_start``)."""
-    total = sweep_size(config)
-    if total is None:
-        return
-    sweep_dir = Path(str(config.hydra.sweep.dir))
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_json(sweep_dir / PLAN, {"jobs": total})
-
-
-def sweep_size(config: DictConfig) -> int | None:
-    """The number of jobs Hydra's basic sweeper makes of the sweep's overrides; None for
-    another sweeper (which may choose its jobs as it goes)."""
+    """Count the jobs Hydra's basic sweeper makes of the sweep's overrides and keep the number
+    in its directory (``on_multirun_start``). Another sweeper may choose its jobs as it goes."""
     if str(config.hydra.sweeper.get("_target_")) != BASIC_SWEEPER:
-        return None
+        return
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -87,7 +72,8 @@ def sweep_size(config: DictConfig) -> int | None:
     hydra = GlobalHydra.instance()  # its config loader lists a group's options, for glob()
     loader = hydra.config_loader() if hydra.is_initialized() else None
     overrides = OverridesParser.create(config_loader=loader).parse_overrides(lines)
-    return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
+    total = sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
+    write_json(Path(str(config.hydra.sweep.dir)) / PLAN, {"jobs": total})  # (makes the folder)
 
 
 def state(sweep_dir: Path, starting: Path | None = None) -> Progress:
@@ -99,8 +85,7 @@ def state(sweep_dir: Path, starting: Path | None = None) -> Progress:
     for hydra_dir in sweep_dir.glob("*/.hydra"):
         job = hydra_dir.parent
         record = read_record(job / "metrics.json") or {}
-        busy = job == starting or in_use(job)
-        if busy:
+        if job == starting or in_use(job):
             running += 1
         elif record.get("status") == "finished":
             finished += 1

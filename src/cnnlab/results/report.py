@@ -1,8 +1,5 @@
-"""The results table of one or more sweeps, written as report.md, report.csv and curves.png: one
-row per recipe (``cnnlab.results.rows``), its seeds pooled, with their spread, a 95% interval and
-a comparison with the best row (``cnnlab.results.significance``). ``SweepReport`` keeps a
-``-m`` sweep's report in its directory as its jobs end.
-"""
+"""The results table of one or more sweeps, written as report.md, report.csv and curves.png;
+``SweepReport`` keeps a ``-m`` sweep's report in its directory as its jobs end."""
 
 import logging
 import shutil

@@ -2,10 +2,9 @@
 
 A job is a directory with ``.hydra/overrides.yaml``; its result is its ``metrics.json``
 (``finished``, ``failed``, ``interrupted`` or a search's ``pruned``; none: ``unfinished``).
-Jobs are one row when everything that decides their result is the same but the seed and the
-cross-validation fold (``settings`` in metrics.json, ``cnnlab.config.settings``), whichever
-sweep they come from: two sweeps that differ in a fixed override (``optimizer=adam`` in one,
-``sgd`` in the other) are two rows. A row's curves are read by ``cnnlab.results.diagnosis``.
+Jobs are one row when everything that decides their result (``cnnlab.config.settings``) is the
+same but the seed and the cross-validation fold, whichever sweep they come from: two sweeps
+that differ in a fixed override (``optimizer=adam`` in one, ``sgd`` in the other) are two rows.
 """
 
 import json
@@ -126,16 +125,11 @@ def _job(job_dir: Path, name: str) -> Job:
     recipe = upgrade(recorded if recorded is not None else _saved_settings(job_dir))
     for repeat in REPEATS:  # the runs of one recipe: seeds, and the folds of cross-validation
         recipe.pop(repeat, None)
+    status = metrics.get("status", "finished" if "test_acc" in metrics else "unfinished")
     choices = metrics.get("choices")
-    return Job(
-        dir=job_dir,
-        name=name,
-        status=metrics.get("status", "finished" if "test_acc" in metrics else "unfinished"),
-        metrics=metrics,
-        settings=recipe,
-        choices=choices if choices is not None else _saved_choices(job_dir),
-        reference=reference or None,
-    )
+    if choices is None:
+        choices = _saved_choices(job_dir)
+    return Job(job_dir, name, status, metrics, recipe, choices, reference or None)
 
 
 def _saved_config(job_dir: Path, name: str = "config.yaml") -> DictConfig:

@@ -1,10 +1,6 @@
-"""The report's table: which settings tell its rows apart, and each row's figures in words.
-
-A column for every config group whose option differs between rows, then one for every setting
-that differs between rows (``optimizer.lr`` in a rate sweep; under a group whose option
-differs, only what every row has and not the option's name). Figures are
-in %: mean ± standard deviation over the row's finished runs, its 95% interval and n; then the
-row against the best (``cnnlab.results.significance``), the seeds that comparison needs
+"""The report's table: which settings tell its rows apart (``columns``), and each row's figures
+in words: in %, mean ± standard deviation over its finished runs, 95% interval and n; the row
+against the best (``cnnlab.results.significance``), the seeds that comparison needs
 (``--min-seeds``), the published figure against the interval, and what the curves say.
 """
 
@@ -107,7 +103,8 @@ class Report:
             cells[key] = f"{round(sum(numbers) / len(numbers)):,}" if numbers else ""
         times = [j.metrics["wall_time_s"] for j in row.finished if "wall_time_s" in j.metrics]
         cells["wall time"] = f"{sum(times) / len(times) / 60:.1f} min" if times else ""
-        cells["jobs"] = _status(row)
+        statuses = Counter(job.status for job in row.jobs)
+        cells["jobs"] = ", ".join(f"{n} {status}" for status, n in statuses.items())
         return cells
 
     def _verdict(self, row: Row, values: list[float]) -> str:
@@ -195,14 +192,11 @@ def columns(rows: list[Row]) -> list[str]:
     shown = []
     for key in differ:
         group, leaf = key.split(".")[0], key.rsplit(".", 1)[-1]
-        if group in groups and (leaf in ("_target_", "name") or _absent(rows, key)):
+        absent = any(key not in r.settings for r in rows)
+        if group in groups and (leaf in ("_target_", "name") or absent):
             continue
         shown.append(key)
     return groups + shown
-
-
-def _absent(rows: list[Row], key: str) -> bool:
-    return any(key not in r.settings for r in rows)
 
 
 def value(row: Row, column: str) -> str:
@@ -239,8 +233,3 @@ def _curves(row: Row) -> str:
     if len(row.jobs) == 1:
         return ", ".join(counts)
     return ", ".join(f"{rule} ({n}/{len(row.jobs)})" for rule, n in counts.items())
-
-
-def _status(row: Row) -> str:
-    counts = Counter(job.status for job in row.jobs)
-    return ", ".join(f"{n} {status}" for status, n in counts.items())

@@ -12,7 +12,6 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from cnnlab import processes
 from cnnlab.errors import ConfigError, first_line
@@ -53,13 +52,14 @@ class Search:
     def run(self) -> None:
         """Run trials until the study has n_trials that ended (or the sampler is done)."""
         if self.left:
-            say(f"{len(self.left)} trial(s) a stopped search left run again: {_numbers(self.left)}")
+            again = ", ".join(map(str, self.left))
+            say(f"{len(self.left)} trial(s) a stopped search left run again: {again}")
         write_json(self.directory / PLAN, {"jobs": self.space.n_trials})  # the report's progress
         with processes.noted() as self.signals:
             try:
                 self._loop()
             except BaseException:  # stopped, refused, or a fault: no trial outlives the search
-                trials.stop(self.running)
+                processes.stop([trial.process for trial in self.running], seconds=30.0)
                 self._collect(stopping=True)
                 raise
             finally:
@@ -154,10 +154,8 @@ class Search:
 
     def _tally(self) -> str:
         """``4 of 8 trials ended (3 finished, 1 pruned), 2 running``."""
-        states = Counter(
-            STATES.get(t.state.name, "") for t in self.study.get_trials(deepcopy=False)
-        )
-        ended = {s: n for s, n in states.items() if s in ("finished", "pruned", "failed")}
+        every = self.study.get_trials(deepcopy=False)
+        ended = Counter(STATES[t.state.name] for t in every if t.state.name in STATES)
         said = ", ".join(f"{n} {s}" for s, n in ended.items())
         return (
             f"{sum(ended.values())} of {self.space.n_trials} trials ended ({said or 'none'}), "
@@ -204,7 +202,3 @@ def report(directory: Path, show: bool = False) -> None:
 
 def say(text: str) -> None:
     print(f"search: {text}", flush=True)
-
-
-def _numbers(numbers: list[Any]) -> str:
-    return ", ".join(map(str, numbers))

@@ -3,32 +3,21 @@ trials it runs, and Optuna's sampler and pruner. Read and checked before any tri
 each mistake is one ConfigError line that names the file, the key and what is accepted."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from omegaconf import OmegaConf
 
 from cnnlab import CONF
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, first_line
 from cnnlab.options import Count, Positive, Target, check_options, parameters, shown
 
-TYPES = ("float", "int", "categorical")
 Choice = bool | int | float | str | None  # what Optuna stores for a categorical choice
 # An override's key: a config path or group (``optimizer.lr``, ``activation``), + to add one.
 KEY = re.compile(r"\+{0,2}[A-Za-z_][\w.\-/@]*")
 # Beside conf/, not in it: Hydra would take a folder there for a group of train.py's config.
 SPACES = CONF.parent / "spaces"
-
-
-def space_options(
-    params: dict[str, Any],
-    n_trials: Count = 20,
-    sampler: Target | None = None,
-    pruner: Target | None = None,
-) -> None:
-    """The keys of a space file. ``sampler`` and ``pruner`` are Optuna's classes as
-    ``_target_`` nodes; no sampler: Optuna's TPESampler; no pruner: every trial runs out."""
 
 
 def float_param(
@@ -48,14 +37,18 @@ def categorical_param(type: Literal["categorical"], choices: list[Choice]) -> No
 
 
 DECLARED = {"float": float_param, "int": int_param, "categorical": categorical_param}
+TYPES = ", ".join(DECLARED)
 
 
 @dataclass(frozen=True)
 class Space:
-    params: dict[str, dict[str, Any]]  # by override key, as checked
-    n_trials: int
-    sampler: dict[str, Any] | None
-    pruner: dict[str, Any] | None
+    """The keys of a space file. ``sampler`` and ``pruner`` are Optuna's classes as
+    ``_target_`` nodes; no sampler: Optuna's TPESampler; no pruner: every trial runs out."""
+
+    params: dict[str, Any]  # by override key, each entry checked against DECLARED
+    n_trials: Count = 20
+    sampler: Target | None = None
+    pruner: Target | None = None
 
     def distributions(self) -> dict[str, Any]:
         """Optuna's distribution of each varied setting, by its override key."""
@@ -63,8 +56,7 @@ class Space:
 
     def plain(self) -> dict[str, Any]:
         """The space as its file would write it (what the search directory keeps)."""
-        found = {"params": self.params, "n_trials": self.n_trials}
-        return found | {k: v for k, v in (("sampler", self.sampler), ("pruner", self.pruner)) if v}
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 def find(name: str) -> Path:
@@ -84,7 +76,7 @@ def load(path: Path) -> Space:
     try:
         content = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     except Exception as err:
-        raise ConfigError(f"{path} cannot be read: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"{path} cannot be read: {first_line(err)}") from None
     try:
         return read(content)
     except ConfigError as err:
@@ -95,22 +87,16 @@ def read(content: Any) -> Space:
     """A space from its file's content; a mistake is one ConfigError line naming its key."""
     if not isinstance(content, dict) or "params" not in content:
         raise ConfigError("expected a mapping with params: (the settings to vary)")
-    takes = parameters(space_options)
+    takes = parameters(Space)
     unknown = [str(k) for k in content if k not in takes]
     if unknown:
         raise ConfigError(f"no option {', '.join(unknown)}; a space file takes: {', '.join(takes)}")
-    check_options(space_options, content, "")
-    params = content["params"]
-    if not params:
+    check_options(Space, content, "")
+    if not content["params"]:
         raise ConfigError("params is empty: name at least one setting to vary")
-    for key, param in params.items():
-        _check_param(str(key), param)
-    return Space(
-        params={str(k): dict(v) for k, v in params.items()},
-        n_trials=content.get("n_trials", 20),
-        sampler=content.get("sampler"),
-        pruner=content.get("pruner"),
-    )
+    for key, param in content["params"].items():
+        _check_param(key, param)
+    return Space(**content)
 
 
 def _check_param(key: str, param: Any) -> None:
@@ -118,13 +104,13 @@ def _check_param(key: str, param: Any) -> None:
     if not KEY.fullmatch(key):
         raise ConfigError(f"{where}: not a config key (optimizer.lr) or group (activation)")
     if not isinstance(param, dict) or "type" not in param:
-        raise ConfigError(f"{where}: expected a mapping with a type: {', '.join(TYPES)}")
+        raise ConfigError(f"{where}: expected a mapping with a type: {TYPES}")
     kind = param["type"]
     if kind not in DECLARED:
-        raise ConfigError(f"{where}: unknown type {shown(kind)}; choose from: {', '.join(TYPES)}")
+        raise ConfigError(f"{where}: unknown type {shown(kind)}; choose from: {TYPES}")
     check_options(DECLARED[kind], param, where)
-    needed = ("choices",) if kind == "categorical" else ("low", "high")
-    missing = [k for k in needed if k not in param]
+    declared = parameters(DECLARED[kind])
+    missing = [k for k, p in declared.items() if p.default is p.empty and k not in param]
     if missing:
         raise ConfigError(f"{where}: a {kind} needs {' and '.join(missing)}")
     if kind == "categorical":
@@ -142,18 +128,18 @@ def _check_param(key: str, param: Any) -> None:
     try:  # what is left to Optuna's own checks
         distribution(param)
     except ValueError as err:
-        raise ConfigError(f"{where}: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"{where}: {first_line(err)}") from None
 
 
 def distribution(param: dict[str, Any]) -> Any:
     """Optuna's distribution for one checked entry of ``params``."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+    options = {key: value for key, value in param.items() if key != "type"}
     if param["type"] == "categorical":
-        return CategoricalDistribution(param["choices"])
+        return CategoricalDistribution(**options)
     kind = FloatDistribution if param["type"] == "float" else IntDistribution
-    step = param.get("step", None if param["type"] == "float" else 1)
-    return kind(param["low"], param["high"], log=param.get("log", False), step=step)
+    return kind(**options)  # (log and step: Optuna's defaults are those declared above)
 
 
 def override(key: str, value: Any) -> str:

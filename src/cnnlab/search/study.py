@@ -9,8 +9,8 @@ left RUNNING in the journal when the next search starts is one whose search was 
 """
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,13 @@ SAVED = "search.yaml"
 LOCK = ".search.lock"
 
 
-@contextmanager
-def held(directory: Path) -> Iterator[None]:
+def held(directory: Path) -> AbstractContextManager[None]:
     """Hold the search directory while the block runs; a second search there is refused."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"--dir {directory}: cannot be made ({err.strerror})") from None
-    with files.held(directory, LOCK, holder="another search is running there"):
-        yield
+    return files.held(directory, LOCK, holder="another search is running there")
 
 
 def settle(
@@ -49,14 +47,14 @@ def settle(
     if space is None:
         space, overrides = read(saved["space"]), list(saved["overrides"])
     elif saved is not None:
-        before = read(saved["space"])
-        if _searched(before) != _searched(space) or saved["overrides"] != overrides:
+        before = replace(read(saved["space"]), n_trials=space.n_trials)
+        if before != space or saved["overrides"] != overrides:
             raise ConfigError(
                 f"{directory} was searched with another space or other overrides; go on with "
                 f"`python src/search.py --dir {directory}` alone, or search in a new directory"
             )
     if n_trials is not None:
-        space = Space(space.params, n_trials, space.sampler, space.pruner)
+        space = replace(space, n_trials=n_trials)
     keep = {"space": space.plain(), "overrides": overrides}
     write_text(directory / SAVED, OmegaConf.to_yaml(OmegaConf.create(keep)))
     return space, overrides
@@ -126,7 +124,3 @@ def built(node: dict[str, Any] | None, where: str) -> Any:
 def _saved(directory: Path) -> dict[str, Any] | None:
     path = directory / SAVED
     return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else None
-
-
-def _searched(space: Space) -> dict[str, Any]:
-    return {k: v for k, v in space.plain().items() if k != "n_trials"}

@@ -72,14 +72,13 @@ def start(directory: Path, number: int, argv: list[str], slot: Slot) -> subproce
     (a rerun's attempt comes after the one before)."""
     out = trial_dir(directory, number)
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **slot.env}
     with open(out / "trial.log", "ab") as log:
         devices = slot.env.get("CUDA_VISIBLE_DEVICES")
         on = f", GPU {devices}" if devices else ""
         log.write(f"==== trial {number}{on}, started {time.ctime()} ====\n".encode())
         log.write((" ".join(argv) + "\n").encode())
         log.flush()
-        return processes.start(argv, log, env)
+        return processes.start(argv, log, {**os.environ, **slot.env})
 
 
 def outcome(directory: Path, number: int, exit_code: int | None) -> Outcome:
@@ -98,9 +97,3 @@ def outcome(directory: Path, number: int, exit_code: int | None) -> Outcome:
         return Outcome(state, None, str(record.get("error", "")))
     ended = "" if exit_code is None else f" (exit code {exit_code})"
     return Outcome("unrecorded", None, f"the job left no record{ended}: see {log}")
-
-
-def stop(running: list[Running], seconds: float = 30.0) -> None:
-    """SIGTERM each trial's process group (the job saves last.ckpt and records ``interrupted``;
-    the gpus launcher passes it on), then SIGKILL what is left after ``seconds``."""
-    processes.stop([trial.process for trial in running], seconds)

@@ -10,6 +10,7 @@ the curve seems to rise before it falls.
 
 import math
 from dataclasses import dataclass
+from itertools import takewhile
 
 import torch
 
@@ -38,11 +39,7 @@ def smooth(losses: list[float], beta: float = BETA) -> list[float]:
     trails the curve by ~1/(1-beta) steps, which on an exponential sweep moves every rate read
     off it up by a fraction of a decade; the whole curve is known here, so the smoothing can be
     centred."""
-    finite = []
-    for loss in losses:
-        if not math.isfinite(loss):
-            break
-        finite.append(loss)
+    finite = list(takewhile(math.isfinite, losses))
     return _average(_average(finite, beta)[::-1], beta)[::-1]
 
 
@@ -64,8 +61,7 @@ def read(rates: list[float], losses: list[float], exponential: bool) -> Reading 
     x = torch.tensor(rates[: len(smoothed)], dtype=torch.float64)
     x = x.log10() if exponential else x
     slope = torch.gradient(torch.tensor(smoothed, dtype=torch.float64), spacing=[x])[0]
-    window = slope[skip:-1]
-    steepest = int(window.argmin()) + skip
+    steepest = int(slope[skip:-1].argmin()) + skip
     if slope[steepest] >= 0:
         return None
     top = min(range(steepest, len(smoothed)), key=lambda i: smoothed[i])

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from cnnlab.data.datamodule import ImageDataModule
 from cnnlab.errors import ConfigError
 from cnnlab.files import atomic, write_json, write_text
-from cnnlab.options import Count, check_options, read, shown
+from cnnlab.options import Count, Positive, check_options, read, shown
 from cnnlab.registry import build
 from cnnlab.run.assemble import build_datamodule, build_module
 from cnnlab.run.checks import check, several_processes
@@ -35,7 +35,7 @@ class RangeTest:
     training steps, stopping once the smoothed loss is ``stop_factor`` times its best (null:
     never)."""
 
-    min_lr: Annotated[float, Gt(0)] = 1e-6
+    min_lr: Positive = 1e-6
     max_lr: Annotated[float, Gt(0), Le(100)] = 1.0
     steps: Annotated[int, Ge(10), Le(100_000)] = 100
     mode: Literal["exponential", "linear"] = "exponential"
@@ -82,7 +82,8 @@ def check_tuning(cfg: DictConfig) -> None:
     """The training config's checks, then the tuning's own, before any data is loaded."""
     check(cfg)
     check_options(tune_options, {k: cfg.get(k) for k in ("find", "lr_find", "batch_find")}, "")
-    test, finder = range_test(cfg), batch_finder(cfg)
+    test = read(RangeTest, cfg.lr_find, "lr_find")
+    finder = read(BatchFinder, cfg.batch_find, "batch_find")
     if cfg.trainer.get("fast_dev_run"):  # Lightning's Tuner skips its search, returns None
         said = shown(cfg.trainer.fast_dev_run)
         raise ConfigError(
@@ -100,14 +101,6 @@ def check_tuning(cfg: DictConfig) -> None:
         )
     if several_processes(cfg.trainer):  # before a Trainer is built: it would look for the GPUs
         raise _distributed(cfg)
-
-
-def range_test(cfg: DictConfig) -> RangeTest:
-    return read(RangeTest, cfg.lr_find, "lr_find")
-
-
-def batch_finder(cfg: DictConfig) -> BatchFinder:
-    return read(BatchFinder, cfg.batch_find, "batch_find")
 
 
 def tuning_trainer(cfg: DictConfig, steps: int) -> L.Trainer:
@@ -146,7 +139,7 @@ def find_lr(
     """The learning-rate range test (Lightning's ``Tuner.lr_find``): the loss-against-rate plot
     (lr_find.png, lr_find.csv), the rate at the steepest fall of the loss, and the range of a
     cyclic or one-cycle schedule: up to where the loss stopped falling, from a quarter of it."""
-    o = range_test(cfg)
+    o = read(RangeTest, cfg.lr_find, "lr_find")
     trainer = tuning_trainer(cfg, o.steps)
     steps = _recorded_losses(module)
     module.stop_on_nonfinite = False  # the test ends when the loss explodes, on purpose
@@ -235,7 +228,7 @@ def find_batch_size(
     """The largest batch that trains on the run's device, its peak memory per image (a GPU's
     most allocated), and the rate the linear scaling rule gives it (Goyal et al., 2017:
     lr x batch / the configured batch)."""
-    o = batch_finder(cfg)
+    o = read(BatchFinder, cfg.batch_find, "batch_find")
     trials = o.max_trials * o.steps_per_trial
     trainer = tuning_trainer(cfg, trials)
     size = Tuner(trainer).scale_batch_size(
@@ -257,7 +250,7 @@ def find_batch_size(
         "batch_size": size,
         "device": str(trainer.strategy.root_device),
         "limited_by": _limit(size, datamodule, o),
-        "peak_memory_per_image_mib": _memory_per_image(cfg, module, datamodule, size),
+        "peak_memory_per_image_mib": _memory_per_image(cfg, module, datamodule, size, o),
         "scaled_lr": float(f"{scaled:.3g}"),
         "override": f"data.batch_size={size} optimizer.lr={scaled:.3g}",
     }
@@ -270,7 +263,7 @@ def find_batch_size(
     return result
 
 
-def _limit(size: int, datamodule: ImageDataModule, options: DictConfig) -> str:
+def _limit(size: int, datamodule: ImageDataModule, options: BatchFinder) -> str:
     if size >= len(datamodule.train_set):
         return "the training set's size"
     if size >= options.max_batch:
@@ -279,11 +272,11 @@ def _limit(size: int, datamodule: ImageDataModule, options: DictConfig) -> str:
 
 
 def _memory_per_image(
-    cfg: DictConfig, module: Classifier, datamodule: ImageDataModule, size: int
+    cfg: DictConfig, module: Classifier, datamodule: ImageDataModule, size: int, o: BatchFinder
 ) -> float | None:
     """A few training steps at ``size``, their peak allocated GPU memory over ``size`` (MiB);
     None off a GPU. The weights are put back afterwards, as the Tuner does."""
-    trainer = tuning_trainer(cfg, batch_finder(cfg).steps_per_trial)
+    trainer = tuning_trainer(cfg, o.steps_per_trial)
     if trainer.strategy.root_device.type != "cuda":
         return None
     weights = {k: v.detach().clone() for k, v in module.state_dict().items()}

@@ -2,11 +2,9 @@
 ``python -m hydra_plugins.cnnlab_gpus._child <job.pkl> <result.pkl>``.
 
 The parent sends what Hydra's ``run_job`` needs (the job's sweep config, Hydra's context and
-singletons), how to find the task function, and its OmegaConf resolvers, pickled with
-cloudpickle as submitit does, so that a resolver registered in a script's ``__main__`` block
-(or a task defined inside a function) travels by value. This process runs the job exactly as
-Hydra's basic launcher would in-process and sends back the JobReturn; a failure's traceback
-goes to the job's ``launcher.log`` and back to the parent.
+singletons) and what transport.py carries. This process runs the job exactly as Hydra's basic
+launcher would in-process and sends back the JobReturn; a failure's traceback goes to the
+job's ``launcher.log`` and back to the parent.
 """
 
 import os
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import cloudpickle
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, run_job, setup_globals
+from hydra.core.utils import run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.basecontainer import BaseContainer
 
@@ -45,16 +43,12 @@ def main(job_path: str, result_path: str, *ignored: str) -> None:
     )
     failure = transport.failure(ret)
     if os.environ.get("LOCAL_RANK", "0") == "0":
+        # Plain configs: structured ones refer to their dataclasses, which Hydra's plugin scan
+        # has defined a second time in this process (pickle refuses those).
+        ret.cfg, ret.hydra_cfg = (_plain(c) for c in (ret.cfg, ret.hydra_cfg))
         tmp = Path(f"{result_path}.tmp")
-        tmp.write_bytes(cloudpickle.dumps((_plain_configs(ret), failure)))
+        tmp.write_bytes(cloudpickle.dumps((ret, failure)))
         tmp.replace(result_path)
-
-
-def _plain_configs(ret: JobReturn) -> JobReturn:
-    """The JobReturn with plain configs: structured configs refer to their dataclasses, which
-    Hydra's plugin scan has defined a second time in this process (pickle refuses those)."""
-    ret.cfg, ret.hydra_cfg = (_plain(c) for c in (ret.cfg, ret.hydra_cfg))
-    return ret
 
 
 def _plain(config: DictConfig | None) -> DictConfig | None:

@@ -29,7 +29,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, open_dict, read_write
 
 from cnnlab import processes
 from cnnlab.errors import LaunchError, refuse
@@ -86,16 +86,12 @@ class Job:
 
 
 class GpusLauncher(Launcher):
-    def __init__(
-        self,
-        devices: Sequence[Any] | None = None,
-        jobs_per_gpu: int = 1,
-        gpus_per_job: int = 1,
-        stop_seconds: float = 10.0,
-    ) -> None:
-        self.devices = None if devices is None else [str(d) for d in devices]
-        self.jobs_per_gpu, self.gpus_per_job = jobs_per_gpu, gpus_per_job
-        self.stop_seconds = stop_seconds
+    def __init__(self, **options: Any) -> None:
+        """``options``: those of GpusLauncherConf, which holds their defaults."""
+        conf = GpusLauncherConf(**options)
+        self.devices = None if conf.devices is None else [str(d) for d in conf.devices]
+        self.jobs_per_gpu, self.gpus_per_job = conf.jobs_per_gpu, conf.gpus_per_job
+        self.stop_seconds = conf.stop_seconds
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -186,9 +182,7 @@ class GpusLauncher(Launcher):
             config.hydra.job.id = num
             config.hydra.job.num = num
         HydraConfig.instance().set_config(config)  # resolves the job's ${hydra.job.num}
-        output_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir"))) / str(
-            OmegaConf.select(config, "hydra.sweep.subdir")
-        )
+        output_dir = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
         output_dir.mkdir(parents=True, exist_ok=True)
         with read_write(config.hydra.run):  # Lightning starts a DDP job's other ranks in
             config.hydra.run.dir = str(output_dir)  # hydra.run.dir: the job's, as rank 0's
@@ -209,7 +203,8 @@ class GpusLauncher(Launcher):
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
         env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
         with open(output_dir / "launcher.log", "ab") as output:  # a rerun's attempt adds to it
-            header = f"==== job #{num}, GPU {','.join(devices)}, started {_now()} ====\n"
+            started = time.strftime("%Y-%m-%d %H:%M:%S")
+            header = f"==== job #{num}, GPU {','.join(devices)}, started {started} ====\n"
             output.write(header.encode())
             output.flush()
             child = [sys.executable, "-m", "hydra_plugins.cnnlab_gpus._child", job_file, result]
@@ -255,7 +250,3 @@ def _visible_devices() -> list[str]:
 
 def _listed(values: Sequence[str]) -> str:
     return "[" + ",".join(values) + "]"
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S")

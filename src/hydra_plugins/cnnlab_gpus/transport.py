@@ -8,6 +8,7 @@ import inspect
 import pickle
 import sys
 import traceback
+from operator import attrgetter
 
 import cloudpickle
 from hydra.core.utils import JobReturn, JobStatus
@@ -56,12 +57,8 @@ class RemoteTraceback(Exception):
     """The failed job's traceback, from its process: the cause of the error it raised there,
     so that the error printed at the end of the sweep shows the frames of the user's code."""
 
-    def __init__(self, text: str):
-        super().__init__(text)
-        self.text = text
-
     def __str__(self) -> str:
-        return f'\n"""\n{self.text}"""'
+        return f'\n"""\n{self.args[0]}"""'
 
 
 def rebuilt(failure: dict) -> BaseException:
@@ -83,26 +80,18 @@ def rebuilt(failure: dict) -> BaseException:
 
 
 def task(reference):
-    """The task function: sent by value, or imported by name, or, for a script's
-    ``__main__``, loaded from its file (its ``if __name__ == "__main__"`` block does not run);
-    unwrapped from ``@hydra.main`` where the parent found it wrapped."""
+    """The task function from what ``task_reference`` sent."""
     if callable(reference):
         return reference
     module, name, path, wrapped = reference
     if path is None:
-        found = _attribute(importlib.import_module(module), name)
+        found = attrgetter(name)(importlib.import_module(module))
     else:
         spec = importlib.util.spec_from_file_location("cnnlab_gpus_task", path)
         script = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(script)
-        found = _attribute(script, name)
+        found = attrgetter(name)(script)
     return inspect.unwrap(found) if wrapped else found
-
-
-def _attribute(owner, dotted: str):
-    for part in dotted.split("."):
-        owner = getattr(owner, part)
-    return owner
 
 
 def resolvers(pickled: dict[str, bytes]) -> dict:

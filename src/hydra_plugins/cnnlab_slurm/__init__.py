@@ -1,2 +1,1 @@
-"""``hydra/launcher=slurm``: hydra-submitit-launcher's SLURM launcher, checked against the
-cluster before it submits and waiting for every job (see slurm_launcher.py)."""
+"""``hydra/launcher=slurm``: submitit's SLURM launcher, checked, every job waited for."""

@@ -30,7 +30,7 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf, open_dict
 
-from cnnlab.errors import LaunchError, refuse
+from cnnlab.errors import LaunchError, first_line, refuse
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         try:
             ret = job.results()[0]
         except Exception as error:  # noqa: BLE001 - ended without a result: killed, cancelled
-            first_line = str(error).strip().splitlines()[0]
-            return self._failed(num, overrides, f"job #{num} ({job.job_id}): {first_line}")
+            said = first_line(error)
+            return self._failed(num, overrides, f"job #{num} ({job.job_id}): {said}")
         if ret.status == JobStatus.FAILED:
             log.error(f"#{num} ({job.job_id}) failed: {ret._return_value}")
         return ret
