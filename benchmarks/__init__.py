@@ -1,2 +1,2 @@
 """Development tools, apart from what a run imports: cnnlab against a plain PyTorch loop
-(speed.py), the data path (data_path.py) and the GPU check (gpu/)."""
+(speed.py), the data path (data_path.py), the GPU check (gpu/) and its --wheels (wheels.py)."""

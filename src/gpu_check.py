@@ -2,56 +2,23 @@
 
     python src/gpu_check.py --out DIR [--fashion DIR] [--wheels DIR] [--toy]
 
-It runs from the source tree, cnnlab installed or not. ``--wheels DIR`` first installs those of
-the wheels in DIR whose packages this Python lacks (Hydra, kornia, captum, ...: what a GPU image
-with torch and Lightning may not have) into a folder of their own, for this process and every
-job it starts; the Python's own packages stay as they are.
+It runs from the source tree, cnnlab installed or not; ``--wheels DIR`` first adds the wheels
+in DIR that this Python lacks (benchmarks/wheels.py).
 """
 
 import argparse
-import atexit
-import importlib.metadata
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-
-def use_wheels(folder: Path) -> None:
-    wheels = sorted(folder.glob("*.whl"))
-    if not wheels:
-        sys.exit(f"cnnlab: error: --wheels {folder}: no .whl files there")
-    missing = [str(w) for w in wheels if not _installed(w.name.split("-")[0])]
-    if not missing:
-        return
-    site = tempfile.mkdtemp(prefix="cnnlab-wheels-")
-    atexit.register(shutil.rmtree, site, ignore_errors=True)
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
-    done = subprocess.run([*pip, "--target", site, *missing], capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
-        sys.exit(f"cnnlab: error: --wheels {folder}: {last}")
-    sys.path.insert(0, site)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))
-
-
-def _installed(distribution: str) -> bool:
-    try:
-        importlib.metadata.version(distribution)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
-
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's benchmarks/
     wheels = argparse.ArgumentParser(add_help=False)
     wheels.add_argument("--wheels", type=Path)
     known, _ = wheels.parse_known_args()
     if known.wheels is not None:  # before cnnlab is imported: it imports Hydra
+        from benchmarks.wheels import use_wheels
+
         use_wheels(known.wheels)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's benchmarks/
     from benchmarks.gpu import main
 
     sys.exit(main())

@@ -2,6 +2,9 @@
 a GPU runs it: the tests it ran, the runs it timed, the grids it launched, the table it wrote."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,3 +123,12 @@ def test_a_part_run_again_into_the_same_folder_measures_afresh_and_keeps_the_oth
     after = json.loads((out / "results.json").read_text())["parts"]
     assert after["packing"] == before["packing"] and list(after) == list(before)
     assert json.loads((out / "fashion" / "metrics.json").read_text())["started_at"] != first
+
+
+def test_wheels_from_a_folder_without_any_are_refused_in_one_line(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "src" / "gpu_check.py"
+    args = [sys.executable, str(script), "--wheels", str(tmp_path), "--out", str(tmp_path / "o")]
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == f"cnnlab: error: --wheels {tmp_path}: no .whl files there"
+    assert not (tmp_path / "o").exists()

@@ -3,7 +3,7 @@
 A declaration is a signature whose parameters are annotated: ``lr: Positive``, ``momentum:
 Fraction = 0.9``. A registered component (a model, an activation) and a cnnlab class that a
 ``_target_`` names are their own declarations; a group's plain options are a pydantic dataclass
-beside the code that reads them (``ScheduleOptions``); another library's classes (torch's
+beside the code that reads them (``Scheduling``); another library's classes (torch's
 optimizers, Lightning's Trainer, kornia's augmentations) are declared in ``cnnlab.config.declared``.
 ``check_options`` holds a config node against one declaration: a value that does not fit is one
 ConfigError line, ``optimizer.lr=-1: expected a number > 0``, the text made from the annotation.

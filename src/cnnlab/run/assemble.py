@@ -68,7 +68,7 @@ def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None 
     if wandb_id and logger_cfgs.get("wandb"):
         logger_cfgs["wandb"] |= {"id": wandb_id, "resume": "allow"}
     loggers = [build(c, where=f"logger.{k}") for k, c in logger_cfgs.items() if c]
-    validates = select_best or cfg.data.get("val_on_test", False)
+    validates = select_best or bool(cfg.data.get("val_on_test"))
     extra = {} if validates else {"limit_val_batches": 0}
     # Checkpoints are written in a thread (from copies of the tensors), so training does not
     # wait for the disk; Lightning waits for the last one when fitting ends or fails.

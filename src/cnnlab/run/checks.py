@@ -48,7 +48,7 @@ REGISTERED = {
     "activation": ("activation", None),
     "norm": ("norm", None),
     "init": ("init", "cnnlab.models.pretrained.load_pretrained"),
-    "scheduler": ("scheduler", "cnnlab.training.schedules.schedule_options"),
+    "scheduler": ("scheduler", "cnnlab.training.schedules.Scheduling"),
     "preprocess": ("preprocess", None),
     "data.dataset": ("data", None),
 }
@@ -147,7 +147,7 @@ def check_declared(cfg: DictConfig) -> None:
     """Every option of ``cfg`` against its declaration (``declared_nodes``)."""
     for node in declared_nodes(OmegaConf.to_container(cfg, resolve=True)):
         check_options(node.declaration, node.options, node.where, node.supplied, node.name)
-    if cfg.trainer.get("max_epochs") == -1 and cfg.trainer.get("max_steps", -1) == -1:
+    if cfg.trainer.get("max_epochs") == -1 and cfg.trainer.get("max_steps") in (None, -1):
         raise ConfigError("trainer.max_epochs=-1 needs trainer.max_steps > 0: the run has no end")
 
 

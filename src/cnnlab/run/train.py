@@ -83,7 +83,7 @@ def train(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
     """Build everything, fit (from ``resume``, a checkpoint, if given) and test: the outcome."""
     Console().print(Syntax(OmegaConf.to_yaml(cfg, resolve=True), "yaml"))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
     datamodule = build_datamodule(cfg)
     datamodule.setup()  # load now: a missing data set fails before anything is built
     module = build_module(cfg, pretrained=resume is None)

@@ -20,7 +20,7 @@ from torch.optim import lr_scheduler as torch_schedules
 
 from cnnlab import registry
 from cnnlab.errors import ConfigError
-from cnnlab.options import Count, Natural, NonNegative, Positive, Supplied, check_options
+from cnnlab.options import Count, Natural, NonNegative, Positive, Supplied, read
 from cnnlab.registry import register
 
 Decay = Annotated[float, Gt(0), Le(1)]  # a factor that shrinks the rate
@@ -81,18 +81,19 @@ class Warmup(torch_schedules.LRScheduler):
         self.__dict__.update(state)
 
 
-def schedule_options(
-    interval: Literal["epoch", "step"] = "epoch",
-    warmup_epochs: Annotated[float, Ge(0), Le(100_000)] = 0,
-    warmup_start: Annotated[float, Gt(0), Le(1)] = 0.1,
-    monitor: str | None = None,
-) -> None:
+@dataclass(frozen=True)
+class Scheduling:
     """The ``scheduler`` group's own options beside the schedule's: how often it steps, a
     linear warmup over ``warmup_epochs`` from ``warmup_start`` times the rate, and the metric
     it watches (``plateau``)."""
 
+    interval: Literal["epoch", "step"] = "epoch"
+    warmup_epochs: Annotated[float, Ge(0), Le(100_000)] = 0
+    warmup_start: Annotated[float, Gt(0), Le(1)] = 0.1
+    monitor: str | None = None
 
-COMMON = ("interval", "warmup_epochs", "warmup_start", "monitor")
+
+OWN = tuple(Scheduling.__dataclass_fields__)
 
 
 def build_schedule(
@@ -101,34 +102,32 @@ def build_schedule(
     """Lightning's ``lr_scheduler`` dict for the ``scheduler`` node ``spec``, or None for a
     constant learning rate. ``total_steps``: optimizer steps in the whole run (inf without an
     end); ``steps_per_epoch``: in one epoch."""
-    common = {k: v for k, v in spec.items() if k in COMMON}
-    check_options(schedule_options, common, "scheduler")
-    interval = common.get("interval", "epoch")
+    own = read(Scheduling, {k: v for k, v in spec.items() if k in OWN}, "scheduler")
     if steps_per_epoch < 1:
         raise ConfigError(
             "an epoch has no training batch: the training set is smaller than one batch "
             "(with mixup, batches must be full) or trainer.limit_train_batches is 0"
         )
-    if interval == "epoch":
+    if own.interval == "epoch":
         steps = Steps(1, math.ceil(total_steps / steps_per_epoch))
     else:
         steps = Steps(steps_per_epoch, total_steps)
-    make = registry.factory("scheduler", {k: v for k, v in spec.items() if k not in COMMON})
-    warmup = _warmup_length(common.get("warmup_epochs", 0), steps.per_epoch, interval)
+    make = registry.factory("scheduler", {k: v for k, v in spec.items() if k not in OWN})
+    warmup = _warmup_length(own.warmup_epochs, steps.per_epoch, own.interval)
     if warmup and not getattr(make.func, "warms_up", True):
         raise ConfigError(
             f"scheduler.warmup_epochs works with every schedule but {spec['name']}, which "
             "cannot be warmed up (onecycle has its own warmup; plateau watches a metric)"
         )
-    main = registry.supply(make, optimizer=optimizer, steps=steps, interval=interval)
+    main = registry.supply(make, optimizer=optimizer, steps=steps, interval=own.interval)
     if main is None and not warmup:
         return None
     main = main or torch_schedules.ConstantLR(optimizer, 1.0, 0)
     if warmup:
-        main = Warmup(optimizer, main, warmup, common.get("warmup_start", 0.1))
-    schedule = {"scheduler": main, "interval": interval}
-    if common.get("monitor"):
-        schedule["monitor"] = common["monitor"]
+        main = Warmup(optimizer, main, warmup, own.warmup_start)
+    schedule = {"scheduler": main, "interval": own.interval}
+    if own.monitor:
+        schedule["monitor"] = own.monitor
     return schedule
 
 
