@@ -34,7 +34,7 @@ CHOICES = [("top", "train")] + [
 ]
 # Values per option: enough to meet each kind of mistake within a few CI minutes; raise it
 # (CNNLAB_CONTRACT_EXAMPLES=200) to search harder.
-EXAMPLES = int(os.environ.get("CNNLAB_CONTRACT_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("CNNLAB_CONTRACT_EXAMPLES", "4"))
 FAKE = ["data=fake", "data.dataset.train_size=8", "data.dataset.test_size=4"]
 
 # What a command line can give a setting: YAML's values, edges of every range included.

@@ -1,9 +1,7 @@
 """Declarations read from the source files, without importing them: ``--help GROUP`` answers in
-a second, where importing torch alone takes several. A declaration read so has the same
-parameters, annotations and defaults as the object imported (a test holds the two together);
-what a source file names from a library not imported here (torch's ``nn.Module``) becomes
-``Opaque``, a type no config can set, as the real one is.
-"""
+a second, where importing torch alone takes several. A test holds them to the imported objects;
+a name from a library not imported here (torch's ``nn.Module``) becomes ``Opaque``, a type no
+config can set, as the real one is."""
 
 import ast
 import importlib
@@ -13,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 PACKAGE = Path(__file__).resolve().parents[1]  # src/cnnlab
-# Modules whose names a declaration uses, imported for real: light, and what annotations are
-# made of.
+# Imported for real where a declaration uses their names: light, and what annotations are made of.
 LIGHT = ("typing", "collections.abc", "annotated_types", "pathlib", "cnnlab.options")
 
 
@@ -25,14 +22,16 @@ class _Unknown(type):
     def __getitem__(cls, item: Any) -> type:
         return cls
 
+    def __iter__(cls):  # tuple(Opaque) would never end: __getitem__ answers every index
+        raise TypeError("an opaque name cannot be iterated")
+
 
 class Opaque(metaclass=_Unknown):
     """A name from a module not imported here (torch's, Lightning's): no config sets one."""
 
 
 class Declared:
-    """A declaration read from source: ``inspect.signature`` and ``typing.get_type_hints``
-    read it as they read the object itself."""
+    """A declaration read from source, which ``inspect.signature`` and ``get_type_hints`` read."""
 
     def __init__(self, qualname: str, parameters: list[inspect.Parameter]):
         self.__qualname__ = self.__name__ = qualname
@@ -52,8 +51,7 @@ def declaration(dotted: str) -> Declared | None:
 
 @cache
 def registered(kind: str) -> dict[str, Declared]:
-    """Every component registered as ``kind`` (``@register("model", "nin")`` or
-    ``register("model", "nin")(NIN)``) in the registry's packages, by name."""
+    """Every component registered as ``kind`` in the registry's packages, by name."""
     from cnnlab.registry import PACKAGES
 
     found = {}
@@ -188,8 +186,7 @@ def _is_dataclass(node: ast.ClassDef) -> bool:
 
 
 def _register_call(node: ast.AST) -> tuple[str, str, str] | None:
-    """(kind, name, what it registers) of ``@register("kind", "name")`` on a definition, or
-    of ``register("kind", "name")(Target)``."""
+    """(kind, name, target) of ``@register(kind, name)`` or ``register(kind, name)(Target)``."""
     if isinstance(node, ast.FunctionDef | ast.ClassDef):
         for decorator in node.decorator_list:
             found = _register_args(decorator)
