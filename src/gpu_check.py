@@ -1,10 +1,5 @@
-"""The GPU check in one command (benchmarks/gpu/__init__.py says what it measures):
-
-    python src/gpu_check.py --out DIR [--fashion DIR] [--wheels DIR] [--toy]
-
-It runs from the source tree, cnnlab installed or not; ``--wheels DIR`` first adds the wheels
-in DIR that this Python lacks (benchmarks/wheels.py).
-"""
+"""The GPU check (benchmarks/gpu/__init__.py says what it measures), run from the source tree:
+``python src/gpu_check.py --out DIR [--fashion DIR] [--wheels DIR] [--toy]``."""
 
 import argparse
 import sys

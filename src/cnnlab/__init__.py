@@ -6,6 +6,5 @@ from pathlib import Path
 # sit beside src/, where the scripts, the evaluation and the benchmarks all compose them.
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
-# The config resolvers (${cnnlab.new_dir:...}). The components (models, data sets, ...) are
-# imported by cnnlab.registry at the first lookup, so that importing cnnlab stays light.
+# The config resolvers (${cnnlab.new_dir:...}); the components load at the registry's first lookup
 from cnnlab.config import job  # noqa: E402, F401

@@ -1,16 +1,7 @@
 """What the command-line scripts share: the checks made before Hydra starts (a run directory that
-is a file, ``--help GROUP``, a mistyped option), and one way a run ends on a user's mistake or
-a fault: one line, exit status 2 (1 for a fault), and no directory left by a run refused at
-start.
+is a file, ``--help GROUP``, a mistyped option), and one way a run ends on a user's mistake or a
+fault: one line, exit status 2 (1 for a fault), and no directory left by a run refused at start."""
 
-``python src/train.py --help GROUP`` lists a group's options, read from their declarations. Each
-option is listed with what it accepts (the words of the error a wrong value gets) and its value
-in the config composed from the rest of the command line, so ``--help scheduler
-scheduler=step`` shows StepLR's options as that run would have them. An option a declaration
-takes but the YAML does not set is shown with ``+`` in front, as it is set on the command line.
-"""
-
-import inspect
 import shutil
 import sys
 from collections.abc import Iterator
@@ -18,26 +9,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
 from cnnlab import CONF
-from cnnlab.config.job import check_choices, compose
+from cnnlab.config.job import check_choices, compose, in_sweep
 from cnnlab.errors import ConfigError, Diverged, SaveFailed
 from cnnlab.files import LOCK, in_use, read_record
 from cnnlab.options import _settable, describe, parameters, shown
 from cnnlab.run.checks import FromSource, declared_nodes
 
-# The words each kind of ending is introduced by.
 SAID = {ConfigError: "error", Diverged: "training diverged", SaveFailed: "run failed"}
 
 
 def prepare(argv: list[str], own: tuple[str, ...] | None = ()) -> None:
-    """Before Hydra starts: refuse a run directory that is a file, answer ``--help GROUP`` (the
-    training config's groups; ``own`` are a script's top keys beside them, such as
-    ``src/tune.py``'s ``find``; None: the script takes no group help), and name an option that
-    does not exist (with the nearest one)."""
+    """Before Hydra starts: refuse a run directory that is a file, answer ``--help GROUP`` (``own``:
+    a script's top keys beside the groups, ``src/tune.py``'s ``find``; None: no group help), and
+    name an option that does not exist."""
     check_dir_overrides(argv)
     asks_help = any(a in ("-h", "--help") for a in argv)
     if own is not None and asks_help and any(not a.startswith("-") and "=" not in a for a in argv):
@@ -50,15 +37,14 @@ def prepare(argv: list[str], own: tuple[str, ...] | None = ()) -> None:
 
 @contextmanager
 def one_line(output_dir: str | Path | None = None, program: str = "cnnlab") -> Iterator[None]:
-    """End a user's mistake (ConfigError) or a fault (a run that diverged, a save that failed)
-    with one line on stderr and exit status 2 or 1; a refused run leaves no ``output_dir``. In a
-    ``-m`` sweep the job fails instead (Hydra runs the others and reports it at the end)."""
+    """End a user's mistake (status 2; a refused run leaves no ``output_dir``) or a fault (1) with
+    one line on stderr; in a ``-m`` sweep the job fails instead (Hydra runs the others)."""
     try:
         yield
     except (ConfigError, Diverged, SaveFailed) as err:
         what = next(word for kind, word in SAID.items() if isinstance(err, kind))
         print(f"{program}: {what}: {err}", file=sys.stderr)
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        if in_sweep():
             raise type(err)(str(err)) from None
         if isinstance(err, ConfigError) and output_dir is not None:
             remove_refused(Path(output_dir))  # nothing ran: leave no run directory behind
@@ -66,9 +52,8 @@ def one_line(output_dir: str | Path | None = None, program: str = "cnnlab") -> I
 
 
 def answer(args: list[str], own: tuple[str, ...] = ()) -> None:
-    """``--help GROUP ... [overrides]`` of a script's command line: print the groups' help and
-    exit 0, or one line and exit 2. ``own`` are the script's top keys, left out of what help
-    composes."""
+    """``--help GROUP ... [overrides]``: print the groups' help and exit 0, or one line and exit
+    2; ``own`` are the script's top keys, left out of what help composes."""
     given = [a for a in args if not a.startswith("-")]
     words = [a for a in given if "=" not in a]
     overrides = [a for a in given if "=" in a and _key(a) not in own]
@@ -149,15 +134,13 @@ def _rows(node) -> Iterator[tuple[str, str, str]]:
         else:
             key = f"+{key}"
             default = param.default
-            required = default is inspect.Parameter.empty
-            value = "required" if required else f"default {shown(default)}"
+            value = "required" if default is param.empty else f"default {shown(default)}"
         yield key, describe(param.annotation), value
 
 
 def remove_refused(directory: Path) -> None:
-    """Remove the directory of a run that was refused at start: only if it holds nothing but
-    what Hydra and the refusal wrote there (.hydra/, the job's log, a metrics.json of the
-    error), never a directory with another run's files in it."""
+    """Remove a refused run's directory if it holds nothing but what Hydra and the refusal wrote
+    (.hydra/, the job's log, a metrics.json of the error): never another run's files."""
     if not directory.is_dir() or in_use(directory):  # (a second run started into a live one)
         return
     names = [p.name for p in directory.iterdir()]
@@ -172,9 +155,8 @@ def remove_refused(directory: Path) -> None:
 
 
 def check_dir_overrides(args: list[str]) -> None:
-    """``hydra.run.dir=`` or ``hydra.sweep.dir=`` naming a file, or a folder under one: end the
-    program with one line and status 2 before Hydra tries to make it (its mkdir fails with a
-    page of traceback, and status 0 for a single run)."""
+    """``hydra.run.dir=`` or ``hydra.sweep.dir=`` at or under a file: one line and status 2 before
+    Hydra tries to make it (its mkdir fails with a page of traceback, status 0 for a single run)."""
     for arg in args:
         key, _, value = arg.partition("=")
         if key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir") or "${" in value:

@@ -19,8 +19,7 @@ class Diverged(Exception):
 
 
 class Pruned(Exception):
-    """A search's pruner stopped the trial early (src/search.py): the run records ``pruned``,
-    an outcome of the search and not a fault, and ends without an error."""
+    """A search's pruner stopped the trial: the run records ``pruned`` and ends without an error."""
 
 
 class SaveFailed(Exception):

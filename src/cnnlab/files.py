@@ -1,9 +1,6 @@
-"""The files a run writes and reads: written whole or not at all, read without trusting them
-(a crash, a full disk or a person may have damaged them), and held by one process at a time.
-
-A damaged record is named in a warning and treated as missing: never trusted, and never the
-end of a sweep's rerun or of its report.
-"""
+"""The files a run writes and reads: written whole or not at all, read without trusting them (a
+crash, a full disk or a person may have damaged them: a damaged record is named in a warning and
+treated as missing, never the end of a sweep's rerun or report), held by one process at a time."""
 
 import csv
 import json
@@ -50,9 +47,8 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def save_failure(err: BaseException, path: str | Path) -> SaveFailed | None:
-    """``err`` as a one-line SaveFailed naming ``path``, if an OSError of the file system is
-    behind it; None otherwise. torch reports a write that failed (a full disk) as
-    "unexpected pos 704 vs 598", with the OSError only as that error's context."""
+    """``err`` as a one-line SaveFailed naming ``path`` if a file system's OSError is behind it
+    (torch says "unexpected pos 704 vs 598" for a full disk, the OSError its context); else None."""
     seen: BaseException | None = err
     for _ in range(8):  # a chain of contexts is short; never follow one round in a circle
         if seen is None:
@@ -88,10 +84,9 @@ def held(
     holder: str = "another process is training there",
     wait: bool = False,
 ) -> Iterator[None]:
-    """Hold ``directory``'s lock file ``name`` while the block runs: a second process started
-    into it gets Busy, saying who ``holder`` is, instead of writing the same files (with
-    ``wait``, it waits its turn). The lock is the operating system's (flock): it ends with the
-    process, so a killed one leaves none."""
+    """Hold ``directory``'s lock file ``name`` while the block runs: a second process gets Busy
+    naming ``holder`` (with ``wait``, it waits its turn). The lock is the operating system's
+    (flock): it ends with the process, so a killed one leaves none."""
     directory.mkdir(parents=True, exist_ok=True)
     lock = FileLock(directory / name, timeout=-1 if wait else 0)
     try:
@@ -121,10 +116,9 @@ def in_use(directory: Path, name: str = LOCK) -> bool:
 
 
 def epoch_series(job_dir: Path) -> dict[str, dict[int, float]]:
-    """Each logged metric by epoch, from the job's CSV log (train and val sit on separate rows
-    of the same epoch there; the learning rate, logged as an epoch starts, on a row with a step
-    but no epoch: it belongs to the next row that has one). A value that cannot be read (a log
-    cut short) is left out."""
+    """Each logged metric by epoch, from the job's CSV log, where the learning rate, logged as an
+    epoch starts, is on a row with a step but no epoch: it belongs to the next row that has one.
+    A value that cannot be read (a log cut short) is left out."""
     path = job_dir / "csv" / "metrics.csv"
     series: dict[str, dict[int, float]] = {}
     if not path.is_file():

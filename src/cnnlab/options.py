@@ -1,13 +1,6 @@
-"""Options declared once, with their type and range, and checked with pydantic.
-
-A declaration is a signature whose parameters are annotated: ``lr: Positive``, ``momentum:
-Fraction = 0.9``. A registered component (a model, an activation) and a cnnlab class that a
-``_target_`` names are their own declarations; a group's plain options are a pydantic dataclass
-beside the code that reads them (``Scheduling``); another library's classes (torch's
-optimizers, Lightning's Trainer, kornia's augmentations) are declared in ``cnnlab.config.declared``.
-``check_options`` holds a config node against one declaration: a value that does not fit is one
-ConfigError line, ``optimizer.lr=-1: expected a number > 0``, the text made from the annotation.
-"""
+"""Options declared once, as annotated parameters (``lr: Positive``; where each kind is declared:
+docs/development.md), and checked with pydantic: a value that does not fit is one ConfigError
+line made from the annotation, ``optimizer.lr=-1: expected a number > 0``."""
 
 import inspect
 import math
@@ -48,9 +41,8 @@ Rates = Fraction | list[Fraction]  # one dropout rate everywhere, or one per dro
 
 
 class Supplied:
-    """``channels: Supplied[int]``: an argument the code passes itself (a model's activation, an
-    activation's channel count), never an option: the config may not set it, and help does not
-    list it."""
+    """``channels: Supplied[int]``: an argument the code passes itself (an activation's channel
+    count), never an option: the config may not set it, and help does not list it."""
 
     def __class_getitem__(cls, kind: Any) -> Any:
         return Annotated[kind, cls]
@@ -76,9 +68,8 @@ def check_options(
     supplied: Sequence[str] = (),
     name: str | None = None,
 ) -> None:
-    """Raise a one-line ConfigError for the first option of ``options`` (the node at ``where``)
-    that ``declaration`` does not take or whose value its annotation refuses. ``supplied`` are
-    the arguments the code passes itself (a model's activation); the config may not set them."""
+    """A one-line ConfigError for the first option of the node at ``where`` that ``declaration``
+    does not take or refuses; ``supplied`` are passed by the code, and may not be set."""
     declared = parameters(declaration, supplied)
     open_ended = any(
         p.kind is p.VAR_KEYWORD for p in inspect.signature(declaration).parameters.values()
@@ -151,13 +142,10 @@ def describe(annotation: Any) -> str:
         return f"a list of {_plural(describe(args[0]))}" if args else "a list"
     if origin in (dict, Mapping) or annotation in (dict, Mapping):
         return "a mapping"
+    if annotation in (Any, inspect.Parameter.empty):
+        return "anything"
     words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    return words.get(
-        annotation,
-        "anything"
-        if annotation in (Any, inspect.Parameter.empty)
-        else getattr(annotation, "__name__", str(annotation)),
-    )
+    return words.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
 def shown(value: Any) -> str:
@@ -235,10 +223,8 @@ def _bounded(kind: str, constraints: tuple) -> str:
     if size and kind.startswith("a list of "):
         kind = f"a list of {size} {kind.removeprefix('a list of ')}"
     if low and high:
-        left, right = (
-            "(" if low[0] == ">" and low[1] == " " else "[",
-            ")" if high[1] == " " else "]",
-        )
+        left = "(" if low.startswith("> ") else "["
+        right = ")" if high.startswith("< ") else "]"
         return f"{kind} in {left}{low.split()[-1]}, {high.split()[-1]}{right}"
     return " ".join(part for part in (kind, low, high) if part)
 

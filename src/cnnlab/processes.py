@@ -1,5 +1,4 @@
-"""Child processes that end with their parent and are stopped as a group: a search's trials and
-the gpus launcher's jobs. Both stop on Ctrl-C or SIGTERM, and no child outlives them."""
+"""Child processes (a search's trials, the gpus launcher's jobs) that never outlive their parent."""
 
 import ctypes
 import os

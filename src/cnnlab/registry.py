@@ -1,12 +1,6 @@
-"""The two ways a config names what to build.
-
-- cnnlab's components by name: the kind is the config group's name (``activation``, ``norm``,
-  ``init``, ``model``, ``dataset``, ``scheduler``, ``preprocess``), so ``activation=elu`` on the
-  command line finds ``@register("activation", "elu")``. Every module of the component packages
-  is imported at the first lookup: a new component is its module and its YAML, no import line.
-- other libraries' objects (optimizers, callbacks, loggers, the Trainer, augmentations) by the
-  ``_target_`` of their node, built with ``build``.
-"""
+"""The two ways a config names what to build (docs/development.md): cnnlab's components by name,
+the kind being the group's (``activation=elu`` finds ``@register("activation", "elu")``), and
+other libraries' objects by the ``_target_`` of their node (``build``)."""
 
 import importlib
 import inspect
@@ -23,8 +17,7 @@ from cnnlab.errors import ConfigError, first_line
 from cnnlab.options import check_options
 
 _REGISTRY: dict[str, dict[str, Callable]] = defaultdict(dict)
-# Where components are registered. Imported at the first lookup, not with cnnlab: --help and a
-# mistyped option then answer without loading torch.
+# Where components are registered; imported at the first lookup (--help needs no torch).
 PACKAGES = ("cnnlab.layers", "cnnlab.models", "cnnlab.data", "cnnlab.training")
 _loaded = False
 
@@ -75,13 +68,9 @@ def create(kind: str, name: str, *args, **kwargs) -> Any:
 
 
 def factory(kind: str, spec: Mapping[str, Any], where: str | None = None) -> Callable:
-    """Turn a config node ``{name: elu, alpha: 1.0}`` into a factory with its options bound.
-
-    Checks the name, the option names and their values (against the function's annotations)
-    now, so a mistake fails at start-up in one line rather than deep inside a model. What the
-    code passes itself (an activation's channel count) is declared ``Supplied`` and may not be
-    set. ``where`` is the node's place in the config, for the messages (``data.dataset``).
-    """
+    """A config node ``{name: elu, alpha: 1.0}`` as a factory with its options bound, checked now:
+    a mistake fails at start-up in one line rather than deep inside a model. ``where`` is the
+    node's place in the config, for the messages (``data.dataset``)."""
     options = {k: v for k, v in spec.items() if k != "name"}
     fn = lookup(kind, spec["name"])
     check_options(fn, options, where or kind, name=spec["name"])
@@ -89,14 +78,10 @@ def factory(kind: str, spec: Mapping[str, Any], where: str | None = None) -> Cal
 
 
 def build(config: Any, *args: Any, where: str | None = None, **kwargs: Any) -> Any:
-    """``config``'s object (a node with a ``_target_``), given plain Python values. Hydra's own
-    default hands lists and dicts on as OmegaConf containers, which then reach checkpoints
-    (Adam's ``betas`` in the optimizer's state) that ``torch.load(weights_only=True)`` refuses.
-
-    ``where`` is the node's place in the config (``trainer``, ``callbacks.early_stopping``):
-    what the class itself refuses when it is built (an option the declarations leave to it, a
-    combination of values) is then one ConfigError line naming that place.
-    """
+    """``config``'s object (a node with a ``_target_``), given plain values: Hydra's default hands
+    on OmegaConf containers, which reach checkpoints (Adam's ``betas``) that
+    ``torch.load(weights_only=True)`` refuses. With ``where``, the node's place in the config,
+    what the class refuses when built is one ConfigError line naming that place."""
     if where is None:
         return instantiate(config, *args, _convert_="all", **kwargs)
     # Here, not above: the config's checks import this module before torch is needed (--help).

@@ -1,2 +1,1 @@
-"""Lightning callbacks that show what a run learned, selected in ``conf/callbacks``: each writes
-its figure into the run's ``figures/`` and its logs (``cnnlab.callbacks.publish``)."""
+"""Lightning callbacks (``conf/callbacks``) that show what a run learned, in figures and logs."""

@@ -1,6 +1,5 @@
-"""What the tested model confuses: the test set's confusion matrix, per-class accuracy and the
-most-confused pairs (the Keras hyper-parameter slides and the ResNet report read their models
-this way)."""
+"""The test set's confusion matrix, per-class accuracy and most-confused pairs (the Keras
+hyper-parameter slides and the ResNet report read their models this way)."""
 
 import matplotlib.pyplot as plt
 import torch
@@ -12,10 +11,8 @@ from cnnlab.options import Natural
 
 
 class ConfusionMatrix(Observer):
-    """Counts (true, predicted) over the test set from the test step's logits. At the end:
-    ``figures/confusion_matrix.png`` (rows normalised: each true class's share of predictions),
-    ``confusion_matrix.csv`` (counts) and ``test_classes.md`` (per-class accuracy, the
-    ``pairs`` most-confused pairs); on W&B, its native confusion matrix and a bar chart."""
+    """The test set's confusion matrix: ``figures/confusion_matrix.png`` (rows normalised),
+    ``confusion_matrix.csv`` (counts), ``test_classes.md`` (``class_report``), and on W&B."""
 
     def __init__(self, pairs: Natural = 10) -> None:
         self.pairs = pairs

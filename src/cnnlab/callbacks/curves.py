@@ -29,9 +29,8 @@ class RunCurves(Observer):
 
 
 def curves_figure(series: dict[str, dict[int, float]], mixed: bool = False) -> plt.Figure:
-    """Loss and accuracy (training solid, validation dashed) and the learning rate(s). Under
-    mixup or cutmix (``mixed``) the training figures are those of the mixed batches, labelled
-    so: not comparable with validation's."""
+    """Loss and accuracy (training solid, validation dashed) and the learning rate(s); ``mixed``
+    labels the training curves as the mixed batches', not comparable with validation's."""
     val = "val" if "val/acc" in series else "val_on_test"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, metric in zip(axes, ("loss", "acc"), strict=False):

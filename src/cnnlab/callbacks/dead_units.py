@@ -46,10 +46,8 @@ def dead_units(model: nn.Module, net: nn.Module, images: torch.Tensor) -> list[d
 
 
 class DeadUnits(Observer):
-    """After every training epoch, ``dead_units`` of the first ``images`` training images (as
-    loaded, not augmented): written to ``dead_units.csv`` (one row per epoch and layer) and
-    logged as ``dead_units/share`` (over all layers' units); ``figures/dead_units.png`` (layers
-    by epochs) when fitting ends."""
+    """Each epoch, ``dead_units`` of the first ``images`` training images (not augmented) into
+    ``dead_units.csv`` and ``dead_units/share``; ``figures/dead_units.png`` when fitting ends."""
 
     def __init__(self, images: Images = 512) -> None:
         self.images = images

@@ -14,9 +14,8 @@ from cnnlab.options import Count, Images
 
 
 class FirstLayerFilters(Observer):
-    """``figures/filters.png``: the first convolution's kernels, each scaled to [0, 1] on its
-    own (colour for RGB inputs, else the mean over input channels in grey), drawn for the
-    tested weights."""
+    """``figures/filters.png``: the tested first convolution's kernels, each scaled to [0, 1] on
+    its own (colour for RGB inputs, else the mean over input channels in grey)."""
 
     def on_test_end(self, trainer, pl_module) -> None:
         conv = next((m for m in pl_module.net.modules() if isinstance(m, nn.Conv2d)), None)
@@ -41,9 +40,8 @@ def filters_figure(weight: torch.Tensor) -> plt.Figure:
 
 
 class AugmentExamples(Observer):
-    """``figures/augment_examples.png`` when training starts: the first ``images`` training
-    images (top row), then ``draws`` rows of what ``augment=`` makes of them (mixup/cutmix
-    included), from a copy of the random state, so the run draws exactly as without it."""
+    """``figures/augment_examples.png``: the first ``images`` training images, ``draws`` rows of
+    them augmented (and mixed), on a copy of the random state: the run draws as without it."""
 
     def __init__(self, images: Images = 8, draws: Count = 3) -> None:
         self.images, self.draws = images, draws

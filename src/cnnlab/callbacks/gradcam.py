@@ -1,6 +1,5 @@
-"""Where the network looks, stage by stage: Grad-CAM (Selvaraju et al. 2017) at the last layer
-of every spatial resolution, as the ResNet report's fig. 13 shows it. The maps are captum's
-LayerGradCam, which hooks the layer's output and its gradient."""
+"""Where the network looks, stage by stage: captum's Grad-CAM (Selvaraju et al. 2017) at the last
+layer of every spatial resolution, as the ResNet report's fig. 13 shows it."""
 
 from collections import Counter
 
@@ -15,10 +14,9 @@ from cnnlab.options import Images
 
 
 def stages(model: nn.Module, net: nn.Module, images: torch.Tensor) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of each stage of ``net`` (inside ``model``): the last module, in the
-    order a forward pass of ``images`` completes them, whose output has a given spatial size
-    (larger than 1x1). A container whose output is its last layer's tensor is not a stage of
-    its own; a module called more than once is skipped (its gradient would be ambiguous)."""
+    """``(name, module)`` of each stage of ``net`` (inside ``model``): the last module to output a
+    given spatial size (over 1x1) in a forward pass of ``images``, but not a container passing on
+    its last layer's tensor, nor a module called twice (its gradient would be ambiguous)."""
     done: list[tuple[str, nn.Module, tuple[int, int]]] = []
     calls: Counter[str] = Counter()
     last = [None]
@@ -44,10 +42,9 @@ def stages(model: nn.Module, net: nn.Module, images: torch.Tensor) -> list[tuple
 def grad_cam(
     model: nn.Module, net: nn.Module, images: torch.Tensor
 ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """Grad-CAM of each stage of ``net`` for the class ``model`` predicts for each image.
-
-    Returns the stage labels, the maps (images, stages, H, W) at the images' size (bilinear),
-    non-negative (the ReLU of the weighted sum, as the paper), and the predicted classes."""
+    """Grad-CAM of each stage of ``net`` for the class ``model`` predicts for each image: the stage
+    labels, the maps (images, stages, H, W) at the images' size (bilinear), non-negative (the ReLU
+    of the weighted sum, as the paper), and the predicted classes."""
     inplace = [m for m in model.modules() if getattr(m, "inplace", None) is True]
     for m in inplace:
         m.inplace = False  # an in-place ReLU would overwrite the output whose gradient is read
@@ -69,9 +66,8 @@ def grad_cam(
 
 
 class GradCamGrid(Observer):
-    """``figures/grad_cam.png`` after testing: the first ``images`` test images (rows), then
-    the Grad-CAM of the predicted class at every stage (columns), each map scaled to its own
-    maximum; wrong predictions titled in red."""
+    """``figures/grad_cam.png`` after testing: the first ``images`` test images (rows) and the
+    Grad-CAM of the predicted class at every stage, each map scaled to its own maximum."""
 
     def __init__(self, images: Images = 8) -> None:
         self.images = images

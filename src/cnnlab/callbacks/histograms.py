@@ -1,5 +1,4 @@
-"""How the weights and gradients of each layer move during training (the ResNet report,
-fig. 12)."""
+"""How each layer's weights and gradients move during training (the ResNet report, fig. 12)."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,11 +20,8 @@ def kernels(net: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
 
 
 class WeightHistograms(Observer):
-    """After every ``every_n_epochs`` training epochs: a histogram of each layer's kernel and of
-    its gradient (that of the epoch's last step) on TensorBoard (``weights/<layer>``,
-    ``gradients/<layer>``) and W&B. When fitting ends, ``figures/histograms.png``: each layer's
-    weights at the start and at the end, and its last gradient (``layers`` layers at most,
-    spread from the first to the last)."""
+    """Histograms of each layer's kernel and last gradient on TensorBoard and W&B, every
+    ``every_n_epochs`` epochs; ``figures/histograms.png`` of at most ``layers`` at the end."""
 
     def __init__(self, every_n_epochs: Count = 1, layers: Count = 12) -> None:
         self.every_n_epochs, self.layers = every_n_epochs, layers

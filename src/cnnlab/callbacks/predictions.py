@@ -1,5 +1,4 @@
-"""Test images with the model's top-3 softmax probabilities (the 79%→90% slides' prediction
-displays)."""
+"""Test images with the model's top-3 softmax probabilities (as the 79%→90% slides show them)."""
 
 import math
 
@@ -11,8 +10,7 @@ from cnnlab.options import Count, Images
 
 
 class PredictionGrid(Observer):
-    """``figures/predictions.png``: the first ``images`` test images, each titled with its true
-    label and the model's three most probable classes; wrong predictions in red."""
+    """``figures/predictions.png``: the first ``images`` test images with their ``top`` classes."""
 
     def __init__(self, images: Images = 16, top: Count = 3) -> None:
         self.images, self.top = images, top

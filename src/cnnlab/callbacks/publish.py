@@ -1,5 +1,4 @@
-"""What the figure callbacks share: where a figure goes (a PNG in ``<run>/figures/``, and the
-run's TensorBoard and W&B logs), a table as CSV, an image drawn, a network watched by hooks."""
+"""What the figure callbacks share: a figure published, a table as CSV, hooks on a network."""
 
 import csv
 import io

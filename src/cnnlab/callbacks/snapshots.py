@@ -11,9 +11,8 @@ from cnnlab.options import Natural
 
 
 def restart_ends(schedule: LRScheduler | None, epochs: int, per_epoch: int = 1) -> list[int]:
-    """The epochs (counted from 1) at which the cycles of a warm-restart cosine schedule
-    (warmed up or not) end, up to ``epochs``, when it steps ``per_epoch`` times an epoch; []
-    for any other schedule."""
+    """The epochs (from 1) where the cycles of a warm-restart cosine schedule (warmed up or not,
+    stepping ``per_epoch`` times an epoch) end, up to ``epochs``; [] for any other schedule."""
     schedule = getattr(schedule, "main", schedule)  # (cnnlab.training.schedules.Warmup's)
     if not isinstance(schedule, CosineAnnealingWarmRestarts):
         return []
@@ -27,9 +26,8 @@ def restart_ends(schedule: LRScheduler | None, epochs: int, per_epoch: int = 1) 
 
 
 class Snapshots(Observer):
-    """``checkpoints/snapshot-e<epoch>.ckpt`` (weights, normalisation and class names: what
-    src/eval.py needs) after every ``every_n_epochs`` epochs, and/or with ``at_restarts`` at
-    the end of every cycle of ``scheduler=cosine_restarts``. Both off: nothing is saved."""
+    """``checkpoints/snapshot-e<epoch>.ckpt`` (what src/eval.py needs) every ``every_n_epochs``
+    epochs and/or, with ``at_restarts``, at the end of each ``scheduler=cosine_restarts`` cycle."""
 
     def __init__(self, every_n_epochs: Natural = 0, at_restarts: bool = False) -> None:
         self.every_n_epochs, self.at_restarts = every_n_epochs, at_restarts

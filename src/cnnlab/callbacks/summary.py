@@ -1,5 +1,4 @@
-"""The network layer by layer, as the Keras hyper-parameter slides' tables list it: output
-shape, weights, share."""
+"""The network layer by layer, as the Keras hyper-parameter slides' tables list it."""
 
 import torch
 from lightning.pytorch.callbacks import ModelSummary
@@ -10,9 +9,8 @@ from cnnlab.files import write_text
 
 
 def layer_table(net: nn.Module, input_shape: tuple[int, ...]) -> str:
-    """A plain-text table of every layer that holds weights or has no sub-layers (Identity
-    placeholders aside): its name and type, its output shape for one image of ``input_shape``
-    (C, H, W), its weights and their share of the total. The rows add up to the total."""
+    """A text table of each layer with weights or no sub-layers (but Identity): name and type,
+    output shape for one ``input_shape`` (C, H, W) image, weights and their share of the total."""
     shapes: dict[nn.Module, str] = {}
 
     def record(module, inputs, output) -> None:

@@ -1,2 +1,1 @@
-"""The config's side of a run: composing it (job.py), the options of other libraries' classes
-(declared.py), and which settings decide a result (settings.py)."""
+"""The config's side of a run: composing it, other libraries' options, what decides a result."""

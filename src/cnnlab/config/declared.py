@@ -1,11 +1,7 @@
-"""The options cnnlab's configs give other libraries' classes, declared with their ranges.
-
-torch, Lightning and kornia annotate types but not ranges (``lr: float``), and some check no
-value at all until the first step (a negative ``gamma`` makes the learning rate negative and
-trains on). Each stub here has the real class's option names; ``**others`` are the library's
-own, checked when the class is built. A ``_target_`` that is neither here nor a cnnlab class
-(one a user adds) is checked when it is built.
-"""
+"""The options cnnlab's configs give other libraries' classes, with ranges: torch, Lightning and
+kornia annotate types only (``lr: float``), and some check no value until the first step (a
+negative ``gamma`` trains on). ``**others``, and a ``_target_`` neither here nor cnnlab's, are
+checked when the class is built."""
 
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -17,7 +13,6 @@ from cnnlab.options import Count, Fraction, Natural, NonNegative, Positive, Prob
 DECLARED: dict[str, Callable] = {}
 
 Pair = Annotated[list[float], Len(2, 2)]
-Decay = Annotated[float, Gt(0), Le(1)]  # a factor that shrinks the learning rate
 Batches = Natural | Probability | None  # a number of batches, or a share of them as a float
 Betas = Annotated[list[Fraction], Len(2, 2)]
 # Lightning's precision names, and the short forms it still takes.
@@ -29,8 +24,7 @@ Precision = Literal[
 
 def declares(*targets: str):
     def file(stub: Callable) -> Callable:
-        for target in targets:
-            DECLARED[target] = stub
+        DECLARED.update(dict.fromkeys(targets, stub))
         return stub
 
     return file

@@ -1,12 +1,7 @@
 """Hydra's side of a job: a config composed as the scripts compose it, what a running job knows
-of itself (its sweep, its launcher, the choices that tell its jobs apart) and the resolvers the
-configs use (``${cnnlab.new_dir:...}``, ``${cnnlab.swept_choices:}``, ...).
-
-Hydra writes the sweep's own command line (``activation=elu,relu``) and its experiment's
-``hydra.sweeper.params`` to ``multirun.yaml`` in the sweep directory before the first job
-starts; a key is *swept* if either varies it. W&B names runs by their swept choices, and the
-results table makes them its columns.
-"""
+of itself (its sweep, launcher and swept choices) and the resolvers. A key is *swept* if the
+sweep's command line (``activation=elu,relu``) or its experiment's ``hydra.sweeper.params``
+varies it: Hydra writes both to the sweep's ``multirun.yaml`` before the first job starts."""
 
 import difflib
 import itertools
@@ -29,10 +24,8 @@ from cnnlab.errors import ConfigError
 
 
 def compose(overrides: list[str], name: str = "train", hydra: bool = False) -> DictConfig:
-    """``conf/<name>.yaml`` composed with ``overrides`` as the scripts compose it, inside a
-    running Hydra app (eval.py composes a data set's training config) or outside one. With
-    ``hydra`` the config keeps Hydra's node and becomes the job's own (its ``${hydra:...}``
-    resolve). A key or an option that is not there is one ConfigError line."""
+    """``conf/<name>.yaml`` with ``overrides``, inside a running Hydra app or outside one; with
+    ``hydra`` it keeps Hydra's node and becomes the job's own (its ``${hydra:...}`` resolve)."""
     outside = not GlobalHydra.instance().is_initialized()
     try:
         with (
@@ -78,8 +71,7 @@ def task_overrides() -> list[str]:
 
 
 def sweep_group(task_name: str) -> str:
-    """``<task>/<sweep directory>`` for a job of a ``-m`` sweep, so each sweep is one group;
-    the task name for a single run."""
+    """``<task>/<sweep directory>`` in a ``-m`` sweep (one group a sweep), else the task name."""
     if not in_sweep():
         return task_name
     return f"{task_name}/{Path(HydraConfig.get().sweep.dir).name}"
@@ -117,12 +109,9 @@ def by_submitit() -> bool:
 
 
 def new_dir(path: str) -> str:
-    """``path``, created now; ``path-2``, ``path-3``... if another run took it first (two runs
-    started in the same second). mkdir is atomic, also on shared file systems.
-
-    A folder that cannot be made (a logs/ mount the user may not write, a file in the way) ends
-    the program with one line and status 2: this runs inside Hydra's config resolution, whose
-    reports of any exception are a page of traceback."""
+    """``path``, created now (mkdir is atomic, also on shared file systems); ``path-2``, ... if
+    another run took it first. A folder that cannot be made ends the program with one line and
+    status 2: inside Hydra's config resolution any exception is a page of traceback."""
     candidate = path
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -149,9 +138,8 @@ def _cannot_create(path: str, err: OSError) -> str:
 
 
 def check_choices(overrides: list[str], conf: Path) -> None:
-    """``activation=relux`` on the command line: name the option that does not exist and the
-    nearest one, before Hydra composes anything. Hydra's own groups and what does not parse
-    are left to Hydra."""
+    """Name an option that does not exist (``activation=relux``) and the nearest one, before
+    Hydra composes anything; Hydra's own groups and what does not parse are Hydra's."""
     parser = OverridesParser.create()
     for line in overrides:
         try:

@@ -1,21 +1,7 @@
-"""What decides a run's result: every setting of its config but a short list that cannot change it.
-
-The list is kept short on purpose, and what is not on it counts: a callback added between two
-attempts (speedrun's EMA), ``trainer.precision``, ``limit_train_batches``, ``compile`` ... each
-make another run. ``resume=auto`` goes on only under the same settings, and the report pools
-only jobs whose settings are the same but for the seed.
-
-Not counted:
-- where things are and what is written about the run: ``paths``, every value taken from them
-  (``${paths.…}``, ``${hydra:…}``: checkpoint, log and cache directories), the loggers, the
-  task name, the study's ``reference``, ``resume`` itself, the ``diagnose`` thresholds;
-- where the data set is read from (``data.dataset.root``, ``download``, ``verify``) and
-  cached (``cache_dir``), and whether it is kept on the device;
-- the accelerator's kind (a run moved to another GPU, or to the CPU, is the same recipe),
-  logging intervals, the progress bar and model summary switches;
-- callbacks that only look: figures, summaries, the LR monitor, progress bars (``OBSERVERS``,
-  and every class with ``observes_only = True``).
-"""
+"""What decides a run's result: every setting of its config but a short list that cannot change it
+(README's "What decides a result"). The list is kept short on purpose, and what is not on it
+counts (an EMA added between two attempts, ``trainer.precision``, ``compile``): ``resume=auto``
+goes on only under the same settings, and the report pools only jobs differing in the seed alone."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -85,9 +71,8 @@ ROOT_IS_DATA = {"image_folder"}
 
 
 def settings(cfg: DictConfig) -> dict[str, Any]:
-    """Every setting of ``cfg`` that can change the result, resolved and flat:
-    ``{"optimizer.lr": 0.1, "callbacks.ema.decay": 0.999, ...}``. Values are read one by one,
-    so that a config saved by Hydra (``.hydra/config.yaml``) needs no Hydra to be read."""
+    """Every setting of ``cfg`` that can change the result, resolved and flat (``{"optimizer.lr":
+    0.1, ...}``); read value by value, so a saved ``.hydra/config.yaml`` needs no Hydra."""
     flat: dict[str, Any] = {}
     _walk(cfg, "", flat)
     if flat.get("data.dataset.name") in ROOT_IS_DATA:

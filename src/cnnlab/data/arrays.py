@@ -8,10 +8,8 @@ from torch.utils.data import Dataset
 
 @dataclass
 class ImageArrays:
-    """A whole data set: uint8 images (N, C, H, W) and int64 labels (N,) for train and test,
-    the name of each class (None: the label numbers are the names), and validation images of
-    its own where it has them (a ``val/`` folder): the data module then validates on those
-    instead of holding out part of the training set."""
+    """A whole data set: uint8 images (N, C, H, W), int64 labels (N,), class names (None: the
+    label numbers), and its own validation images if it has them (used instead of a split)."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -23,8 +21,7 @@ class ImageArrays:
 
 
 class ImageDataset(Dataset):
-    """uint8 images and their labels, on the host or a device. A DataLoader reads a whole batch
-    with one indexing operation (``__getitems__``): no per-image Python, no worker processes."""
+    """uint8 images and labels, on any device; ``__getitems__`` reads a batch in one indexing."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
         self.images, self.labels = images, labels

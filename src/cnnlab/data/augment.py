@@ -1,11 +1,7 @@
-"""Augmentations of whole batches, each image with its own random draw, on the batch's device.
-
-They take and return float batches (N, C, H, W) in [0, 1], like kornia's augmentation modules,
-which the ``augment`` configs use for everything else (blur, affine, colour jitter, erasing).
-What is here has no kornia match: crop+flip as one gather (the hot path of every preset, as in
-airbench), the imgaug steps of the 79%→90% slides' table, and AutoAugment with a sub-policy
-per image (kornia draws one per batch).
-"""
+"""Augmentations of whole float batches (N, C, H, W) in [0, 1], a random draw per image, that
+kornia (which the ``augment`` configs use for the rest) has no match for: crop+flip as one gather
+(every preset's hot path, as in airbench), the imgaug steps of the 79%→90% slides' table, and
+AutoAugment with a sub-policy per image (kornia draws one per batch)."""
 
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -37,9 +33,7 @@ def _ordered(low: float, high: float) -> None:
 
 
 class CropFlip(nn.Module):
-    """Pad each side with ``padding`` zeros and crop back at a random offset, then flip left-right
-    with probability ``flip``: torchvision's RandomCrop(padding) + RandomHorizontalFlip, done for
-    the whole batch as one indexing operation."""
+    """torchvision's RandomCrop(padding) + RandomHorizontalFlip(flip), as one batched gather."""
 
     def __init__(self, padding: Annotated[int, Ge(0), Le(64)] = 4, flip: Probability = 0.5):
         super().__init__()
@@ -59,8 +53,7 @@ class CropFlip(nn.Module):
         return padded.gather(2, where).view(n, c, h, w)
 
 
-# The flips cnnlab's presets use: the attribute that holds each one's chance, and the data
-# setting that allows it.
+# Each flip of cnnlab's presets: the attribute holding its chance, the data setting allowing it.
 FLIPS = {
     "CropFlip": ("flip", "hflip"),
     "RandomHorizontalFlip": ("p", "hflip"),
@@ -83,8 +76,7 @@ def check_flips(augment: nn.Module, allowed: dict[str, float], name: str) -> Non
 
 
 class RandomOrder(nn.Module):
-    """Apply every transform, in a new random order for each batch (imgaug's
-    ``Sequential(random_order=True)``, which also draws the order per batch)."""
+    """Every transform, in a random order drawn per batch (imgaug's Sequential(random_order))."""
 
     def __init__(self, transforms: Sequence[nn.Module]):
         super().__init__()
@@ -97,8 +89,7 @@ class RandomOrder(nn.Module):
 
 
 class CropSides(nn.Module):
-    """Cut a random 0..``max_fraction`` of the height/width off each side and resize back
-    (imgaug's ``Crop(percent=(0, 0.1))``)."""
+    """Cut a random 0..``max_fraction`` off each side, resize back (imgaug's Crop(percent=...))."""
 
     def __init__(self, max_fraction: Annotated[float, Ge(0), Lt(0.5)] = 0.1):
         super().__init__()
@@ -130,8 +121,7 @@ class LinearContrast(nn.Module):
 
 
 class GaussianNoise(nn.Module):
-    """Add N(0, sigma^2) noise to every pixel and channel, clipped to [0, 1] (torchvision's
-    GaussianNoise)."""
+    """Add N(0, sigma^2) noise to every pixel and channel, clipped to [0, 1] (as torchvision)."""
 
     def __init__(self, sigma: NonNegative = 0.1):
         super().__init__()
@@ -142,9 +132,8 @@ class GaussianNoise(nn.Module):
 
 
 class AdditiveNoise(nn.Module):
-    """Add N(0, s^2) with s ~ U(0, max_sigma) per image; for a ``per_channel`` share of images
-    each channel gets its own noise, for the rest all channels share it (imgaug's
-    ``AdditiveGaussianNoise(scale=(0, 0.05*255), per_channel=0.5)``). Clipped to [0, 1]."""
+    """Add N(0, s^2), s ~ U(0, max_sigma) per image, drawn per channel for a ``per_channel``
+    share of images (imgaug's ``AdditiveGaussianNoise(scale=(0, 0.05*255), per_channel=0.5)``)."""
 
     def __init__(self, max_sigma: NonNegative = 0.05, per_channel: Probability = 0.5):
         super().__init__()
@@ -176,8 +165,7 @@ class Multiply(nn.Module):
 
 
 class AutoAugment(nn.Module):
-    """AutoAugment's learned policy (``cifar10``, ``svhn`` or ``imagenet``) with each image's
-    sub-policy drawn on its own: the batch is applied sub-policy by sub-policy."""
+    """kornia's AutoAugment policy, with a sub-policy drawn for each image, not each batch."""
 
     def __init__(self, policy: Literal["cifar10", "svhn", "imagenet"] = "cifar10"):
         super().__init__()
@@ -197,9 +185,8 @@ class AutoAugment(nn.Module):
 
 @dataclass(frozen=True)
 class Augmentation:
-    """The ``augment`` node: ``transforms`` (each a ``_target_``, applied in order to whole
-    batches on the device), and timm's mixup (lambda ~ Beta(alpha, alpha), the ResNet report)
-    and cutmix (0 turns each off), on ``mix_prob`` of the batches."""
+    """The ``augment`` node: ``transforms`` (each a ``_target_``, in order), and timm's mixup
+    (lambda ~ Beta(alpha, alpha), the ResNet report) and cutmix on ``mix_prob`` of the batches."""
 
     transforms: dict[str, Target | None] | None = None
     mixup_alpha: NonNegative = 0.0

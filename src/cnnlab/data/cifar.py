@@ -1,9 +1,4 @@
-"""CIFAR-10 and CIFAR-100 through torchvision's readers, with the download made optional and
-explained.
-
-torchvision checks the official archive's md5 sums; ``verify=False`` skips that so that the same
-reader can load the small archives the tests write in the official format.
-"""
+"""CIFAR-10 and CIFAR-100 through torchvision's readers, the download optional and explained."""
 
 import os
 import tarfile
@@ -37,11 +32,8 @@ def _open(spec: Spec, root: Path, train: bool, verify: bool) -> datasets.CIFAR10
 
 
 def _fetch(spec: Spec, root: Path, verify: bool, download: bool) -> None:
-    """Make sure ``root/<spec.base_folder>`` exists: unpack a local archive or download one.
-
-    Parallel jobs share ``root``: one fetches while the others wait on a lock file. The download
-    and the unpacking go to temporary names first, so a kill leaves no half of either.
-    """
+    """Unpack (first downloading) the archive into ``root``, one job at a time (a lock file), each
+    step into a temporary name first, so that a kill leaves no half of either."""
     with held(root, f".{spec.base_folder}.lock", wait=True):
         if (root / spec.base_folder).is_dir():
             return

@@ -25,34 +25,11 @@ NOT_OPTIONS = ("self", "__class__", "dataset", "augment", "preprocess")
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Train/val/test loaders for one data set of the ``data`` registry.
+    """Train/val/test loaders for one data set of the ``data`` registry (README.md, Data).
 
-    Images stay uint8 until their batch is on the device that trains: there they become floats
-    in [0, 1] and (training only) go through the ``augment`` transforms, which work on the whole
-    batch with a random draw per image, and mixup/cutmix. The ``preprocess`` normalisation is
-    computed here, from the training split, and applied by the model (``Classifier`` takes it
-    when fitting starts), so that a checkpoint classifies raw images. The arguments are the keys
-    of a ``conf/data`` file, plus the ``augment`` and ``preprocess`` groups.
-
-    Args:
-        mean, std: per-channel statistics for ``standardize``; None: the training split's.
-        eval_batch_size: of validation and test; None: ``batch_size``.
-        val_split: the share of the training set held out for validation (0: none), stratified
-            and seeded by ``split_seed``, as the folds are.
-        folds, fold: k-fold cross-validation: validate on fold ``fold`` of ``folds`` and train
-            on the others (``val_split`` unused); ``-m data.fold=range(K)`` runs them all.
-        val_on_test: validate on the test set every epoch, as Keras' ``validation_data`` does in
-            the Keras hyper-parameter slides (curves only: needs ``val_split=0``, so nothing
-            is selected on it).
-        hflip, vflip: the chance of a flip, for the augment configs that flip (``${data.hflip}``);
-            a data set whose mirror image changes the class sets it to 0, and then refuses an
-            augmentation that flips that way anyway (one added by hand).
-        on_device: ``auto`` keeps the uint8 data set in GPU memory, copied once, when training
-            on a GPU and it takes under a quarter of the free memory; ``true`` insists,
-            ``false`` copies each batch from the host.
-        cache_dir: where computed statistics are kept; None computes them every run.
-        train_subset, test_subset: keep only the first N images (quick runs).
-    """
+    Images stay uint8 until their batch is on the device that trains; there they become floats
+    in [0, 1] and (training only) go through ``augment`` and mixup/cutmix. ``preprocess`` is fitted
+    here, on the training split, and applied by the model, so a checkpoint classifies raw images."""
 
     def __init__(
         self,
@@ -97,7 +74,6 @@ class ImageDataModule(L.LightningDataModule):
             )
         self.load = registry.factory("data", dataset, where="data.dataset")
         self.save_hyperparameters(logger=False)
-        # The model's first step, built empty: its statistics are the training split's (setup)
         normalize = registry.factory("preprocess", preprocess or {"name": "standardize"})
         self.normalize = registry.supply(
             normalize, channels=in_channels, size=image_size, mean=mean, std=std
@@ -131,8 +107,6 @@ class ImageDataModule(L.LightningDataModule):
         )
 
     def _split(self, arrays: ImageArrays) -> tuple[ImageDataset, ImageDataset]:
-        """The training and validation sets: the data set's own validation images, a fold, or
-        a held-out share of the training set."""
         h, name = self.hparams, self.hparams.dataset["name"]
         images, labels = arrays.train_images, arrays.train_labels
         if arrays.val_images is not None:
@@ -222,7 +196,6 @@ class ImageDataModule(L.LightningDataModule):
             # Mixup pairs each image with its mirror in the batch, so batches must be even.
             drop_last=training and self.mixup is not None,
             collate_fn=whole_batch,
-            # Batches copied from the host to a GPU: from page-locked memory, without waiting.
             pin_memory=device is None and root is not None and root.type == "cuda",
         )
 
@@ -249,9 +222,8 @@ class ImageDataModule(L.LightningDataModule):
 
 
 class LazyLoader(DataLoader):
-    """A DataLoader whose epoch starts at its first batch, not when Lightning asks for the
-    iterator (ahead of the epoch, for a run's first one): the shuffle is then drawn after
-    cnnlab.run.seeds.EpochSeed has seeded the epoch, in a fresh run and a resumed one alike."""
+    """A DataLoader whose epoch starts at its first batch, not when Lightning asks for it (early,
+    in a run's first epoch): the shuffle follows cnnlab.run.seeds.EpochSeed, resumed or not."""
 
     def __iter__(self):
         yield from super().__iter__()

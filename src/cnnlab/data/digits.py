@@ -1,8 +1,5 @@
-"""SVHN and MNIST through torchvision's readers (SVHN's .mat files need scipy).
-
-Both download on first use, one job at a time (a lock file in ``root``); torchvision checks the
-md5 sums of what it downloads, and of SVHN's files on every load unless ``verify=False``.
-"""
+"""SVHN and MNIST through torchvision's readers (SVHN's .mat files need scipy); torchvision
+checks the md5 sums of what it downloads, and of SVHN's files on every load unless ``verify``."""
 
 import torch
 from torchvision import datasets

@@ -1,6 +1,5 @@
-"""Ordinary image files (PNG, JPEG, anything Pillow reads) as uint8 tensors of the size and
-channels a model trains on. predict.py and ``data=image_folder`` read files with these same
-functions, so a model classifies a photo exactly as it saw its training images."""
+"""Image files as uint8 tensors of a model's size and channels: predict.py and ``image_folder``
+read them alike, so that a model classifies a photo exactly as it saw its training images."""
 
 from pathlib import Path
 
@@ -34,9 +33,8 @@ def image_files(path: str | Path) -> list[Path]:
 
 
 def read_image(path: Path, channels: int, size: int) -> torch.Tensor:
-    """uint8 (channels, size, size): converted to grey (L) or RGB, the shorter side resized to
-    ``size`` (antialiased), then the centre cropped square. ValueError if it cannot be read, or
-    has more pixels than Pillow decodes without a warning (a decompression bomb)."""
+    """uint8 (channels, size, size): grey or RGB, the shorter side resized (antialiased), the
+    centre square cropped; ValueError if unreadable or over Pillow's pixel limit (a bomb)."""
     try:
         with Image.open(path) as image:  # (reads the header only: the size is checked)
             # Pillow only warns of one up to twice its limit; checked here, not by turning the

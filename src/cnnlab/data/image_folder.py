@@ -1,6 +1,5 @@
-"""Your own images: one folder per class, of PNG, JPEG or any file Pillow reads, any size,
-each decoded once at ``image_size`` as predict.py reads a photo. The arrays are cached, so the
-next run with the same files and settings reads one file instead of thousands."""
+"""Your own images, one folder per class, each read as predict.py reads one; the arrays are
+cached, so the next run with the same files and settings reads one file instead of thousands."""
 
 import hashlib
 import logging
@@ -36,16 +35,8 @@ def image_folder(
     split_seed: Natural = 0,
     cache_dir: str | None = None,
 ) -> ImageArrays:
-    """The images under ``root`` (laid out as ``LAYOUT``), labelled by their class folder (the
-    sorted folder names are the class names). Without ``test/``, ``test_split`` of each class
-    (stratified, seeded by ``split_seed``) is the test set; ``val/`` validates instead of
-    ``data.val_split``.
-
-    A file that cannot be read is named in one warning and skipped. ``cache_dir`` keeps the
-    decoded arrays, keyed by the files' paths, sizes and times and by the options (None: read
-    every run). The images come in a seeded random order, so ``data.train_subset`` keeps
-    every class.
-    """
+    """The images under ``root`` (as ``LAYOUT``), labelled by their sorted class folders, in a
+    seeded random order so that ``data.train_subset`` keeps every class."""
     if in_channels not in (1, 3):  # here, not in the annotation: to name the key users set
         raise ConfigError(
             f"data.in_channels={in_channels}: image_folder reads images as grey or RGB; "
@@ -151,8 +142,7 @@ def _arrays(
     test_split: float,
     seed: int,
 ) -> dict:
-    """Each split's images and labels, in a seeded random order, and the files skipped
-    (``"PATH: reason"``)."""
+    """Each split's images and labels, in a seeded order, and the skipped files ("PATH: reason")."""
     read, skipped = {}, []
     for split, listed in files.items():
         images, labels, unread = _read(listed, channels, size)

@@ -1,10 +1,5 @@
-"""Input normalisation of whole batches, chosen by name (``preprocess=NAME``; the NIN lab report,
-the CNN tricks slides, the ResNet report).
-
-Each kind is a module of the model's first step. It is built empty, its statistics of the right
-shapes (what a checkpoint's state dict fills in), and ``fit`` computes them from the training
-split when a run starts (``cached`` keeps them between runs).
-"""
+"""Input normalisation of whole batches (``preprocess=NAME``), the model's first step: built empty
+(what a checkpoint's state dict fills in), then ``fit`` to the training split."""
 
 import logging
 from collections.abc import Callable
@@ -24,8 +19,7 @@ Cached = Callable[[str, Callable[[], dict]], dict]  # (name, compute) -> what co
 
 @register("preprocess", "standardize")
 class Standardize(nn.Module):
-    """(x - mean) / std per channel: the data set's own (``data.mean``/``data.std``, when set),
-    or the training split's."""
+    """(x - mean) / std per channel: ``data.mean``/``std`` if set, else the training split's."""
 
     def __init__(
         self,
@@ -65,9 +59,8 @@ class MinMax(nn.Module):
 
 @register("preprocess", "zca")
 class Whitening(nn.Module):
-    """ZCA whitening: x -> W (x - mu) (``cnnlab.data.stats.zca``), fitted on the first
-    ``fit_images`` training images with the regulariser ``eps``. Decorrelates neighbouring
-    pixels while staying as close as possible to the original image."""
+    """ZCA whitening x -> W (x - mu), fitted on the first ``fit_images`` training images: it
+    decorrelates neighbouring pixels while staying as close as possible to the original image."""
 
     def __init__(
         self,

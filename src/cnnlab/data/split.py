@@ -8,11 +8,8 @@ from cnnlab.errors import ConfigError
 def stratified_split(
     labels: torch.Tensor, fraction: float, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (train, val) with ``fraction`` of each class in val, the same for the same seed.
-
-    Stratifying keeps the class balance of small validation sets, so a 1% split of CIFAR-10 still
-    holds 50 images of every class.
-    """
+    """Indices (train, val) with ``fraction`` of each class in val, the same for the same seed
+    (stratified: a 1% split of CIFAR-10 still holds 50 images of every class)."""
     train, val = [], []
     for idx in _shuffled_classes(labels, seed):
         n_val = round(fraction * len(idx))
@@ -22,10 +19,8 @@ def stratified_split(
 
 
 def fold_of(labels: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
-    """The fold (0..folds-1) of each image: each class's images shuffled with the seed, then all
-    dealt out in turn, one class after another. Each class is then split evenly (its folds
-    differ by one image at most), and so are the folds' sizes: the dealing goes on across
-    classes."""
+    """The fold (0..folds-1) of each image: each class's images, shuffled, dealt out in turn one
+    class after another, so that each class and the folds' sizes split evenly (within one)."""
     assigned = torch.empty_like(labels)
     dealt = torch.cat(_shuffled_classes(labels, seed))
     assigned[dealt] = torch.arange(len(dealt)) % folds
@@ -33,7 +28,6 @@ def fold_of(labels: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
 
 
 def _shuffled_classes(labels: torch.Tensor, seed: int) -> list[torch.Tensor]:
-    """Each class's indices, class by class, each shuffled with the one seeded generator."""
     gen = torch.Generator().manual_seed(seed)
     classes = [(labels == cls).nonzero().flatten() for cls in labels.unique(sorted=True)]
     return [idx[torch.randperm(len(idx), generator=gen)] for idx in classes]
@@ -42,8 +36,7 @@ def _shuffled_classes(labels: torch.Tensor, seed: int) -> list[torch.Tensor]:
 def fold_split(
     labels: torch.Tensor, folds: int, fold: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (train, val) of fold ``fold`` of ``folds``: it validates on that fold and trains
-    on the others, so the K runs of ``data.fold=range(K)`` validate once on every image."""
+    """Indices (train, val): validate on fold ``fold`` of ``folds``, train on the others."""
     held = fold_of(labels, folds, seed) == fold
     return (~held).nonzero().flatten(), held.nonzero().flatten()
 
@@ -51,8 +44,7 @@ def fold_split(
 def held_out(
     labels: torch.Tensor, val_split: float, seed: int, folds: int | None, fold: int | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (train, val): fold ``fold`` of ``folds`` when folds are asked for, else the
-    ``val_split`` share; one line if that leaves a fold or the validation set empty."""
+    """Indices (train, val): fold ``fold`` of ``folds`` if given, else the ``val_split`` share."""
     if folds:
         if folds > len(labels):  # some folds would be empty
             raise ConfigError(

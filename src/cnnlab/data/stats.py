@@ -35,9 +35,8 @@ def cached(cache_dir: str | None, name: str, compute: Callable[[], dict]) -> dic
 
 
 def channel_stats(images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Mean and std per channel of uint8 images (N, C, H, W), in [0, 1] units. Exact: from each
-    channel's histogram (bincount reads the uint8 values as they are), so no float or int64
-    copy of the data set is made."""
+    """Mean and std per channel of uint8 images (N, C, H, W) in [0, 1] units, exact, from each
+    channel's histogram: no float or int64 copy of the data set is made."""
     levels = torch.arange(256, dtype=torch.float64) / 255
     mean, std = [], []
     for c in range(images.shape[1]):

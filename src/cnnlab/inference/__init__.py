@@ -1,2 +1,1 @@
-"""Using a trained checkpoint: test it (alone, as an ensemble, with TTA), classify image files,
-export it."""
+"""Using a trained checkpoint: test it (alone, as an ensemble, with TTA), classify, export."""

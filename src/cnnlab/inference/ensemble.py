@@ -1,6 +1,5 @@
-"""Ensembles (the CNN tricks slides) and test-time augmentation: the average softmax of several
-checkpoints, each averaged over flipped and shifted copies of the images; and the three ways of
-choosing the checkpoints: given, the best jobs of a sweep, the snapshots of one run."""
+"""Ensembles (the CNN tricks slides) and test-time augmentation, and the three ways of choosing
+the checkpoints: given, the best jobs of a sweep, the snapshots of one run."""
 
 import re
 from pathlib import Path
@@ -35,11 +34,9 @@ def tta_views(x: torch.Tensor, flip: bool, shift: int) -> list[torch.Tensor]:
 
 
 class Ensemble(L.LightningModule):
-    """The members' softmax outputs averaged (each member's first averaged over ``tta_views``
-    when ``tta`` is given as ``{flip, shift}``). ``forward`` returns the log of the averaged
-    probabilities, so the figure callbacks that take softmax of a model's output get them back.
-    Testing logs ``test/acc`` and ``test/loss`` (negative log-likelihood) of the ensemble, and
-    keeps each member's accuracy and loss, without and with TTA, in ``member_results``."""
+    """The members' softmax outputs averaged, each member's first over ``tta_views`` if ``tta``.
+
+    ``forward`` gives the log of the mean probabilities, which the callbacks' softmax recovers."""
 
     def __init__(self, members: list[Classifier], tta: dict | None = None) -> None:
         super().__init__()
@@ -65,8 +62,7 @@ class Ensemble(L.LightningModule):
         self.seen = 0
 
     def member_probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(members, N, classes) softmax outputs: of the images as they are, and averaged over
-        the TTA views (the same as the first without TTA)."""
+        """(members, N, classes) softmax outputs of the images as given, and averaged over TTA."""
         views = tta_views(x, **self.tta) if self.tta else [x]
         plain, averaged = [], []
         for member in self.members:

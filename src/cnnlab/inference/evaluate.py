@@ -32,8 +32,7 @@ def eval_options(
     batch_size: Count = 512,
     device: Literal["auto", "cpu", "gpu", "cuda"] = "auto",
 ) -> None:
-    """The options at the top of ``eval.yaml``: which checkpoints, and how to test them. (``data``
-    is a train data option's, checked when the test set is built.)"""
+    """The options at the top of ``eval.yaml`` (``data`` is checked when the test set is built)."""
 
 
 def tta_options(
@@ -70,9 +69,8 @@ def members(cfg: DictConfig) -> list[tuple[str, Path]]:
 
 
 def data_arguments(cfg: DictConfig, model, data_choice: str | None = None) -> dict[str, Any]:
-    """The ImageDataModule's arguments: the checkpoint's own (the data it was trained on), or
-    those of ``data=NAME`` (``data_choice``) composed as src/train.py would, with the values
-    of ``cfg.data`` (the option's, and the command line's ``data.KEY=VALUE``) on top."""
+    """The ImageDataModule's arguments: the checkpoint's own, or those of ``data=data_choice``
+    composed as src/train.py would, with ``cfg.data`` (``data.KEY=VALUE``) on top."""
     if data_choice:
         train = compose([f"data={data_choice}", f"paths.root_dir={cfg.paths.root_dir}"])
         with open_dict(train):
@@ -98,9 +96,8 @@ def data_arguments(cfg: DictConfig, model, data_choice: str | None = None) -> di
 
 
 def evaluate(cfg: DictConfig, data_choice: str | None = None) -> dict[str, Any]:
-    """Test what ``cfg`` names (on the ``data=`` option ``data_choice`` if given); write
-    metrics.json (and members.md/.csv for an ensemble or TTA) and the figures into
-    ``cfg.output_dir``; return metrics.json's content."""
+    """Test what ``cfg`` names (on ``data=data_choice`` if given), write metrics.json, members.md
+    and .csv (ensembles, TTA) and the figures into ``cfg.output_dir``; return metrics.json's."""
     check_eval(cfg)
     chosen = members(cfg)
     models = [load_classifier(path) for _, path in chosen]

@@ -1,6 +1,5 @@
-"""A checkpoint as a file that runs without cnnlab: TorchScript or ONNX, normalisation included
-(the input: float images in [0, 1], (N, C, H, W), any batch size), checked against the
-checkpoint's own outputs before it is kept."""
+"""A checkpoint as a TorchScript or ONNX file that runs without cnnlab, normalisation included
+(input: float (N, C, H, W) in [0, 1], any batch size), checked against the checkpoint's outputs."""
 
 from pathlib import Path
 

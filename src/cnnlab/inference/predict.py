@@ -1,5 +1,4 @@
-"""Classifying ordinary image files with a checkpoint: reading them as the model was trained
-(channels, size), and the top-k classes of each."""
+"""Classifying image files with a checkpoint, read as the model was trained (channels, size)."""
 
 from pathlib import Path
 from typing import Literal
@@ -20,8 +19,7 @@ def check_device(device: str) -> None:
 
 def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
     """The model of a cnnlab checkpoint, in eval mode and not compiled (compiling pays off over
-    many batches, not a few; and export traces the plain network); a one-line ConfigError if
-    ``path`` is not one."""
+    many batches, and export traces the plain network); a one-line ConfigError if not one."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"ckpt={path}: no such checkpoint file")
@@ -39,8 +37,7 @@ def predict_options(
     batch_size: Count = 256,
     device: Literal["cpu", "cuda"] = "cpu",
 ) -> None:
-    """The options of ``predict.yaml``: the checkpoint, the images (a file or a folder), how many
-    classes to list for each, and where to run."""
+    """The options of ``predict.yaml`` (``inputs``: an image file or a folder)."""
 
 
 def predict(

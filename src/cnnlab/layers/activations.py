@@ -1,10 +1,5 @@
-"""Activation functions, selected with ``activation=NAME``.
-
-Every factory takes the number of channels it acts on first, so per-channel activations (PReLU)
-and channel-reducing ones (maxout) have the same call shape as plain ones. An activation can
-state the initialisation and dropout that suit it (``init=auto`` follows the first); the rest
-get He init and ordinary dropout.
-"""
+"""Activation functions (``activation=NAME``); each factory takes its channel count first, so
+that per-channel (PReLU) and channel-reducing (maxout) ones are called as plain ones are."""
 
 from typing import Annotated, Literal
 
@@ -30,10 +25,7 @@ def suits(init: str, dropout: type[nn.Module] = nn.Dropout):
 
 
 class Maxout(nn.Module):
-    """max over ``pieces`` consecutive channels: (N, k*C, ...) -> (N, C, ...) (Goodfellow 2013).
-
-    The layer before must produce k times the channels; the models ask ``expansion`` for k.
-    """
+    """max over ``pieces`` consecutive channels: (N, k*C, ...) -> (N, C, ...) (Goodfellow 2013)."""
 
     def __init__(self, pieces: int):
         super().__init__()
@@ -44,8 +36,7 @@ class Maxout(nn.Module):
 
 
 class RandomizedReLU(nn.Module):
-    """RReLU as the CNN tricks slides state it: x / a below zero, a ~ U(lower, upper) drawn per
-    element in training, a = (lower + upper) / 2 at test time (Xu et al. 2015 use 3 and 8)."""
+    """RReLU as the CNN tricks slides state it: x / a below zero, a ~ U(3, 8) (Xu et al. 2015)."""
 
     def __init__(self, lower: Positive = 3.0, upper: Positive = 8.0):
         super().__init__()
@@ -64,10 +55,8 @@ class RandomizedReLU(nn.Module):
 
 
 class ElementwisePReLU(LazyModuleMixin, nn.Module):
-    """PReLU with a slope for every element of the feature map (C, H, W), as Keras' PReLU.
-
-    The shape is only known from the first input; build_model runs one dry forward for it.
-    """
+    """PReLU with a slope for every element of the feature map (C, H, W), as Keras' PReLU; its
+    shape comes from the first input (build_model runs one dry forward for it)."""
 
     def __init__(self, init: float = 0.25):
         super().__init__()
@@ -108,8 +97,7 @@ def relu(channels: Supplied[int]) -> nn.Module:
 
 @register("activation", "leaky_relu")
 def leaky_relu(channels: Supplied[int], negative_slope: Fraction = 0.01) -> nn.Module:
-    """max(slope * x, x); the NIN lab report uses slope 0.01, the Keras hyper-parameter slides
-    0.1."""
+    """max(slope * x, x); the NIN lab report uses 0.01, the Keras hyper-parameter slides 0.1."""
     return nn.LeakyReLU(negative_slope, inplace=True)
 
 
@@ -119,9 +107,8 @@ def prelu(
     init: float = 0.25,
     per: Literal["channel", "layer", "element"] = "channel",
 ) -> nn.Module:
-    """Leaky ReLU whose slope is learned (He et al. 2015): one slope per channel (the CNN tricks
-    slides), one for the whole layer, or one per element as Keras' PReLU has (the Keras
-    hyper-parameter slides' table)."""
+    """Leaky ReLU with learned slopes (He et al. 2015): per channel (the CNN tricks slides), per
+    layer, or per element as Keras' PReLU (the Keras hyper-parameter slides' table)."""
     if per == "element":
         return ElementwisePReLU(init)
     return nn.PReLU(channels if per == "channel" else 1, init=init)
@@ -141,9 +128,8 @@ def elu(channels: Supplied[int], alpha: Positive = 1.0) -> nn.Module:
 @register("activation", "selu")
 @suits(init="lecun", dropout=nn.AlphaDropout)
 def selu(channels: Supplied[int]) -> nn.Module:
-    """lambda * (x if x > 0 else alpha * (exp(x) - 1)) with the 79%→90% slides' constants
-    lambda = 1.0507009873554804934193349852946, alpha = 1.6732632423543772848170429916717
-    (PyTorch's). Self-normalising only with LeCun init and alpha dropout, which it asks for."""
+    """SELU with the 79%→90% slides' constants (PyTorch's): self-normalising only with LeCun init
+    and alpha dropout, which it asks for."""
     return nn.SELU()
 
 

@@ -1,9 +1,5 @@
-"""Weight initialisation, selected with ``init=NAME``.
-
-Each factory returns a function for ``model.apply``: it sets the weights of every convolution
-and linear layer and zeroes their biases. Norm layers keep PyTorch's (gamma 1, beta 0), and so
-does everything else (learned activation slopes, a ViT's position embedding).
-"""
+"""Weight initialisation (``init=NAME``): each factory returns a function for ``model.apply`` that
+sets conv and linear weights and zeroes their biases; everything else keeps PyTorch's."""
 
 from collections.abc import Callable
 from typing import Literal
@@ -32,9 +28,7 @@ def _for_weights(set_weight: Callable) -> Init:
 
 @register("init", "auto")
 def auto(model: Supplied[Callable], activation: Supplied[Callable]) -> Init:
-    """The init the model asks for (timm's keep their own), else the one the activation asks
-    for (He for the ReLU family, LeCun for SELU, Xavier for tanh and sigmoid): each states it as
-    its ``init`` attribute."""
+    """The ``init`` the model asks for (timm's keep their own), else the activation's, else He."""
     return create("init", getattr(model, "init", None) or getattr(activation, "init", "he"))
 
 
@@ -70,6 +64,5 @@ def lecun(distribution: Distribution = "normal") -> Init:
 
 @register("init", "small_normal")
 def small_normal(std: Positive = 0.001) -> Init:
-    """Small random numbers, 0.001 * N(0, 1) (the CNN tricks slides); they shrink the signal in
-    deep nets."""
+    """0.001 * N(0, 1), as in the CNN tricks slides (it shrinks the signal in deep nets)."""
     return _for_weights(lambda w: nn.init.normal_(w, 0.0, std))

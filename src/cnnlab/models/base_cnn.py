@@ -1,5 +1,4 @@
-"""The base CNN of the Keras hyper-parameter slides (Keras' cifar10_cnn example): 4 convs,
-2 dense layers."""
+"""The base CNN of the Keras hyper-parameter slides (Keras' cifar10_cnn example)."""
 
 import torch
 from torch import nn
@@ -21,9 +20,7 @@ from cnnlab.registry import register
 class BaseCNN(nn.Module):
     """[conv3x3 same, conv3x3 valid, maxpool 2, dropout] x 2 (32 then 64 filters), dense 512.
 
-    1,250,858 parameters for 3x32x32 inputs and 10 classes without BN, as in the Keras
-    hyper-parameter slides' summary table; 94% of them sit in the first dense layer.
-    """
+    1,250,858 parameters for 3x32x32 and 10 classes without BN, as in the slides' table."""
 
     def __init__(
         self,

@@ -23,9 +23,7 @@ def conv_block(
 ) -> nn.Sequential:
     """conv -> norm -> activation, the z = f(BN(Wx + b)) of the NIN lab report.
 
-    The conv keeps its bias even before BN, as the studies' Keras models do, so parameter counts
-    match their tables. For maxout the conv makes k times the channels and maxout reduces them.
-    """
+    The conv keeps its bias even before BN, as the studies' Keras models do: counts match."""
     a = act(out_ch)
     width = out_ch * expansion(a)
     return nn.Sequential(nn.Conv2d(in_ch, width, kernel, padding=padding), norm(width), a)
@@ -38,8 +36,7 @@ def dense_block(in_features: int, out_features: int, act: ActFactory) -> nn.Sequ
 
 
 def dropout_rates(dropout: float | Sequence[float], count: int, model: str) -> list[float]:
-    """One rate per dropout layer: a single rate everywhere, or a list, one per depth
-    (the 79%→90% slides' 'differential dropout'). Their range is the models' ``Rates``."""
+    """One rate per dropout layer, from one rate or a list, one per depth (differential dropout)."""
     rates = [dropout] * count if isinstance(dropout, int | float) else list(dropout)
     if len(rates) != count:
         raise ConfigError(

@@ -24,10 +24,7 @@ def build_model(
 ) -> nn.Module:
     """Build ``model`` with the chosen activation and norm in every block, then initialise it.
 
-    Each mapping is a config node such as ``{name: elu, alpha: 1.0}``; dropout layers are the
-    kind the activation asks for (alpha for SELU). The model's ``layout`` options and the init's
-    ``checkpoint`` (``load_pretrained``, the run's) are not the components' own.
-    """
+    ``layout`` options and the init's ``checkpoint`` (the run loads it) are not the components'."""
     stored = {k: model[k] for k in parameters(layout) if k in model}
     model = {k: v for k, v in model.items() if k not in stored}
     init = {k: v for k, v in init.items() if k not in parameters(load_pretrained)}
@@ -66,8 +63,7 @@ def layout_of(model: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def layout(net: Supplied[nn.Module], channels_last: bool = False) -> nn.Module:
-    """``model.channels_last``: the weights stored as NHWC, which GPU convolutions (with bf16 or
-    fp16) run fastest in; any model's, not one model's option."""
+    """``model.channels_last``: NHWC weights, which GPU convolutions (bf16, fp16) run fastest in."""
     return net.to(memory_format=torch.channels_last) if channels_last else net
 
 

@@ -1,6 +1,4 @@
-"""The plain CNNs of the 79%→90% slides ('CIFAR 10 Classification by CNN - From 79% to 90%
-Accuracy'): one conv + one hidden dense layer, and six convs + two hidden dense layers with a
-dropout after every two layers."""
+"""The plain CNNs of the 79%→90% slides: the first (one conv), and 6 convs + 2 dense layers."""
 
 from typing import Annotated
 
@@ -24,10 +22,7 @@ from cnnlab.registry import register
 class ShallowCNN(nn.Module):
     """conv 3x3 -> max-pool (stride 1, no padding) -> dropout -> dense -> dropout -> dense.
 
-    The table's first rows: 20 filters, 8x8 pool, 500 units; the Xavier+SELU row: 24, 2x2, 512.
-    The slides quote keep probabilities; `dropout` here is the drop rate (keep 0.3 = dropout
-    0.7).
-    """
+    Defaults: the table's first rows. ``dropout`` is the drop rate (the slides' keep 0.3 = 0.7)."""
 
     def __init__(
         self,
@@ -61,11 +56,8 @@ class ShallowCNN(nn.Module):
 
 @register("model", "cnn_deep")
 class DeepCNN(nn.Module):
-    """Three pairs of 3x3 convs, each pair followed by max-pool and dropout, then two hidden
-    dense layers and a dropout ("6層CNN+ 2層FC, 每2層1個 dropout"), then the output layer.
-
-    ``pool_stride`` 1 is the table's setting; 2 halves the map after each pair.
-    """
+    """Pairs of 3x3 convs, each then max-pool and dropout; dense layers, dropout, output layer;
+    ``pool_stride`` 1 is the table's setting."""
 
     def __init__(
         self,

@@ -1,12 +1,7 @@
-"""Network in Network: the NIN lab report's ConvPool-CNN (Table 1) and the 79%→90% slides'
-nine-layer NIN.
+"""Network in Network: the NIN lab report's ConvPool-CNN (Table 1) and the 79%→90% slides' NIN9.
 
-Both end on a 1x1 convolution with one channel per class and global average pooling, so they
-have no dense layer. In the studies' tables that last convolution is followed by norm and
-activation like every other; with a bounded activation (sigmoid, tanh) that bounds the logits
-and the loss cannot fall far, which would bias an activation study. So by default it gives the
-logits directly; ``final_norm_act=True`` restores the tables' form.
-"""
+Their last 1x1 convolution gives the logits directly: norm and activation after it, as in the
+tables (``final_norm_act=True``), would bound sigmoid's and tanh's logits: a biased study."""
 
 from collections.abc import Sequence
 
@@ -30,8 +25,7 @@ def mlpconv(in_ch: int, widths: Sequence[int], kernel: int, act, norm) -> list[n
 class NIN(nn.Module):
     """Three mlpconv stages, 3x3/2 max-pool and dropout between them, global average pooling.
 
-    966,986 parameters for 10 classes without BN (Table 1's layers, counted in the tests).
-    """
+    966,986 parameters for 10 classes without BN (Table 1's layers, counted in the tests)."""
 
     name = "nin"
 
@@ -48,7 +42,7 @@ class NIN(nn.Module):
         super().__init__()
         first, second = dropout_rates(dropout, 2, self.name)
         one, two = self.stages(in_channels, act, norm)
-        if final_norm_act:  # the class scores: one channel per class
+        if final_norm_act:
             scores = conv_block(192, num_classes, 1, act, norm)
         else:
             scores = nn.Conv2d(192, num_classes, 1)
@@ -78,9 +72,8 @@ class NIN(nn.Module):
 
 @register("model", "nin9")
 class NIN9(NIN):
-    """The 79%→90% slides' final network: 3x(3x3 conv 92), pool, dropout, 3x(3x3 conv 192), pool,
-    dropout, 3x3 conv 192, 1x1 conv 192, 1x1 conv to the classes, global average pooling.
-    The pools' size is not in the slides (stride 2 is); 3x3 as in NIN."""
+    """The 79%→90% slides' final network: NIN with stages of three 3x3 convs, 92 then 192 wide;
+    the pools' size is not in the slides (stride 2 is): 3x3 as in NIN."""
 
     name = "nin9"
 

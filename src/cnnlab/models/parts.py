@@ -1,11 +1,5 @@
-"""A network's parts as fine-tuning sees them: the head (the output layer and whatever follows
-it) and, before it, the body's parts, which can be frozen by name or counted.
-
-The parts are the network's top-level modules, except that a module holding the output layer
-is opened up into its children, so that the head stands apart: NIN's last 1x1 convolution sits
-inside ``features``, base_cnn's last dense layer inside ``classifier``. Printing the network
-(``print(net)``) shows the same names.
-"""
+"""A network's parts as fine-tuning sees them: its top-level modules, but one holding the output
+layer opened into its children, so that the head stands apart (NIN's sits inside ``features``)."""
 
 from torch import nn
 
@@ -13,8 +7,7 @@ from cnnlab.layers.inits import KERNEL_LAYERS
 
 
 def head_name(net: nn.Module) -> str:
-    """The output layer's name: timm's own answer for its models (``get_classifier``), else the
-    last convolution or dense layer, which is the output layer of every cnnlab model."""
+    """The output layer's name: timm's ``get_classifier``, else the last conv or dense layer."""
     if hasattr(net, "get_classifier"):
         classifier = net.get_classifier()
         named = [name for name, module in net.named_modules() if module is classifier and name]
@@ -27,8 +20,7 @@ def head_name(net: nn.Module) -> str:
 
 
 def parts(net: nn.Module) -> tuple[dict[str, nn.Module], dict[str, nn.Module]]:
-    """(body, head): the network's parts before its output layer and from it on, each by name,
-    in the order the network holds them."""
+    """(body, head): the parts before the output layer and from it on, by name, in order."""
     head = head_name(net)
     body: dict[str, nn.Module] = {}
     rest: dict[str, nn.Module] = {}

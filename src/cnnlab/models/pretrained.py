@@ -1,11 +1,5 @@
-"""``init.checkpoint=PATH``: start from the weights of a file rather than from the init alone.
-
-The file is a cnnlab checkpoint (a Lightning ``.ckpt``: its ``net.*`` tensors) or a state dict
-of the same architecture (``torch.save(model.state_dict())`` of a timm model, ``.pth``, or a
-``.safetensors`` file); nothing is downloaded. Its head is replaced where it does not fit (another
-class count): the new head keeps its fresh init. Any other difference is another architecture
-and refused. The normalisation statistics are not taken: the new data set's are computed.
-"""
+"""``init.checkpoint=PATH`` (README.md, Fine-tuning): a head that does not fit keeps its fresh
+init; any other difference is another architecture, refused."""
 
 import logging
 import zipfile
@@ -26,8 +20,7 @@ ACCEPTED = "a cnnlab .ckpt, or a model's state_dict() saved with torch.save or a
 
 
 def load_pretrained(net: Supplied[nn.Module], checkpoint: str | None = None) -> None:
-    """``init.checkpoint``: copy the weights in that file into ``net``, all but a head that does
-    not fit; None: leave the init's."""
+    """Copy the weights in ``checkpoint`` into ``net``, all but a head that does not fit."""
     if checkpoint is None:
         return
     weights, model = read_weights(checkpoint)
@@ -93,8 +86,6 @@ def _unreadable(err: Exception, file: Path) -> str:
 def _first_mismatch(
     own: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], head: dict[str, nn.Module]
 ) -> str | None:
-    """The first tensor outside the head that the file lacks, holds in another shape, or holds
-    and the network lacks; None if only the head differs."""
     for key, tensor in own.items():
         if in_parts(key, head):
             continue

@@ -1,5 +1,4 @@
-"""A configurable basic-block ResNet (the ResNet report): blocks and widths per stage, five
-block orders."""
+"""A basic-block ResNet (the ResNet report): blocks and widths per stage, five block orders."""
 
 from typing import Annotated, Literal
 
@@ -43,12 +42,8 @@ class BasicBlock(nn.Module):
 
 
 def _layers(tokens: list[str], in_ch: int, out_ch: int, stride: int, act, norm) -> nn.Sequential:
-    """Build 'conv bn act ...' in order; only the first conv strides.
-
-    A conv followed by a maxout makes k times the channels for it. An activation with no conv
-    before it (after the addition, or pre-activation) cannot widen its input, so maxout there
-    is refused.
-    """
+    """'conv bn act ...' in order, only the first conv striding; a conv widens for a maxout after
+    it, so a maxout with no conv before it (pre-activation, after the addition) is refused."""
     layers, channels, pending = [], in_ch, None
     for i, token in enumerate(tokens):
         if token == "conv":
@@ -78,9 +73,7 @@ def _layers(tokens: list[str], in_ch: int, out_ch: int, stride: int, act, norm) 
 class ResNet(nn.Module):
     """3x3 stem, stages of basic blocks (stride 2 from the second stage), average pool, dense.
 
-    ``blocks`` and ``channels`` give each stage's count and width ((3, 3, 2, 3) and (64, 128,
-    128, 256): the ResNet report's ResNet24); ``dropout`` is before the dense layer.
-    """
+    ``blocks`` and ``channels`` per stage; their defaults are the ResNet report's ResNet24."""
 
     def __init__(
         self,

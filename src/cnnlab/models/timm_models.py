@@ -12,9 +12,8 @@ from cnnlab.registry import register
 
 
 def _act_layer(act: ActFactory):
-    """timm builds activations as ``act_layer(inplace=...)`` without a channel count, so an
-    activation that needs one (PReLU per channel, maxout) is refused rather than built wrong.
-    The factory is called with 0 channels: a per-channel PReLU then has no slope at all."""
+    """timm gives ``act_layer`` no channel count: called with 0, an activation that needs one
+    (maxout; a per-channel PReLU, which then has no slope) is refused rather than built wrong."""
 
     def make(*args, **kwargs) -> nn.Module:
         a = act(0)
@@ -58,12 +57,7 @@ def timm_model(
 ) -> nn.Module:
     """A randomly initialised ``timm.create_model(arch)`` (nothing is downloaded).
 
-    Args:
-        stem: ``small`` (``_small_stem``, for 32x32 inputs) or ``imagenet`` (as is).
-        layers: ``cnnlab`` (activation and norm from the config groups) or ``timm`` (its own).
-        dropout: before the classifier (timm's drop_rate; plain dropout even with SELU).
-        extra: more keyword arguments for ``timm.create_model``, e.g. ``{img_size: 32}`` for ViTs.
-    """
+    ``dropout`` is timm's drop_rate: plain dropout even with SELU."""
     if not timm.is_model(arch):
         raise ConfigError(f"model.arch={arch}: no such timm model; timm.list_models() lists them")
     kwargs = {"num_classes": num_classes, "in_chans": in_channels, "drop_rate": dropout}

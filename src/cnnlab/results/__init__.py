@@ -1,2 +1,1 @@
-"""Results of runs and sweeps: the report's rows, table and curves, their statistics, what a
-run's curves say, and a sweep's progress."""
+"""Results of runs and sweeps: the report, its statistics, what curves say, a sweep's progress."""

@@ -1,6 +1,5 @@
-"""curves.png: how each recipe of a sweep learned, the mean over its seeds by epoch. Left,
-validation accuracy (the test set's, for runs that validate on it); right, training (solid)
-against validation (dashed) loss: a gap that opens up is over-fitting."""
+"""curves.png: how each recipe of a sweep learned, the mean over its seeds by epoch; a gap that
+opens up between training and validation loss is over-fitting."""
 
 import statistics
 from pathlib import Path
@@ -16,8 +15,7 @@ from cnnlab.results.table import label  # noqa: E402
 
 
 def plot_curves(rows, shown: list[str], path: Path) -> None:
-    """One line per row in each panel, labelled by the settings in ``shown``. Under mixup or
-    cutmix the training loss is that of the mixed batches, and the label says so."""
+    """One line per row in each panel, labelled by the settings in ``shown``."""
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, row in enumerate(rows):
         series = [job.series for job in row.finished]

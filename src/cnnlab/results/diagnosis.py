@@ -1,11 +1,6 @@
-"""Reading a run's curves as the CNN tricks slides teach: what the epochs say went wrong, and
-what to try. Each rule reads the per-epoch series of the run's CSV log and, when it fires, says
-the numbers that fired it and the advice; its thresholds are options (``diagnose.*`` in
-train.yaml, ``--diagnose KEY=VALUE`` for report.py).
-
-Under mixup or cutmix the training loss and accuracy are those of the mixed batches, not
-comparable with validation's: the rules that compare the two are then left out.
-"""
+"""Reading a run's curves as the CNN tricks slides teach: each rule that fires says the numbers that
+fired it and the advice. Under mixup or cutmix the training loss and accuracy are the mixed
+batches', not comparable with validation's: the rules that compare the two are left out."""
 
 import math
 from dataclasses import asdict, dataclass

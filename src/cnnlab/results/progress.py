@@ -1,8 +1,5 @@
-"""A ``-m`` sweep's progress: jobs finished, running, failed (pruned, in a search) and waiting,
-and the time left. The sweep's size is counted when it starts (``plan``) and kept in the sweep
-directory, so that every process that writes the report (a job of the gpus launcher writes it
-from its own) can say how far the sweep is; each job's state is read from its directory.
-"""
+"""A ``-m`` sweep's progress and the time left; its size is kept in its directory from the start,
+so that every process that writes the report (a gpus launcher's job too) can say how far it is."""
 
 import statistics
 import time
@@ -59,10 +56,9 @@ class Progress:
 
 
 def plan(config: DictConfig) -> None:
-    """Count the jobs Hydra's basic sweeper makes of the sweep's overrides and keep the number
-    in its directory (``on_multirun_start``). Another sweeper may choose its jobs as it goes."""
+    """Keep in the sweep directory the number of jobs the basic sweeper makes of its overrides."""
     if str(config.hydra.sweeper.get("_target_")) != BASIC_SWEEPER:
-        return
+        return  # another sweeper may choose its jobs as it goes
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -77,8 +73,7 @@ def plan(config: DictConfig) -> None:
 
 
 def state(sweep_dir: Path, starting: Path | None = None) -> Progress:
-    """The sweep's progress as its directory shows it now; the job in ``starting`` counts as
-    running (it has not taken its directory's lock yet)."""
+    """The sweep's progress now; ``starting`` runs (it has not taken its directory's lock yet)."""
     plan_file = read_record(sweep_dir / PLAN) or {}
     finished = running = failed = pruned = 0
     times = []

@@ -1,5 +1,4 @@
-"""The results table of one or more sweeps, written as report.md, report.csv and curves.png;
-``SweepReport`` keeps a ``-m`` sweep's report in its directory as its jobs end."""
+"""report.md, report.csv and curves.png of one or more sweeps, and of a sweep as its jobs end."""
 
 import logging
 import shutil
@@ -26,8 +25,7 @@ log = logging.getLogger(__name__)
 def write_report(
     dirs: list[Path], out: Path | None = None, options: Options | None = None, show: bool = True
 ) -> Path:
-    """Write report.md, report.csv and curves.png into ``out`` (the first dir); ``show``
-    prints the table too."""
+    """Write report.md, report.csv and curves.png into ``out`` (by default the first dir)."""
     options = options or Options()
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing:
@@ -61,8 +59,7 @@ def write_report(
 class SweepReport(Callback):
     """Keeps a ``-m`` sweep's report in its directory: rewritten after every job, so a sweep
     that stops half-way or has a failed job has one too, and printed when a sweep ends without
-    a failure (Hydra skips its end-of-sweep callbacks otherwise). Says how far the sweep is
-    as each job starts and ends."""
+    a failure (Hydra skips its end-of-sweep callbacks otherwise)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:

@@ -1,11 +1,6 @@
-"""The report's rows: every job found under the directories reported on, grouped by recipe.
-
-A job is a directory with ``.hydra/overrides.yaml``; its result is its ``metrics.json``
-(``finished``, ``failed``, ``interrupted`` or a search's ``pruned``; none: ``unfinished``).
-Jobs are one row when everything that decides their result (``cnnlab.config.settings``) is the
-same but the seed and the cross-validation fold, whichever sweep they come from: two sweeps
-that differ in a fixed override (``optimizer=adam`` in one, ``sgd`` in the other) are two rows.
-"""
+"""The report's rows: every job (a directory with ``.hydra/overrides.yaml``) found under the
+directories reported on, grouped by recipe: jobs whose settings (``cnnlab.config.settings``) are
+the same but the seed and the cross-validation fold are one row, whichever sweep they come from."""
 
 import json
 import logging
@@ -96,8 +91,7 @@ def collect(dirs: list[Path]) -> list[Job]:
 
 
 def rows(jobs: list[Job], options: Options = Options()) -> tuple[list[Row], str]:
-    """Jobs grouped by recipe, best first by ``options.sort`` (test_acc where no job has it),
-    and the metric they were ranked by."""
+    """Rows best first by ``options.sort`` (test_acc where no job has it), and the metric used."""
     grouped: dict[str, Row] = {}
     for job in jobs:
         key = json.dumps(job.settings, sort_keys=True, default=str)

@@ -1,12 +1,8 @@
-"""What a handful of seeds can say: a row's mean and its 95% interval, whether it differs from
-the best row, and how many seeds a difference would take to show.
-
-Two rows a few tenths of a point apart are often the same recipe seen through seed noise. With
-n runs of a row, the mean's 95% confidence interval is mean ± t(0.975, n-1) s / sqrt(n)
-(Student's t); a row is compared with the best by Welch's t-test, which does not assume the two
-rows spread alike. The seeds a comparison would need are those at which a two-sided t-test at
-the same level finds the observed difference 80% of the time (its power), from the noncentral t.
-"""
+"""What a handful of seeds can say (two rows a few tenths apart are often one recipe seen through
+seed noise): a row's mean and its interval, mean ± t(1 - alpha/2, n-1) s / sqrt(n) (Student's
+t); whether it differs from the best row, by Welch's t-test (which does not assume the two rows
+spread alike); and the seeds a two-sided t-test at the same level needs to find the observed
+difference 80% of the time (its power), from the noncentral t."""
 
 import math
 import statistics
@@ -39,8 +35,7 @@ def summary(values: list[float], alpha: float = ALPHA) -> Summary:
 
 
 def welch_p(a: list[float], b: list[float]) -> float:
-    """The two-sided p-value of Welch's t-test of equal means. Rows whose runs all agree
-    exactly (no spread at all) differ for certain if their means differ (p = 0)."""
+    """Welch's two-sided p-value; rows with no spread at all differ (p = 0) if their means do."""
     if statistics.stdev(a) == 0 and statistics.stdev(b) == 0:
         return 1.0 if statistics.fmean(a) == statistics.fmean(b) else 0.0
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
@@ -64,9 +59,8 @@ def verdict(row: list[float], best: list[float], is_best: bool, alpha: float = A
 def seeds_needed(
     a: list[float], b: list[float], most: int, alpha: float = ALPHA, power: float = POWER
 ) -> int | None:
-    """The runs per row at which a two-sided t-test at ``alpha`` tells the observed difference
-    of means apart ``power`` of the time, given the rows' pooled spread; None if more than
-    ``most`` (or if there is no difference to find)."""
+    """The runs per row at which a t-test finds the difference ``power`` of the time, given the
+    rows' pooled spread; None if more than ``most`` (or if there is no difference to find)."""
     diff = abs(statistics.fmean(a) - statistics.fmean(b))
     spread = math.sqrt((statistics.variance(a) + statistics.variance(b)) / 2)
     if diff == 0:
@@ -81,8 +75,7 @@ def seeds_needed(
 
 
 def t_test_power(effect: float, n: int, alpha: float = ALPHA) -> float:
-    """The power of a two-sided two-sample t-test with ``n`` runs a row, for a difference of
-    means ``effect`` standard deviations wide."""
+    """The power of a two-sided two-sample t-test with ``n`` runs a row; ``effect``: Cohen's d."""
     df = 2 * n - 2
     shift = effect * math.sqrt(n / 2)
     critical = stats.t.ppf(1 - alpha / 2, df)

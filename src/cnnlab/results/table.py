@@ -1,13 +1,8 @@
-"""The report's table: which settings tell its rows apart (``columns``), and each row's figures
-in words: in %, mean ± standard deviation over its finished runs, 95% interval and n; the row
-against the best (``cnnlab.results.significance``), the seeds that comparison needs
-(``--min-seeds``), the published figure against the interval, and what the curves say.
-"""
+"""The report's table: which settings tell its rows apart, and each row's figures in words."""
 
 import csv
 import io
 from collections import Counter
-from typing import Any
 
 from rich.table import Table
 
@@ -23,16 +18,13 @@ NOT_RECIPES = {"logger", "paths", "hydra"}  # groups that hold no setting (cnnla
 
 
 class Report:
-    """The table of ``rows`` (ranked by ``sort``), in words. Rows are compared with the best
-    row that has two runs or more (the best row, unless that has one run only)."""
+    """The table of ``rows`` (ranked by ``sort``); each is compared with the best of n >= 2."""
 
     def __init__(self, rows: list[Row], sort: str, options: Options, now: Progress | None):
         self.rows, self.sort, self.options, self.now = rows, sort, options, now
         self.columns = columns(rows)
-        ranked = [r for r in rows if r.values(sort)]
-        repeated = [r for r in ranked if len(r.values(sort)) > 1]
-        self.top = ranked[0] if ranked else None
-        self.anchor = repeated[0] if repeated else None  # what the others are compared with
+        self.top = next((r for r in rows if r.values(sort)), None)
+        self.anchor = next((r for r in rows if len(r.values(sort)) > 1), None)
         self.best = self.anchor.values(sort) if self.anchor else None
         self.cells = [self._cells(r) for r in rows]
 
@@ -171,10 +163,8 @@ class Report:
 
 
 def columns(rows: list[Row]) -> list[str]:
-    """The groups whose option differs between rows (and that hold a setting that differs, or
-    none at all: experiments, studies), then every setting that differs between rows. Under a
-    group whose option differs, a setting is shown only where every row has it (its rate, not
-    the options one optimizer has and another lacks) and it is not the option's name."""
+    """The groups whose option differs between rows (and a setting under it too, or it has none),
+    then the settings that differ; under such a group, only those every row has, not its name."""
     if len(rows) < 2:
         return []
     keys = list(dict.fromkeys(k for r in rows for k in r.settings))
@@ -203,26 +193,20 @@ def value(row: Row, column: str) -> str:
     """A row's entry in a column: its group's option, or its setting."""
     if column in row.choices and column not in row.settings:
         return str(row.choices[column])
-    return _text(row.settings.get(column, ABSENT))
+    setting = row.settings.get(column, ABSENT)
+    if setting is None:
+        return "null"
+    return str(setting).lower() if isinstance(setting, bool) else str(setting)
 
 
 def label(row: Row, shown: list[str]) -> str:
     return ",".join(f"{c}={value(row, c)}" for c in shown) or "all runs"
 
 
-def _text(setting: Any) -> str:
-    if setting is None:
-        return "null"
-    if isinstance(setting, bool):
-        return str(setting).lower()
-    return str(setting)
-
-
 def _figure(s: Summary) -> str:
     text = f"{100 * s.mean:.2f}"
     if s.std is None:
         return f"{text} (n=1)"
-    # The interval as computed, within what an accuracy can be.
     low, high = max(0.0, s.low), min(1.0, s.high)
     return f"{text} ± {100 * s.std:.2f} [{100 * low:.2f}, {100 * high:.2f}] (n={s.n})"
 

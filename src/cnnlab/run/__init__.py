@@ -1,2 +1,1 @@
-"""One run's life: its checks (checks.py), assembly (assemble.py), training and record
-(train.py), resuming, pre-emption signals, checkpoints and its CSV log."""
+"""One run's life: checks, assembly, training and record, resuming, signals, checkpoints, log."""

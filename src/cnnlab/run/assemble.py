@@ -1,5 +1,4 @@
-"""A run's objects assembled from its config: the data module, the Classifier and the Trainer
-with its callbacks, loggers and what resuming needs."""
+"""A run's objects assembled from its config: the data module, the Classifier and the Trainer."""
 
 import inspect
 from pathlib import Path
@@ -34,10 +33,8 @@ def build_datamodule(cfg: DictConfig) -> ImageDataModule:
 
 
 def build_module(cfg: DictConfig, pretrained: bool = True) -> Classifier:
-    """The Classifier of ``cfg``, each argument the config node of its name, with
-    ``init.checkpoint``'s weights unless ``pretrained`` is False (a resumed run: its own
-    checkpoint has them, and the file may be gone by then). Loaded here, not by the
-    Classifier: its checkpoints then load without that file."""
+    """The Classifier of ``cfg``, with ``init.checkpoint``'s weights if ``pretrained`` (not when
+    resuming: the file may be gone); loaded here so that its checkpoints load without the file."""
     takes = inspect.signature(Classifier).parameters
     module = Classifier(**{name: plain(cfg[name]) for name in takes if name in cfg})
     if pretrained:
@@ -46,12 +43,9 @@ def build_module(cfg: DictConfig, pretrained: bool = True) -> Classifier:
 
 
 def build_trainer(cfg: DictConfig, select_best: bool = True, resume: str | None = None):
-    """The Trainer with the configured callbacks and loggers, and what resuming needs.
-
-    Without a held-out split there is no 'best' epoch: checkpoints keep the last epoch only,
-    and the test runs on it. Validation still runs when it is on the test set (curves only).
-    A run resumed from a checkpoint goes on logging to the W&B run that checkpoint names.
-    """
+    """The Trainer with the configured callbacks and loggers, and what resuming needs. Without a
+    held-out split (not ``select_best``) checkpoints keep the last epoch, the one tested, and
+    validation runs only when it is on the test set (curves only)."""
     callback_cfgs = plain(cfg.callbacks) or {}
     if not select_best:  # check() lets only checkpoints watch val/ without a held-out split
         for name, callback in list(callback_cfgs.items()):

@@ -1,11 +1,8 @@
 """Checkpoint files: written whole or not at all, and the same state not written twice.
 
-A run keeps two checkpoints, best.ckpt and last.ckpt, each from its own ModelCheckpoint. On
-an epoch that improves, both would save the same state at the same moment: for a net of 6M
-parameters that is 2 x 50 MB gathered, copied and written. Here the second becomes a hard
-link to the first file (no extra write); the next save of either replaces its own name only
-(a new file renamed into place), so the other keeps its content.
-"""
+best.ckpt and last.ckpt come from two ModelCheckpoints; on an epoch that improves both would save
+the same state (for a net of 6M parameters, 2 x 50 MB gathered, copied and written). The second
+becomes a hard link to the first; the next save of either replaces its own name only."""
 
 import os
 import shutil
@@ -30,16 +27,14 @@ class Link:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes checkpoints through a temporary file renamed into place: a kill while saving
-    leaves the previous checkpoint whole (reading them is Lightning's). A ``Link`` is written
-    as a hard link (a copy where the file system has none); it comes through the same writer,
-    so in the writer thread it waits for its source.
+    """Writes checkpoints through a temporary file renamed into place: a kill while saving leaves
+    the previous one whole. A ``Link`` becomes a hard link (a copy where the file system has
+    none); written by the same thread, it waits for its source.
 
-    ``torch.save`` writes the file directly and without the zip's CRC-32s: ~20 ms of CPU for a
-    50 MB checkpoint against 77 ms through Lightning's writer (measured on a 2-core CPU, where
-    that time is taken from training). Lightning's serialises to memory first, for remote file
-    systems (cnnlab writes local files), and torch.load never checks the CRC-32s (it loads a
-    file with a changed byte), so they protected nothing."""
+    ``torch.save`` writes the file directly, without the zip's CRC-32s: ~20 ms of CPU for a 50 MB
+    checkpoint against 77 ms through Lightning's writer (2-core CPU, taken from training), which
+    serialises to memory first for remote file systems; torch.load never checks the CRC-32s (it
+    loads a file with a changed byte), so they protected nothing."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -132,15 +127,8 @@ class StopOnFailedSave(Callback):
     def __init__(self, io: AtomicCheckpointIO):
         self.io = io
 
-    def _check(self) -> None:
+    def on_train_batch_start(self, *args: Any) -> None:
         if self.io.failure is not None:
             raise self.io.failure
 
-    def on_train_batch_start(self, *args: Any) -> None:
-        self._check()
-
-    def on_train_batch_end(self, *args: Any) -> None:
-        self._check()
-
-    def on_validation_batch_start(self, *args: Any) -> None:
-        self._check()
+    on_train_batch_end = on_validation_batch_start = on_train_batch_start

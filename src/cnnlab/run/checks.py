@@ -1,10 +1,6 @@
-"""Checks a config passes before anything is built: each failure is one ConfigError line that
-names the setting, the value and what is accepted.
-
-Every option is declared once, where it is used (``cnnlab.options`` says how); ``check_declared``
-holds each node of a composed config against its declaration. What is left here are the
-relations between options that no single declaration can state.
-"""
+"""Checks a config passes before anything is built, each failure one ConfigError line naming the
+setting, the value and what is accepted: ``check_declared`` holds each node against its
+declaration (``cnnlab.options``), the others the relations no single declaration can state."""
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -32,17 +28,15 @@ def top_options(
     matmul_precision: Literal["highest", "high", "medium"] = "highest",
     task_name: str = "train",
 ) -> None:
-    """The options at the top of ``train.yaml`` that the run reads itself (the Classifier
-    reads ``label_smoothing`` and ``compile``); the groups are declared where they are used."""
+    """The options at the top of ``train.yaml`` that the run reads itself (the rest: Classifier)."""
 
 
 # What reads each part of the training config: its signature declares the part's options. By
 # dotted name: imported to check a config, read from the source for --help (cnnlab.config.source).
 TOP = ("cnnlab.run.checks.top_options", "cnnlab.training.module.Classifier")
 DATA = "cnnlab.data.datamodule.ImageDataModule"
-# Where a config names a registered component (``{name: elu, ...}``): the kind, and what reads
-# the node's options that are not the component's own (a model's layout, an init's starting
-# weights, a schedule's interval and warmup).
+# Where a config names a registered component (``{name: elu, ...}``): its kind, and what reads
+# the node's other options (a model's layout, an init's weights, a schedule's warmup).
 REGISTERED = {
     "model": ("model", "cnnlab.models.build.layout"),
     "activation": ("activation", None),
@@ -99,9 +93,8 @@ class Node(NamedTuple):
 
 
 def declared_nodes(plain: Mapping[str, Any], read: Imported | None = None) -> Iterator[Node]:
-    """Each node of a composed config (as plain values) with its declaration: the top level,
-    the data, the registered components, the plain groups, and every ``_target_`` node
-    wherever it is. A node nothing here declares (a user's own ``_target_``) is left out."""
+    """Each node of a composed config (plain values) with its declaration, ``_target_`` nodes
+    wherever they are; a node nothing declares (a user's own ``_target_``) is left out."""
     read = read or Imported()
     top = [read.of(dotted) for dotted in TOP]  # (the Classifier's groups: their own nodes too)
     yield Node("", top[0], {k: plain[k] for k in parameters(top[0]) if k in plain})
@@ -164,9 +157,8 @@ def check_optimizer(cfg: DictConfig) -> None:
 
 
 def check_schedule(cfg: DictConfig) -> None:
-    """Build the schedule on a stand-in optimizer, so that what its options cannot do together
-    (plateau stepped per batch, a warmup in front of onecycle) is refused now, not when
-    training starts (when the run directory already holds its logs)."""
+    """Build the schedule on a stand-in optimizer: what its options cannot do together (plateau
+    per batch, a warmup before onecycle) fails now, before the run directory holds its logs."""
     import torch
 
     from cnnlab.training.schedules import build_schedule

@@ -1,15 +1,6 @@
-"""Whether and from where a run goes on, with nothing mixed up.
-
-- ``resume=auto`` continues from the run directory's ``checkpoints/last.ckpt`` (or skips a run
-  that already finished there); ``resume=PATH`` continues from that checkpoint. In a ``-m``
-  sweep and under the SLURM launcher, ``resume: null`` means auto: rerunning a sweep into its
-  directory skips the finished jobs and resumes the others.
-- A checkpoint carries the settings that decide the result (``cnnlab.config.settings``, saved by
-  ``cnnlab.run.state``); auto refuses to go on from one written for other settings, rather than
-  silently mixing two runs.
-- What makes a resumed run continue exactly lives beside it: the per-epoch seeds
-  (``cnnlab.run.seeds``) and the checkpoint saved on a pre-emption signal (``cnnlab.run.signals``).
-"""
+"""Whether and from where a run goes on (README's "Nothing lost"). A checkpoint carries the
+settings that decide the result (``cnnlab.run.state``): ``resume=auto`` refuses one written for
+other settings rather than silently mixing two runs."""
 
 import functools
 import logging
@@ -100,8 +91,7 @@ def own_checkpoint(cfg: DictConfig, checkpoint: str | None) -> bool:
 
 
 def _same_settings(record: dict, cfg: DictConfig, what: str) -> None:
-    """Refuse to go on with a run whose ``record`` (its metrics.json, or what its checkpoint
-    carries) holds other settings than ``cfg``'s."""
+    """Refuse to go on with a run whose ``record`` holds other settings than ``cfg``'s."""
     saved, now = record.get("settings"), settings(cfg)
     if saved is None:
         return
@@ -132,14 +122,12 @@ def run_state(checkpoint: str | Path) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=2)
 def _run_state(checkpoint: str, modified_ns: int) -> dict[str, Any]:
-    saved = _load(checkpoint)
-    return saved.get("callbacks", {}).get("RunState", {})
+    return _load(checkpoint).get("callbacks", {}).get("RunState", {})
 
 
 def check_fits(weights: dict[str, Any], checkpoint: str) -> None:
-    """Refuse to go on from ``checkpoint`` if its network is not the one built (``weights``, the
-    module's state_dict): named now, in one line, rather than as Lightning's page of size
-    mismatches after the whole build."""
+    """Refuse ``checkpoint`` if its network is not the one built (``weights``, its state_dict):
+    one line now, not Lightning's page of size mismatches after the whole build."""
     saved = _load(checkpoint).get("state_dict", {})
     differ = [
         f"{name} is {_shape(weights[name])} here and {_shape(saved[name])} in it"

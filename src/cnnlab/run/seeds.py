@@ -1,5 +1,4 @@
-"""Each epoch's randomness seeded from (seed, epoch, rank): a run resumed from the end of an
-epoch continues exactly as the uninterrupted run would, and each DDP process draws its own."""
+"""Each epoch's randomness seeded from (seed, epoch, rank): a resumed run continues exactly."""
 
 import lightning as L
 import numpy as np
@@ -7,11 +6,9 @@ from lightning.pytorch.callbacks import Callback
 
 
 class EpochSeed(Callback):
-    """Reseed torch, numpy and Python at the start of every epoch from (seed, epoch, rank): the
-    epoch's shuffle, augmentation and dropout then do not depend on what ran before it, and
-    under DDP each process draws its own crops, flips, noise, dropout masks and mixups (one
-    draw for all would give N GPUs the variety of one). The initial weights come from the seed
-    alone, before the first epoch, and are the same in every process."""
+    """Reseed torch, numpy and Python as each epoch starts: its draws do not depend on what ran
+    before, and under DDP each process draws its own (one draw for all would give N GPUs the
+    variety of one); the initial weights, drawn before, are the same in every process."""
 
     def __init__(self, seed: int):
         self.seed = seed

@@ -1,5 +1,4 @@
-"""SIGTERM, SIGUSR1 and SIGUSR2 (SLURM's and submitit's pre-emption signals) end the current
-batch, save last.ckpt and exit with a status that names the signal."""
+"""SLURM's and submitit's pre-emption signals: save last.ckpt, exit with a status naming them."""
 
 import signal
 from pathlib import Path
@@ -26,13 +25,10 @@ class Preempted(SystemExit):
 
 class SaveOnSignal(Callback):
     """On SIGTERM, SIGUSR1 or SIGUSR2 during training: finish the batch, save ``path``, call the
-    handler that was there before (submitit's requeues the job), and exit.
-
-    Under DDP every process must stop at the same step (the save is collective): they agree
-    on it every ``CHECK_EVERY`` steps and at an epoch's last batch, not at every step, where
-    the collective would make the host wait for the device. (Lightning itself shares rank 0's
-    SIGTERM at every step: every process then stops with SIGTERMException, see on_exception.)
-    """
+    handler that was there before (submitit's requeues the job), and exit. Under DDP all must
+    stop at the same step (the save is collective): they agree every ``CHECK_EVERY`` steps and
+    at an epoch's last batch, as at every step the collective would make the host wait for the
+    device. (Lightning shares rank 0's SIGTERM at every step itself: see on_exception.)"""
 
     SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # SIGTERM: Lightning's handler notes it
 

@@ -1,5 +1,4 @@
-"""The run's state that every checkpoint carries: its settings, its training time so far and
-its W&B run id."""
+"""The run's state that every checkpoint carries."""
 
 import time
 from typing import Any
@@ -14,10 +13,9 @@ from cnnlab.errors import Diverged
 
 
 class RunState(Callback):
-    """Saved in every checkpoint: the run's settings, its training time so far and its W&B
-    run id, so that a resumed run is checked, timed in full and logged to the same W&B run.
-    Going on from another run's checkpoint (``carry=False``) starts the clock and the W&B run
-    afresh. No checkpoint is saved with NaN or infinite weights."""
+    """Saved in every checkpoint, so that a resumed run is checked, timed in full and logged to
+    the same W&B run; another run's checkpoint (``carry=False``) starts the clock and the W&B
+    run afresh. Non-finite weights are never saved."""
 
     def __init__(self, cfg: DictConfig, carry: bool = True):
         self.settings = settings(cfg)

@@ -96,8 +96,7 @@ def train(cfg: DictConfig, resume: str | None) -> dict[str, Any]:
 
 
 def read_curves(cfg: DictConfig, trainer: L.Trainer, mixed: bool) -> list[dict[str, str]] | None:
-    """What the run's curves say (cnnlab.results.diagnosis), printed and returned for metrics.json;
-    None if they cannot be read (the run trained and tested all the same)."""
+    """What the run's curves say, logged and returned; None if unreadable (the run stands)."""
     try:
         for logger in trainer.loggers:
             logger.save()  # the CSV logger writes its rows in batches
@@ -183,7 +182,8 @@ def _tested_checkpoint(trainer: L.Trainer, select_best: bool) -> tuple[str | Non
 
 def _best_score(trainer: L.Trainer) -> float | None:
     watching = [c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)]
-    return _score(watching[0]) if watching else None
+    score = getattr(watching[0], "best_model_score", None) if watching else None
+    return float(score) if score is not None else None
 
 
 def _end_runs(failed: bool) -> None:
@@ -199,8 +199,3 @@ def _describe(error: BaseException) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _score(checkpoint: Any) -> float | None:
-    score = getattr(checkpoint, "best_model_score", None)
-    return float(score) if score is not None else None

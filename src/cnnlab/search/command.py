@@ -14,9 +14,8 @@ from cnnlab.search.study import JOURNAL, LOCK, SAVED, create, held, settle
 def search(
     words: list[str], directory: Path | None, parallel: int | None, n_trials: int | None
 ) -> None:
-    """Search the space in ``words`` (a file, then the overrides every trial gets) into
-    ``directory`` (a new one under logs/search/ by default); with ``directory`` alone, go on
-    with the search there."""
+    """Search the space in ``words`` (a file, then every trial's overrides) into ``directory``
+    (by default a new one under logs/search/); given ``directory`` alone, go on with its search."""
     space, overrides = split(words)
     if n_trials is not None and n_trials < 1:
         raise ConfigError(f"--trials {n_trials}: expected a whole number >= 1")

@@ -1,11 +1,6 @@
 """The search itself: trials asked of the study and started as soon as a slot frees (not batch
-by batch, as Hydra's sweepers do), each told to the study when its job ends.
-
-A search stopped (Ctrl-C, SIGTERM, the machine going down) leaves its running trials RUNNING
-in the journal, their jobs interrupted with their last.ckpt saved. Run again in the same
-directory, it keeps every trial that ended and runs those again, under the same numbers and in
-the same directories, where their jobs go on from last.ckpt (resume=auto, as in any -m sweep).
-"""
+by batch, as Hydra's sweepers do), each told to the study when its job ends. A stopped search's
+RUNNING trials run again first, in their directories, from last.ckpt (docs/search.md)."""
 
 import signal
 import threading
@@ -123,7 +118,6 @@ class Search:
         return None
 
     def _wants_more(self) -> bool:
-        """Whether the study needs another trial asked of it."""
         return (
             not self.exhausted and len(self.study.get_trials(deepcopy=False)) < self.space.n_trials
         )
@@ -153,7 +147,6 @@ class Search:
         say(f"trial {number} {word}: {said}; {self._tally()}")
 
     def _tally(self) -> str:
-        """``4 of 8 trials ended (3 finished, 1 pruned), 2 running``."""
         every = self.study.get_trials(deepcopy=False)
         ended = Counter(STATES[t.state.name] for t in every if t.state.name in STATES)
         said = ", ".join(f"{n} {s}" for s, n in ended.items())
@@ -176,8 +169,7 @@ class Reporter:
         self.wanted.set()  # several trials ending meanwhile: one report, after the last
 
     def close(self) -> None:
-        """End once the report being written is (matplotlib's figures are not to be drawn
-        from two threads at once: the search's plots come next)."""
+        """End once the report being written is: the search's plots must not draw meanwhile."""
         self.closing = True
         self.wanted.set()
         self.thread.join()

@@ -18,8 +18,7 @@ PLACED = ("hydra.sweep.", "hydra.run.", "hydra.mode", "hydra.job.", "hydra.callb
 
 
 def split(words: list[str]) -> tuple[Space | None, list[str]]:
-    """The space (the first word that is not an override, a file or a name in spaces/)
-    and the overrides."""
+    """The space (the word that is not an override: a file or a name in spaces/), the overrides."""
     named = [w for w in words if "=" not in w and not w.startswith("~")]
     if len(named) > 1:
         raise ConfigError(f"one space file, not {len(named)} ({', '.join(named)})")
@@ -60,9 +59,8 @@ def composed(space: Space, fixed: list[str]) -> DictConfig:
 
 
 def check_values(space: Space, fixed: list[str]) -> None:
-    """Each end of a range and each choice (the other settings at their first) through the
-    checks a trial's run starts with: a value no trial can run with is refused now, in one
-    line, rather than in whichever trial draws it, hours into the search."""
+    """Each end of a range and each choice (the other settings at their first) through a run's
+    checks: a value no trial can run with is refused now, not in a trial hours into the search."""
     from cnnlab.run.checks import check  # (torch: loaded once the space itself is sound)
 
     firsts = _firsts(space)

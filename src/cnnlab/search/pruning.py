@@ -1,12 +1,7 @@
-"""The callback a search adds to each trial's training (``callbacks.pruning``): after every
-validation it reports the epoch's accuracy to the study and stops the run if the search's pruner
-says so. The run then records ``pruned`` (cnnlab.errors.Pruned) and its job ends cleanly.
-
-Not optuna-integration's PyTorchLightningPruningCallback, though it does the same three calls
-(report, should_prune, raise): it raises optuna.TrialPruned, which the run would record as a
-failure, and under DDP it takes only Optuna's RDB storage, not the search's journal file. Here
-rank 0 alone reports and asks, and every rank stops on its answer.
-"""
+"""The callback a search adds to each trial's training (``callbacks.pruning``): rank 0 reports each
+validation's accuracy to the study and asks the search's pruner, and every rank stops on its answer.
+Not optuna-integration's PyTorchLightningPruningCallback: its run would record a failure, and under
+DDP it takes only Optuna's RDB storage, not a journal file."""
 
 from pathlib import Path
 
@@ -21,8 +16,7 @@ class TrialPruning(L.Callback):
     observes_only = True
 
     def __init__(self, search: str, trial: int, monitor: str = "val/acc"):
-        """``search``: the search's directory; ``trial``: the trial's number in its study;
-        ``monitor``: the metric reported each epoch (the one the search ranks trials by)."""
+        """``search``: the search's directory; ``monitor``: the metric the search ranks by."""
         self.search, self.number, self.monitor = Path(search), trial, monitor
         self._trial = None  # Optuna's, opened on rank 0 when fitting starts
 
@@ -35,9 +29,7 @@ class TrialPruning(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        said = ""
-        if trainer.is_global_zero:
-            said = self._report(trainer)
+        said = self._report(trainer) if trainer.is_global_zero else ""
         if trainer.strategy.broadcast(said):  # every rank stops, or none
             raise Pruned(said or f"trial {self.number} pruned")
 

@@ -1,5 +1,4 @@
-"""What a search leaves when it ends: the best trial as one command line, the report over every
-trial (report.md, report.csv, curves.png) and Optuna's plots, in the search directory."""
+"""What a search leaves when it ends: the best trial's command line, the report, Optuna's plots."""
 
 import shlex
 import warnings
@@ -35,8 +34,7 @@ def finish(study: Any, directory: Path, space: Space, fixed: list[str]) -> None:
 
 
 def best_command(study: Any, space: Space, fixed: list[str]) -> str | None:
-    """``python src/train.py <fixed overrides> <the best trial's values>``; None before any
-    trial finished."""
+    """``python src/train.py <fixed> <the best trial's values>``; None before any trial finished."""
     try:
         best = study.best_trial
     except ValueError:  # no finished trial
@@ -56,7 +54,6 @@ def plots(study: Any, directory: Path) -> dict[str, str]:
     from optuna.visualization import matplotlib as optuna_plots
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # why a plot is missing is said below
-
     missing = {}
     for name, function in PLOTS.items():
         try:

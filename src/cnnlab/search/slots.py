@@ -1,13 +1,6 @@
-"""Where a search's trials run side by side: one slot per trial at a time.
-
-Each trial is ``python src/train.py -m`` of one job through the chosen Hydra launcher, in a
-process of its own. Hydra's launchers cannot be called from threads of one process instead:
-the gpus launcher sets signal handlers (the main thread's alone) and Hydra's config is one
-global per process. So under ``hydra/launcher=gpus`` the search hands out the devices itself:
-each slot's launcher sees only its own (``CUDA_VISIBLE_DEVICES``), taken as the launcher would
-(``hydra.launcher.devices``, ``jobs_per_gpu``, ``gpus_per_job``), and no two trials share a GPU
-beyond ``jobs_per_gpu``. Other launchers (basic, slurm) take ``--parallel`` trials at a time.
-"""
+"""Where a search's trials run side by side, one slot per trial at a time. Each trial is a process
+of its own (docs/search.md says why), so under ``hydra/launcher=gpus`` the search hands out the
+devices: each slot's launcher sees only its own, and no GPU holds more than ``jobs_per_gpu``."""
 
 import os
 from dataclasses import dataclass, field
@@ -27,8 +20,7 @@ class Slot:
 
 
 def slots(launcher: DictConfig, parallel: int | None) -> list[Slot]:
-    """``parallel`` slots (by default: one for the basic and slurm launchers, as many as the
-    GPUs hold under the gpus launcher); each trial gets its share of the CPU's threads."""
+    """``parallel`` slots (by default: one, or as many as the GPUs hold under the gpus launcher)."""
     if parallel is not None and parallel < 1:
         raise ConfigError(f"--parallel {parallel}: expected a whole number >= 1")
     if str(launcher.get("_target_")) == GPUS:
@@ -37,7 +29,8 @@ def slots(launcher: DictConfig, parallel: int | None) -> list[Slot]:
         made = [Slot() for _ in range(parallel or 1)]
     if "OMP_NUM_THREADS" in os.environ:
         return made
-    threads = str(max(1, _cores() // len(made)))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = str(max(1, (cores or 1) // len(made)))
     return [Slot({**s.env, "OMP_NUM_THREADS": threads}, s.overrides) for s in made]
 
 
@@ -61,9 +54,3 @@ def _gpu_slots(launcher: DictConfig, parallel: int | None) -> list[Slot]:
         Slot({"CUDA_VISIBLE_DEVICES": ",".join(g)}, ("hydra.launcher.devices=null",))
         for g in groups[: parallel or len(groups)]
     ]
-
-
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1

@@ -1,6 +1,5 @@
-"""A search space file (spaces/*.yaml): which settings a search varies and how, how many
-trials it runs, and Optuna's sampler and pruner. Read and checked before any trial starts:
-each mistake is one ConfigError line that names the file, the key and what is accepted."""
+"""A search space file (spaces/*.yaml), checked before any trial starts: each mistake is one
+ConfigError line that names the file, the key and what is accepted."""
 
 import re
 from dataclasses import asdict, dataclass
@@ -42,8 +41,7 @@ TYPES = ", ".join(DECLARED)
 
 @dataclass(frozen=True)
 class Space:
-    """The keys of a space file. ``sampler`` and ``pruner`` are Optuna's classes as
-    ``_target_`` nodes; no sampler: Optuna's TPESampler; no pruner: every trial runs out."""
+    """A space file's keys; no sampler: Optuna's TPESampler; no pruner: every trial runs out."""
 
     params: dict[str, Any]  # by override key, each entry checked against DECLARED
     n_trials: Count = 20

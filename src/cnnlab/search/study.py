@@ -1,12 +1,6 @@
-"""A search's directory: its Optuna study, what it searches, and its lock.
-
-The study is Optuna's journal file (``study.journal``: no database server; the search and its
-trials' training processes each append to it, under the file's own lock). ``search.yaml`` keeps
-the space and the fixed overrides as first given, for a rerun to go on with and for the trials'
-pruning callbacks to build the same pruner. While a search runs it holds ``.search.lock`` (the
-operating system's lock: it ends with the process, so a killed search leaves none), so a trial
-left RUNNING in the journal when the next search starts is one whose search was stopped.
-"""
+"""A search's directory: its Optuna study (a journal file, no database server), what it searches
+(for a rerun, and for the trials' pruners), and its lock, which ends with the process: a trial left
+RUNNING in the journal when the next search starts is one whose search was stopped."""
 
 import warnings
 from contextlib import AbstractContextManager
@@ -40,9 +34,8 @@ def held(directory: Path) -> AbstractContextManager[None]:
 def settle(
     directory: Path, space: Space | None, overrides: list[str], n_trials: int | None
 ) -> tuple[Space, list[str]]:
-    """What the search in ``directory`` runs: the space and overrides given, or for a rerun
-    given none, those it was started with. A rerun given another space or other overrides is
-    refused: its trials would not compare with the ones before. Only n_trials may change."""
+    """The space and overrides given or, for a rerun given none, those it started with. A rerun
+    may change n_trials only: otherwise its trials would not compare with the ones before."""
     saved = _saved(directory)
     if space is None:
         space, overrides = read(saved["space"]), list(saved["overrides"])
@@ -78,8 +71,7 @@ def create(directory: Path, space: Space) -> Any:
 
 
 def open_trial(directory: Path, number: int) -> Any:
-    """Trial ``number`` of the search in ``directory``, from another process (a trial's
-    training): it reports to the journal and asks the search's pruner."""
+    """Trial ``number`` of the search in ``directory``, opened from a trial's training process."""
     import optuna
 
     space = read(_saved(directory)["space"])

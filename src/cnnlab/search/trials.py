@@ -1,11 +1,5 @@
 """One trial: its training job started through the chosen launcher, and its outcome read back.
-
-A trial is ``python src/train.py -m`` of one job into ``<search>/<trial number>/`` (the trial's
-own sweep directory, so that no two trials write the same ``multirun.yaml``), with the space's
-values for it and a pruning callback that reports to the study. Its output goes to
-``trial.log`` there. The outcome is the job's ``metrics.json``: its best validation accuracy,
-or that it was pruned, failed or interrupted.
-"""
+Each trial is a sweep directory of its own, so that no two trials write the same multirun.yaml."""
 
 import math
 import os
@@ -68,8 +62,7 @@ def command(directory: Path, number: int, fixed: list[str], params: dict[str, An
 
 
 def start(directory: Path, number: int, argv: list[str], slot: Slot) -> subprocess.Popen:
-    """Start the trial's process (``cnnlab.processes``), its output added to ``trial.log``
-    (a rerun's attempt comes after the one before)."""
+    """Start the trial's process; its output goes to ``trial.log``, after any earlier attempt's."""
     out = trial_dir(directory, number)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "trial.log", "ab") as log:

@@ -1,2 +1,1 @@
-"""Training: the LightningModule, its optimizer and learning-rate schedules, regularisers and
-fine-tuning."""
+"""Training: the LightningModule, its optimizer and schedules, regularisers and fine-tuning."""

@@ -1,8 +1,6 @@
-"""Fine-tuning (the ``finetune`` node): freeze the body's first parts, unfreeze them at an
-epoch, and train the body at a share of the head's learning rate. The weights to start from
-come from ``init.checkpoint`` (cnnlab.models.pretrained); the parts are
-cnnlab.models.parts's (the head: the output layer and what follows it).
-"""
+"""Fine-tuning: freeze parts of the body, unfreeze them at an epoch, train the body at a share of
+the head's rate. The weights come from ``init.checkpoint`` (cnnlab.models.pretrained), the parts
+from cnnlab.models.parts (the head: the output layer and what follows it)."""
 
 import logging
 from collections.abc import Callable, Iterable
@@ -24,17 +22,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Finetuning:
-    """The ``finetune`` node: the body's parts that do not train (``all`` but the head, the
-    first N, or a list of names), the body's rate as a share of the head's, and the epoch
-    (counted from 0) at which the frozen parts start to train."""
+    """The ``finetune`` node: the body's parts that do not train (``all``, the first N, or names),
+    the body's rate as a share of the head's, and the epoch (from 0) the frozen parts thaw at."""
 
     freeze: Literal["all"] | Annotated[int, Ge(1)] | Annotated[list[str], MinLen(1)] | None = None
     body_lr: Annotated[float, Gt(0), Le(1)] = 1.0
     unfreeze_at: Count | None = None
 
     def callback(self, net: nn.Module) -> "Finetune | None":
-        """The callback that freezes the parts named, or None when nothing is frozen. A part
-        that is not there is refused now, naming those that are."""
+        """The callback that freezes the parts named (one not there is refused now), or None."""
         if self.freeze is None:
             return None
         body, head = parts(net)
@@ -56,20 +52,14 @@ class Finetuning:
 
 
 class Finetune(BaseFinetuning):
-    """Freezes the parts ``names`` of the Classifier's network (and with ``own`` the parameters
-    the network holds itself, a ViT's position embedding) and unfreezes them when epoch
-    ``unfreeze_at`` starts; None: never. A frozen part's BN layers keep their weights and
-    running statistics too (Lightning's ``train_bn=False``; they normalise with the batch's
-    statistics while training).
+    """Freezes the network's parts ``names`` (with ``own``, the parameters it holds itself: a
+    ViT's position embedding) until epoch ``unfreeze_at`` starts (None: never); their BN layers
+    keep their weights and running statistics too.
 
-    Lightning's way to unfreeze, ``unfreeze_and_add_param_group``, adds a parameter group to
-    the optimizer mid-run, which the schedule built at the start does not know: OneCycleLR
-    fails on the new group's missing ``initial_lr``, cnnlab's warmup on a group count that
-    changed (torch 2.14). So every parameter is in the optimizer from the start
-    (``build_optimizer``, the body's at the body's rate) and a frozen one only lacks a gradient,
-    which makes torch's optimizers skip it (no step, no weight decay, no momentum).
-    Unfreezing gives it one back.
-    """
+    Lightning's ``unfreeze_and_add_param_group`` adds a parameter group mid-run, unknown to the
+    schedule: OneCycleLR fails on its missing ``initial_lr``, the warmup on a changed group count
+    (torch 2.14). So every parameter is in the optimizer from the start (``build_optimizer``) and a
+    frozen one only lacks a gradient: no step, no weight decay, no momentum."""
 
     def __init__(self, names: list[str], own: bool = False, unfreeze_at: int | None = None):
         super().__init__()
@@ -91,11 +81,10 @@ class Finetune(BaseFinetuning):
         self._unfreeze_by(pl_module, trainer.current_epoch)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        # Frozen BN layers normalise as they will when tested, by their running statistics (a
-        # fixed feature extractor, as Keras freezes them): Lightning's freeze leaves them in
-        # training mode, normalising each batch by its own statistics. Once unfrozen they train
-        # again. Set at every step (a few modules): the whole model is put in training mode at
-        # the start of fitting, a resumed one included.
+        # Frozen BN layers normalise by their running statistics, as when tested (a fixed feature
+        # extractor, as Keras freezes them); Lightning's freeze leaves them normalising each batch
+        # by its own. Set at every step (a few modules): fitting puts the whole model in training
+        # mode as it starts, a resumed one included.
         thawed = self.unfreeze_at is not None and trainer.current_epoch >= self.unfreeze_at
         for module in self._modules(pl_module):
             for norm in module.modules():
@@ -124,10 +113,9 @@ class Finetune(BaseFinetuning):
 def build_optimizer(
     make: Callable[..., Optimizer], net: nn.Module, params: list, body_lr: float = 1.0
 ) -> Optimizer:
-    """``make(params=params)``; with ``body_lr`` below 1, each group of ``params`` split into
-    the head's part and the body's, the body's at ``body_lr`` times the rate. The groups are
-    named (``head``, ``body``; ``_no_decay`` where weight decay is off) for the LR monitor's
-    columns (``lr-SGD/body``). Schedules scale each group's rate in proportion."""
+    """``make(params=params)``; with ``body_lr`` below 1 each group split into the head's part and
+    the body's at ``body_lr`` times the rate, named (``head``, ``body``; ``_no_decay`` where weight
+    decay is off) for the LR monitor's columns (``lr-SGD/body``)."""
     if body_lr == 1:
         return make(params=params)
     _, head = parts(net)

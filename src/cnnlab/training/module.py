@@ -28,29 +28,13 @@ CHECK_EVERY = 50
 class Classifier(L.LightningModule):
     """Trains the network the config names with its ``optimizer`` and ``scheduler``.
 
-    Built from the config in one call: each argument is the config node of its name, a plain
-    mapping saved as a hyperparameter, so ``Classifier.load(path)`` alone rebuilds it. It takes
-    images as they are: uint8, or floats in [0, 1], (N, C, H, W). The normalisation
-    (``preprocess``) is part of the model: its statistics come from the data module when
-    fitting starts and are saved in every checkpoint, with the class names, so a checkpoint
-    classifies raw images without Hydra or the data.
-
-    Args:
-        model, activation, norm, init: the network (``cnnlab.models.build.build_model``).
-        optimizer: a ``_partial_`` optimizer config, completed here with the parameters.
-        data: the data node; what is read here is the images' ``in_channels``,
-            ``image_size`` and ``num_classes``, and ``val_on_test`` (validation metrics are
-            then logged as ``val_on_test/*``).
-        scheduler: a registered schedule (``cnnlab.training.schedules``); None: a constant rate.
-        regularizer: see ``cnnlab.training.regularizers.Regularizer``.
-        preprocess: a registered normalisation (``cnnlab.data.preprocess``), its statistics
-            the data module's or the checkpoint's; None: the network sees the [0, 1] images.
-        finetune: see ``cnnlab.training.finetune.Finetuning``.
-        label_smoothing: of the training loss (also of mixup's soft targets); validation and
-            test report the plain cross-entropy.
-        compile: compile the network with ``torch.compile`` (the network only: the training
-            step stays plain Python, and checkpoints keep the network's own parameter names).
-    """
+    Each argument is the config node of its name, a plain mapping saved as a hyperparameter, so
+    ``Classifier.load(path)`` alone rebuilds it. It takes images (N, C, H, W) as uint8 or floats in
+    [0, 1]; the normalisation (``preprocess``; None: none) is part of the model, its statistics
+    taken from the data module as fitting starts and saved in every checkpoint with the class names,
+    so a checkpoint classifies raw images without Hydra or the data. ``optimizer`` is ``_partial_``,
+    completed here with the parameters; ``label_smoothing`` is of the training loss only;
+    ``compile`` compiles the network alone (checkpoints keep its parameter names)."""
 
     def __init__(
         self,
@@ -108,9 +92,8 @@ class Classifier(L.LightningModule):
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", **changed: Any) -> "Classifier":
-        """The Classifier a checkpoint holds (its weights, normalisation, class names and data
-        arguments), ``changed`` put over its hyperparameters; checkpoints of an earlier cnnlab
-        too (``upgrade``)."""
+        """The Classifier a checkpoint holds (an earlier cnnlab's too: weights, normalisation,
+        class names and data arguments), ``changed`` put over its hyperparameters."""
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         module = cls(**{**upgrade(checkpoint["hyper_parameters"]), **changed})
         module.on_load_checkpoint(checkpoint)
@@ -147,8 +130,7 @@ class Classifier(L.LightningModule):
             self.use_data(datamodule)  # resume or to test, brings its own
 
     def use_data(self, datamodule) -> None:
-        """Take the normalisation statistics, class names and arguments (the data it was trained
-        on, for evaluating the checkpoint later) of a set-up ImageDataModule."""
+        """Take a set-up ImageDataModule's statistics, class names and arguments (for eval.py)."""
         self.preprocess.load_state_dict(datamodule.normalize.state_dict())
         self.class_names = datamodule.class_names
         self.data = dict(datamodule.hparams)
@@ -189,10 +171,9 @@ class Classifier(L.LightningModule):
         return loss
 
     def _check_finite(self) -> None:
-        """Stop if a training loss since the last check was NaN or infinite, naming the first.
-        The losses are read every CHECK_EVERY steps and before anything validates or saves the
-        weights, not at every step, which would make the host wait for the device each time:
-        the weights a NaN reached are never saved, the last checkpoint stays the last good one."""
+        """Stop if a training loss since the last check was not finite, naming the first. Read
+        every CHECK_EVERY steps, not every step (the host would wait for the device), and before
+        anything validates or saves: the weights a NaN reached are never saved."""
         if not self._losses:
             return
         losses, self._losses = self._losses, []

@@ -1,10 +1,6 @@
 """Penalties on the loss and constraints on the weights (the Keras hyper-parameter slides, the
-CNN tricks slides, the ResNet report).
-
-"Weights" are the kernels of convolutions and dense layers. Biases, norm parameters, learned
-activation slopes and other tensors (a ViT's position embedding, class token) are never
-penalised or constrained.
-"""
+CNN tricks slides, the ResNet report), on the kernels of convolutions and dense layers only:
+never on biases, norm parameters, learned slopes or a ViT's embeddings and class token."""
 
 from dataclasses import dataclass
 
@@ -22,8 +18,7 @@ def weights(net: nn.Module) -> list[torch.Tensor]:
 
 @dataclass(frozen=True)
 class Regularizer:
-    """The ``regularizer`` node: L1 and L2 penalties on the loss, a max-norm constraint after
-    every step, and whether the optimizer's weight decay reaches biases and norm layers."""
+    """The ``regularizer`` node: L1 and L2 penalties on the loss, a max-norm after every step."""
 
     l1: NonNegative = 0.0
     l2: NonNegative = 0.0
@@ -40,9 +35,8 @@ class Regularizer:
 
     @torch.no_grad()
     def constrain(self, net: nn.Module) -> None:
-        """Rescale each unit's incoming weights (a row of a dense layer, a filter of a conv)
-        whose L2 norm exceeds ``max_norm`` back onto the ball of that radius (Srivastava et al.
-        2014). Frozen weights (fine-tuning) are left as they are."""
+        """Rescale each unit's incoming weights (a dense row, a conv filter) whose L2 norm exceeds
+        ``max_norm`` onto that ball (Srivastava et al. 2014); frozen weights are left alone."""
         if self.max_norm is None:
             return
         for w in weights(net):
@@ -50,8 +44,7 @@ class Regularizer:
                 w.copy_(torch.renorm(w, p=2, dim=0, maxnorm=self.max_norm))
 
     def param_groups(self, net: nn.Module) -> list[dict] | list[nn.Parameter]:
-        """All parameters, or two groups so the optimizer's weight decay only reaches the
-        kernels."""
+        """All parameters, or two groups so that weight decay reaches the kernels only."""
         params = list(net.parameters())
         if self.decay_norm_and_bias:
             return params

@@ -1,13 +1,7 @@
-"""Learning-rate schedules chosen by name (``scheduler=cosine``), with an optional linear warmup
-in front of any of them. Each builds torch's own; ``others`` are options of torch's class that
-cnnlab sets no range for, passed on as they are.
-
-A schedule's lengths are always given in epochs (``T_max``, ``milestones``, ``step_size``,
-``T_0``) and its rates per epoch (``gamma``); ``interval: step`` only makes the rate change
-after every optimizer step, and ``Steps`` converts them to the schedule's own steps. A warmup
-scales the start of the schedule and shifts nothing: the milestones, restarts and the end of
-the run fall where they would without it.
-"""
+"""Learning-rate schedules chosen by name (``scheduler=cosine``), each building torch's own, with
+an optional linear warmup in front; ``others`` are options of torch's class passed on unchecked.
+Lengths are always in epochs (``T_max``, ``milestones``, ``step_size``, ``T_0``) and rates per
+epoch (``gamma``), also with ``interval: step``: ``Steps`` converts them to optimizer steps."""
 
 import math
 from collections.abc import Mapping
@@ -83,9 +77,8 @@ class Warmup(torch_schedules.LRScheduler):
 
 @dataclass(frozen=True)
 class Scheduling:
-    """The ``scheduler`` group's own options beside the schedule's: how often it steps, a
-    linear warmup over ``warmup_epochs`` from ``warmup_start`` times the rate, and the metric
-    it watches (``plateau``)."""
+    """The ``scheduler`` group's own options beside the schedule's: a linear warmup from
+    ``warmup_start`` times the rate, and the metric that ``plateau`` watches."""
 
     interval: Literal["epoch", "step"] = "epoch"
     warmup_epochs: Annotated[float, Ge(0), Le(100_000)] = 0
@@ -99,9 +92,8 @@ OWN = tuple(Scheduling.__dataclass_fields__)
 def build_schedule(
     optimizer: Optimizer, spec: Mapping[str, Any], total_steps: float, steps_per_epoch: int
 ) -> dict[str, Any] | None:
-    """Lightning's ``lr_scheduler`` dict for the ``scheduler`` node ``spec``, or None for a
-    constant learning rate. ``total_steps``: optimizer steps in the whole run (inf without an
-    end); ``steps_per_epoch``: in one epoch."""
+    """Lightning's ``lr_scheduler`` dict for the ``scheduler`` node ``spec`` (None: a constant
+    rate); ``total_steps`` (inf: no end) and ``steps_per_epoch`` count optimizer steps."""
     own = read(Scheduling, {k: v for k, v in spec.items() if k in OWN}, "scheduler")
     if steps_per_epoch < 1:
         raise ConfigError(
@@ -132,7 +124,6 @@ def build_schedule(
 
 
 def _warmup_length(epochs: float, per_epoch: int, interval: str) -> int:
-    """The warmup in the schedule's own steps."""
     if interval == "step":
         return max(1, round(epochs * per_epoch)) if epochs else 0
     if not math.isclose(epochs, round(epochs)):
@@ -169,8 +160,7 @@ def cosine_restarts(
     eta_min: NonNegative = 0.0,
     **others: Any,
 ):
-    """Cosine decay over ``T_0`` epochs, then back to the rate, each cycle ``T_mult`` times
-    longer than the one before."""
+    """Cosine decay over ``T_0`` epochs, then a restart; each cycle ``T_mult`` times the last."""
     return torch_schedules.CosineAnnealingWarmRestarts(
         optimizer, steps.of(T_0), T_mult, eta_min, **others
     )
@@ -222,10 +212,9 @@ def onecycle(
     three_phase: bool = False,
     **others: Any,
 ):
-    """Smith's one cycle: up to ``max_lr`` (null: the optimizer's rate) over the first
-    ``pct_start`` of ``total_steps`` schedule steps (null: the whole run), then down to
-    ``max_lr / (div_factor * final_div_factor)``. A parameter group whose rate is a share of
-    the optimizer's (fine-tuning's body) peaks at that share of ``max_lr``."""
+    """Smith's one cycle: up to ``max_lr`` (null: the optimizer's rate; a group at a share of the
+    rate peaks at that share) over the first ``pct_start`` of ``total_steps`` (null: the whole
+    run), then down to ``max_lr / (div_factor * final_div_factor)``."""
     base = optimizer.defaults["lr"]
     peak = max_lr or base
     peaks = [peak * group["lr"] / base for group in optimizer.param_groups]
@@ -257,8 +246,7 @@ def plateau(
     min_lr: NonNegative = 0.0,
     **others: Any,
 ):
-    """The rate times ``factor`` once ``scheduler.monitor`` has not improved for ``patience``
-    epochs."""
+    """The rate times ``factor`` after ``patience`` epochs with no better ``scheduler.monitor``."""
     if interval == "step":
         raise ConfigError(
             "scheduler.interval=step: scheduler=plateau watches a metric of each epoch; "

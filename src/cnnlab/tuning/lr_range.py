@@ -1,12 +1,8 @@
-"""Reading a learning-rate range test: its smoothed loss curve, the rate to suggest, the range
-of a cyclic schedule, and the plot.
-
-cnnlab reads the curve itself, from the loss of every step, rather than through Lightning's
-``_LRFinder.suggestion``: that one differentiates the loss by the rate itself (Lightning #21141:
-on an exponential sweep the smallest rates' noise, over the smallest spacing, wins), and its
-smoothing divides by one step too many, which halves the first points (Lightning 2.6), so that
-the curve seems to rise before it falls.
-"""
+"""Reading a learning-rate range test from the loss of every step, rather than through
+Lightning's ``_LRFinder.suggestion``: that one differentiates the loss by the rate itself
+(Lightning #21141: on an exponential sweep the smallest rates' noise, over the smallest spacing,
+wins), and its smoothing divides by one step too many, which halves the first points (Lightning
+2.6), so that the curve seems to rise before it falls."""
 
 import math
 from dataclasses import dataclass
@@ -34,11 +30,10 @@ class Reading:
 
 
 def smooth(losses: list[float], beta: float = BETA) -> list[float]:
-    """``losses`` up to the first that is not finite, smoothed without a lag: an exponential
-    moving average (debiased) run forwards, then over that backwards. A forward average alone
-    trails the curve by ~1/(1-beta) steps, which on an exponential sweep moves every rate read
-    off it up by a fraction of a decade; the whole curve is known here, so the smoothing can be
-    centred."""
+    """``losses`` up to the first that is not finite, smoothed without a lag: a debiased
+    exponential moving average run forwards, then over that backwards. A forward average alone
+    trails by ~1/(1-beta) steps, which on an exponential sweep moves every rate read off it up
+    by a fraction of a decade; the whole curve is known here, so the smoothing can be centred."""
     finite = list(takewhile(math.isfinite, losses))
     return _average(_average(finite, beta)[::-1], beta)[::-1]
 
@@ -52,8 +47,7 @@ def _average(values: list[float], beta: float) -> list[float]:
 
 
 def read(rates: list[float], losses: list[float], exponential: bool) -> Reading | None:
-    """The reading of a curve of one loss per rate; None when no point of it falls (too few
-    points, or a loss that only rises)."""
+    """The reading of a curve of one loss per rate; None when no point of it falls."""
     smoothed = smooth(losses)
     skip = max(1, len(smoothed) // 10)  # the first steps say more about the init than the rate
     if len(smoothed) - skip < 3:
@@ -71,8 +65,7 @@ def read(rates: list[float], losses: list[float], exponential: bool) -> Reading 
 
 
 def plot(rates: list[float], losses: list[float], reading: Reading, exponential: bool):
-    """The loss of each step and its smoothed curve against the rate, the suggestion marked,
-    the cyclic range shaded: a matplotlib Figure."""
+    """A matplotlib Figure of each step's loss, the smoothed curve, the suggestion, the range."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 4.5))

@@ -1,9 +1,6 @@
 """Before a sweep: the learning rate and the batch size to give it, found by Lightning's Tuner on
-the composed training config (``python src/tune.py find=lr|batch_size <train overrides>``).
-
-Both searches train a copy of the run's model for a few steps and then put its weights back
-(Lightning saves and restores them): nothing of the run is changed, only advice is written.
-"""
+the composed training config. Both searches train the run's model for a few steps and then put
+its weights back (Lightning saves and restores them): only advice is written."""
 
 import logging
 from dataclasses import dataclass
@@ -31,9 +28,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RangeTest:
-    """``lr_find``: the range test raises the rate from ``min_lr`` to ``max_lr`` over ``steps``
-    training steps, stopping once the smoothed loss is ``stop_factor`` times its best (null:
-    never)."""
+    """``lr_find``: the rate rises from ``min_lr`` to ``max_lr`` over ``steps`` training steps,
+    stopping once the smoothed loss is ``stop_factor`` times its best (null: never)."""
 
     min_lr: Positive = 1e-6
     max_lr: Annotated[float, Gt(0), Le(100)] = 1.0
@@ -44,9 +40,8 @@ class RangeTest:
 
 @dataclass(frozen=True)
 class BatchFinder:
-    """``batch_find``: from ``start``, double the batch while ``steps_per_trial`` training steps
-    fit in memory (``power``), then search between the last that fit and the first that did not
-    (``binsearch``); at most ``max_trials`` sizes, none above ``max_batch`` or the data set."""
+    """``batch_find``: from ``start``, the batch doubles while ``steps_per_trial`` steps fit, then
+    (``binsearch``) a binary search; at most ``max_trials`` sizes, none above ``max_batch``."""
 
     mode: Literal["power", "binsearch"] = "binsearch"
     start: Count = 2
@@ -104,8 +99,7 @@ def check_tuning(cfg: DictConfig) -> None:
 
 
 def tuning_trainer(cfg: DictConfig, steps: int) -> L.Trainer:
-    """The run's Trainer (device, precision, clipping...) without its callbacks, loggers and
-    checkpoints, bounded by steps rather than epochs."""
+    """The run's Trainer without its callbacks, loggers and checkpoints, bounded by steps."""
     trainer = build(
         cfg.trainer,
         where="trainer",
@@ -136,9 +130,8 @@ def _distributed(cfg: DictConfig) -> ConfigError:
 def find_lr(
     cfg: DictConfig, module: Classifier, datamodule: ImageDataModule, out: Path
 ) -> dict[str, Any]:
-    """The learning-rate range test (Lightning's ``Tuner.lr_find``): the loss-against-rate plot
-    (lr_find.png, lr_find.csv), the rate at the steepest fall of the loss, and the range of a
-    cyclic or one-cycle schedule: up to where the loss stopped falling, from a quarter of it."""
+    """The range test (lr_find.png, lr_find.csv): the rate at the steepest fall of the loss, and a
+    cyclic schedule's range: up to where the loss stopped falling, from a quarter of it."""
     o = read(RangeTest, cfg.lr_find, "lr_find")
     trainer = tuning_trainer(cfg, o.steps)
     steps = _recorded_losses(module)
@@ -199,8 +192,7 @@ def find_lr(
 
 
 def _recorded_losses(module: Classifier) -> list[torch.Tensor]:
-    """The loss of each training step from now on, as the step returns it (before Lightning's
-    smoothing). Kept on the device and read once at the end."""
+    """Each step's loss as the step returns it (unsmoothed), kept on the device until the end."""
     losses: list[torch.Tensor] = []
     step = module.training_step
 
@@ -225,12 +217,10 @@ def _per_step(losses: list[torch.Tensor], count: int, accumulate: int) -> list[f
 def find_batch_size(
     cfg: DictConfig, module: Classifier, datamodule: ImageDataModule
 ) -> dict[str, Any]:
-    """The largest batch that trains on the run's device, its peak memory per image (a GPU's
-    most allocated), and the rate the linear scaling rule gives it (Goyal et al., 2017:
-    lr x batch / the configured batch)."""
+    """The largest batch that trains on the run's device, its peak GPU memory per image, and the
+    rate the linear scaling rule gives it (Goyal et al., 2017)."""
     o = read(BatchFinder, cfg.batch_find, "batch_find")
-    trials = o.max_trials * o.steps_per_trial
-    trainer = tuning_trainer(cfg, trials)
+    trainer = tuning_trainer(cfg, o.max_trials * o.steps_per_trial)
     size = Tuner(trainer).scale_batch_size(
         module,
         datamodule=datamodule,
@@ -274,8 +264,7 @@ def _limit(size: int, datamodule: ImageDataModule, options: BatchFinder) -> str:
 def _memory_per_image(
     cfg: DictConfig, module: Classifier, datamodule: ImageDataModule, size: int, o: BatchFinder
 ) -> float | None:
-    """A few training steps at ``size``, their peak allocated GPU memory over ``size`` (MiB);
-    None off a GPU. The weights are put back afterwards, as the Tuner does."""
+    """The peak allocated GPU memory (MiB) per image of a few steps at ``size``; None off a GPU."""
     trainer = tuning_trainer(cfg, o.steps_per_trial)
     if trainer.strategy.root_device.type != "cuda":
         return None

@@ -1,11 +1,5 @@
-"""One job of a ``hydra/launcher=gpus`` sweep, in its own process:
-``python -m hydra_plugins.cnnlab_gpus._child <job.pkl> <result.pkl>``.
-
-The parent sends what Hydra's ``run_job`` needs (the job's sweep config, Hydra's context and
-singletons) and what transport.py carries. This process runs the job exactly as Hydra's basic
-launcher would in-process and sends back the JobReturn; a failure's traceback goes to the
-job's ``launcher.log`` and back to the parent.
-"""
+"""One job of a ``hydra/launcher=gpus`` sweep, in its own process: it runs the job through
+Hydra's ``run_job``, as the basic launcher would in-process, and sends back the JobReturn."""
 
 import os
 import pickle

@@ -1,14 +1,7 @@
-"""``hydra/launcher=gpus``: run a sweep's jobs side by side on the machine's GPUs.
-
-Every job runs in a fresh process (nothing of CUDA, W&B or the environment leaks from one job
-to the next, unlike in a reused worker pool) that sees only its devices through
-``CUDA_VISIBLE_DEVICES``. ``devices`` index the GPUs this process sees, so that inside an
-allocation (SLURM's ``--gres``, ``docker --gpus``) the jobs get the allocation's GPUs. At most
-``jobs_per_gpu`` jobs share a GPU; the rest wait for one to free up. Each job runs through
-Hydra's own ``run_job`` in its child process, so job numbers, output directories, ``.hydra/``
-files and return values are those of Hydra's basic launcher.
-A failed job is reported and does not stop the others; Ctrl-C (or SIGTERM) stops them all.
-"""
+"""``hydra/launcher=gpus``: run a sweep's jobs side by side on the machine's GPUs, each in a fresh
+process (nothing of CUDA, W&B or the environment leaks from one job to the next, unlike in a
+reused worker pool) that sees only its devices, through Hydra's own ``run_job``: job numbers,
+directories, ``.hydra/`` files and return values are those of Hydra's basic launcher."""
 
 import logging
 import os
@@ -87,7 +80,6 @@ class Job:
 
 class GpusLauncher(Launcher):
     def __init__(self, **options: Any) -> None:
-        """``options``: those of GpusLauncherConf, which holds their defaults."""
         conf = GpusLauncherConf(**options)
         self.devices = None if conf.devices is None else [str(d) for d in conf.devices]
         self.jobs_per_gpu, self.gpus_per_job = conf.jobs_per_gpu, conf.gpus_per_job
@@ -148,15 +140,13 @@ class GpusLauncher(Launcher):
         return [results[num] for num in sorted(results)]
 
     def _devices(self) -> list[str]:
-        """The devices to use, as this process sees them: ``devices`` index the visible GPUs
-        (an allocation's ``CUDA_VISIBLE_DEVICES``: SLURM's ``--gres``, ``docker --gpus``), so
-        ``[0, 1]`` under ``CUDA_VISIBLE_DEVICES=4,5`` are GPUs 4 and 5; by default all of them."""
+        """The devices to use: ``devices`` index the visible GPUs (``[0, 1]`` under an
+        allocation's ``CUDA_VISIBLE_DEVICES=4,5`` are GPUs 4 and 5); by default all of them."""
         if self.gpus_per_job < 1 or self.jobs_per_gpu < 1:
             raise LaunchError("hydra.launcher.gpus_per_job and jobs_per_gpu must be at least 1")
         visible = _visible_devices()
-        if self.devices is None:
-            devices = visible
-        else:
+        devices = visible
+        if self.devices is not None:
             wrong = [d for d in self.devices if not (d.isdigit() and int(d) < len(visible))]
             if wrong:
                 raise LaunchError(

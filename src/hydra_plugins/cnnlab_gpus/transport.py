@@ -19,12 +19,11 @@ from omegaconf.basecontainer import BaseContainer
 
 
 def task_reference(task: TaskFunction) -> tuple[str, str, str | None, bool] | TaskFunction:
-    """How the child finds the task: by module and name, importing it, so that tracebacks
-    name the user's files (what cloudpickle sends by value, it files as "<dynamic-code>").
-    A script's ``__main__`` is loaded from its file, ``python -m pkg.app``'s imported as
-    ``pkg.app`` (its relative imports then work); neither runs its ``__main__`` block. The
-    flag: the name holds ``@hydra.main``'s wrapper of the task. A function that cannot be
-    found by name (one defined inside another, a callable object) goes by value."""
+    """How the child finds the task: by module and name, so that tracebacks name the user's
+    files (cloudpickle files what it sends by value as "<dynamic-code>"). A script's ``__main__``
+    is loaded from its file, ``python -m pkg.app``'s imported as ``pkg.app`` (its relative
+    imports then work), neither running its ``__main__`` block. The flag: the name holds
+    ``@hydra.main``'s wrapper. A task not found by name (a closure, an object) goes by value."""
     module, name = getattr(task, "__module__", None), getattr(task, "__qualname__", "<locals>")
     if "<locals>" in name or module not in sys.modules:
         return task
@@ -62,8 +61,7 @@ class RemoteTraceback(Exception):
 
 
 def rebuilt(failure: dict) -> BaseException:
-    """The job's exception, as raised in its process (or a RuntimeError naming it, if it
-    cannot be rebuilt here), caused by its traceback there."""
+    """The job's exception (else a RuntimeError naming it), caused by its traceback there."""
     error = None
     if failure["error"] is not None:
         try:
@@ -105,8 +103,7 @@ def resolvers(pickled: dict[str, bytes]) -> dict:
 
 
 def failure(ret: JobReturn) -> dict | None:
-    """For a failed job: its exception (pickled, if it can be), a one-line summary and its
-    traceback, which is also printed to this job's launcher.log, as Hydra's launcher would."""
+    """What a failed job sends back; its traceback also goes to launcher.log, as Hydra's would."""
     if ret.status != JobStatus.FAILED:
         return None
     error = ret._return_value

@@ -1,18 +1,9 @@
 """``hydra/launcher=slurm``: hydra-submitit-launcher's SLURM launcher, with what a real cluster
-showed it lacks.
-
-- A request that no node of the partition can hold (the defaults ask for 8 CPUs and 32 GB a
-  job) is refused in one line before anything is submitted, from what ``sinfo`` reports; SLURM
-  itself may accept such an array and leave it pending for ever (``Reason=PartitionConfig``).
-- A job that pends for a reason that can never clear is named and cancelled, not waited for.
-- Every job is waited for. The submitit launcher reads results in job order and raises at the
-  first job that ended without one (killed by ``scancel -s TERM``, out of memory): the sweep
-  stopped watching the others. Here such a job is a failed JobReturn, its end callbacks (the
-  sweep's report) are called, and Hydra's sweeper reports the failure once all jobs are done.
-
-Submitting is the submitit launcher's own (``launch`` is rewritten only because its last line
-is the wait): the job array, its parameters and requeueing are unchanged.
-"""
+showed it lacks. A request no node of the partition can hold is refused before anything is submitted
+(SLURM may accept such an array and leave it pending for ever); a job that pends for a reason that
+can never clear is cancelled; every job is waited for (submitit's launcher raises at the first job
+that ended without a result, killed or out of memory, and stops watching the others). ``launch`` is
+submitit's own but for its last line, the wait."""
 
 import logging
 import re
@@ -101,8 +92,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         try:
             ret = job.results()[0]
         except Exception as error:  # noqa: BLE001 - ended without a result: killed, cancelled
-            said = first_line(error)
-            return self._failed(num, overrides, f"job #{num} ({job.job_id}): {said}")
+            return self._failed(num, overrides, f"job #{num} ({job.job_id}): {first_line(error)}")
         if ret.status == JobStatus.FAILED:
             log.error(f"#{num} ({job.job_id}) failed: {ret._return_value}")
         return ret
